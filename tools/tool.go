@@ -1,0 +1,199 @@
+// Package tools defines the contract between the broker and its backends.
+//
+// A backend package (tools/postgres, tools/ssh, ...) supplies a Kind for the
+// resources it serves and the Tools that act on them. The broker owns the
+// order of the stages; a backend only answers the questions each stage asks:
+//
+//	Tool.Decode   raw MCP arguments → typed Args (or a clear error)
+//	Tool.Facts    Args → policy.Facts (what the call means)
+//	Resource.Mint grant + identity → Credential (a lease's secret half)
+//	Tool.Execute  Args + Credential + Limits → Output (structured, unmasked)
+//	Tool.Render   masked Output → structured content + short text
+//
+// Backends never import broker; they import tools and policy only.
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// Sentinel errors shared by backends. Wrap them with context; the broker maps
+// them to tool results the agent can act on.
+var (
+	// ErrInvalidArguments means the agent sent arguments the tool cannot use.
+	ErrInvalidArguments = errors.New("invalid arguments")
+	// ErrRefused means the backend refused the call before it reached the
+	// target system (e.g. a transaction-control statement).
+	ErrRefused = errors.New("refused")
+	// ErrBackendUnavailable means the target system could not be reached or
+	// went away during the call.
+	ErrBackendUnavailable = errors.New("backend unavailable")
+)
+
+// Tool is one MCP tool served through the broker.
+type Tool interface {
+	// Name is the MCP tool name, e.g. "query_db".
+	Name() string
+	// Kind is the resource kind the tool acts on ("postgres"); empty for tools
+	// that need no resource.
+	Kind() string
+	// Description is written for an LLM: what the tool does and when to use it.
+	Description() string
+	// InputSchema is the JSON Schema of the arguments (an object schema).
+	InputSchema() json.RawMessage
+	// ReadOnly reports whether the tool can only read (an MCP annotation hint;
+	// policy still decides).
+	ReadOnly() bool
+	// Decode validates raw arguments. Errors wrap ErrInvalidArguments and say
+	// which argument is wrong and what would be valid.
+	Decode(raw json.RawMessage) (Args, error)
+	// Facts describes the call for policy. A call whose text does not parse
+	// still gets facts (with ParseError set) so policy can decide.
+	Facts(args Args) policy.Facts
+	// Execute runs the call with a leased credential. The output is unmasked:
+	// the broker masks it before anything else sees it.
+	Execute(ctx context.Context, target Target, args Args) (*Output, error)
+	// Render turns a masked Output into MCP structured content and a short
+	// text rendering for the model.
+	Render(out *Output) (structured any, text string)
+}
+
+// Args are a tool's decoded arguments.
+type Args interface {
+	// ResourceName is the resource the call targets.
+	ResourceName() string
+	// Canonical is a stable JSON encoding of the arguments, used for approval
+	// digests and transcripts.
+	Canonical() json.RawMessage
+}
+
+// Target is everything Execute needs besides the arguments.
+type Target struct {
+	Resource   Resource
+	Credential Credential
+	Limits     Limits
+	Identity   policy.Identity
+	CallID     string
+	Logger     *slog.Logger
+}
+
+// Limits bound one execution; the broker resolves them from policy, the
+// arguments and defaults before Execute, so every field is set.
+type Limits struct {
+	MaxRows        int
+	MaxBytes       int64
+	Timeout        time.Duration
+	MultiStatement bool
+}
+
+// Kind builds resources of one kind from their configuration.
+type Kind interface {
+	// Name is the value of `kind:` in config.
+	Name() string
+	// Open validates a resource's configuration and returns it ready to mint
+	// and execute. Open must not contact the backend; Check does.
+	Open(spec ResourceSpec, env Environment) (Resource, error)
+}
+
+// Environment resolves secret references (`*_env`, `*_file`) for Open.
+type Environment interface {
+	Getenv(name string) (string, bool)
+	ReadFile(path string) ([]byte, error)
+}
+
+// Resource is one configured target: a database, a host, a cluster.
+type Resource interface {
+	Spec() ResourceSpec
+	// Mint creates a credential for the lease described by req. It must be
+	// idempotent with Revoke: a lease recorded but never minted (a crash
+	// between the two) revokes cleanly.
+	Mint(ctx context.Context, req MintRequest) (Credential, error)
+	// Revoke withdraws the credential of a lease. Revoking a lease whose
+	// credential no longer exists is not an error.
+	Revoke(ctx context.Context, lease LeaseRef) error
+	// Orphans lists the handles of credentials this broker created that
+	// exist on the backend, so start-up can revoke those no live lease owns.
+	// Kinds whose credentials expire by themselves return nil.
+	Orphans(ctx context.Context) ([]string, error)
+	// Reusable reports whether a lease may serve more than one call.
+	Reusable() bool
+	// Close releases connections held for the resource.
+	Close()
+}
+
+// MintRequest describes the lease to mint a credential for.
+type MintRequest struct {
+	LeaseID   string
+	Handle    string // from HandleNamer, recorded before Mint; may be empty
+	GrantName string
+	Grant     Grant
+	Identity  policy.Identity
+	CallID    string
+	Expires   time.Time
+}
+
+// LeaseRef names a lease's credential on the backend.
+type LeaseRef struct {
+	LeaseID string
+	Handle  string
+}
+
+// Credential is the secret half of a lease. Implementations must not print
+// their secrets: String and LogValue redact.
+type Credential interface {
+	// Handle is the non-secret name of the credential on the backend (a role
+	// name, a certificate serial, a service account) for leases and logs.
+	Handle() string
+	String() string
+	LogValue() slog.Value
+}
+
+// HandleNamer is implemented by resources whose credential handle is known
+// before minting (a generated role name), so the lease can be persisted with
+// it before the credential exists.
+type HandleNamer interface {
+	Handle(leaseID string) string
+}
+
+// Output is what Execute returns: structured, so masking can work per column
+// and per field. Exactly one of Table, Streams, Objects is set.
+type Output struct {
+	Table     *Table         `json:"table,omitempty"`
+	Streams   *Streams       `json:"streams,omitempty"`
+	Objects   []any          `json:"objects,omitempty"`
+	Truncated bool           `json:"truncated"`
+	Notice    string         `json:"notice,omitempty"`
+	Duration  time.Duration  `json:"duration"`
+	Extra     map[string]any `json:"extra,omitempty"`
+}
+
+// Table is a row result.
+type Table struct {
+	Columns []Column `json:"columns"`
+	Rows    [][]any  `json:"rows"`
+	// Tag is the command tag, e.g. "SELECT 3" or "UPDATE 1".
+	Tag string `json:"tag,omitempty"`
+}
+
+// Column describes one result column. Table and Source are resolved from
+// the backend's metadata (for PostgreSQL the column's table OID and attribute
+// number), so an alias does not hide where a value came from.
+type Column struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Table  string `json:"table,omitempty"`  // "schema.table", empty for computed columns
+	Source string `json:"source,omitempty"` // the column's name in Table
+}
+
+// Streams is the output of a command.
+type Streams struct {
+	ExitCode int    `json:"exit_code"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+}
