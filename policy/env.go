@@ -128,3 +128,16 @@ type Facts struct {
 	Shell *Shell `json:"shell,omitempty"`
 	K8s   *K8s   `json:"k8s,omitempty"`
 }
+
+// SetFacts copies a tool's facts into the input.
+func (in *Input) SetFacts(f Facts) {
+	if f.SQL != nil {
+		in.SQL = *f.SQL
+	}
+	if f.Shell != nil {
+		in.Shell = *f.Shell
+	}
+	if f.K8s != nil {
+		in.K8s = *f.K8s
+	}
+}

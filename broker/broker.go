@@ -1,0 +1,545 @@
+// Package broker is airlock's pipeline. Handle is the one function that knows
+// the order of the stages every tool call passes through:
+//
+//	received → decode → resource → facts → policy → approval → lease →
+//	execute → mask → record → respond
+//
+// Every stage that can refuse a call returns a tool result the agent can read
+// (one sentence saying why); every step is appended to the transcript before
+// the next one runs, so a call that cannot be recorded does not run, and an
+// output that cannot be masked or recorded does not leave.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock-mcp/airlock/broker/lease"
+	"github.com/airlock-mcp/airlock/masking"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+// Recorder appends transcript events.
+type Recorder interface {
+	Append(ctx context.Context, ev recorder.Event) (recorder.Event, error)
+}
+
+// Leases hands out credentials for grants.
+type Leases interface {
+	Acquire(ctx context.Context, res tools.Resource, grant string, id policy.Identity, callID string) (*lease.Lease, error)
+	Release(ctx context.Context, res tools.Resource, l *lease.Lease)
+}
+
+// Call is one tool call as it arrives from an MCP client.
+type Call struct {
+	Tool      string
+	Arguments json.RawMessage
+	Identity  policy.Identity
+	SessionID string
+}
+
+// Result is what goes back to the agent.
+type Result struct {
+	CallID     string
+	Structured any
+	Text       string
+	// IsError marks a refusal or failure; Text says why in one sentence.
+	IsError bool
+}
+
+// State is the part of the broker a reload replaces: policy, resources,
+// masking and limits. A call reads it once, at its start.
+type State struct {
+	Policy    *policy.Policy
+	Resources map[string]tools.Resource
+	Masking   *masking.Engine
+	Limits    tools.Limits
+
+	inflight sync.WaitGroup
+}
+
+// Config configures a Broker.
+type Config struct {
+	Tools    []tools.Tool
+	Recorder Recorder
+	Leases   Leases
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	Clock    func() time.Time
+}
+
+// CheckAndSetDefaults validates the config and fills in defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.Recorder == nil {
+		return errors.New("broker: Recorder is required")
+	}
+	if c.Leases == nil {
+		return errors.New("broker: Leases is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	return nil
+}
+
+// Broker runs tool calls through the pipeline.
+type Broker struct {
+	cfg   Config
+	tools map[string]tools.Tool
+	state atomic.Pointer[State]
+}
+
+// New returns a Broker serving the given state.
+func New(cfg Config, st *State) (*Broker, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, errors.New("broker: initial State is required")
+	}
+	b := &Broker{cfg: cfg, tools: map[string]tools.Tool{}}
+	for _, t := range cfg.Tools {
+		b.tools[t.Name()] = t
+	}
+	b.state.Store(st)
+	return b, nil
+}
+
+// Tools returns the tools the broker serves, sorted by name.
+func (b *Broker) Tools() []tools.Tool {
+	out := make([]tools.Tool, 0, len(b.tools))
+	for _, t := range b.tools {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// Swap installs a new state for calls that start from now on and returns the
+// old one once every call that was using it has finished.
+func (b *Broker) Swap(st *State) (old *State) {
+	old = b.state.Swap(st)
+	old.inflight.Wait()
+	return old
+}
+
+// State returns the state new calls use.
+func (b *Broker) State() *State { return b.state.Load() }
+
+// call carries one call through the stages.
+type call struct {
+	Call
+	id       string
+	start    time.Time
+	st       *State
+	tool     tools.Tool
+	args     tools.Args
+	resource tools.Resource
+	facts    policy.Facts
+	decision policy.Decision
+	lease    *lease.Lease
+	output   *tools.Output
+	counts   masking.Counts
+}
+
+// Handle runs one tool call through every stage, in order.
+func (b *Broker) Handle(ctx context.Context, in Call) Result {
+	c := b.begin(in)
+	defer c.st.inflight.Done()
+
+	if r := b.receive(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	if r := b.decode(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	if r := b.resolveResource(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	c.facts = c.tool.Facts(c.args)
+	if r := b.decide(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	if r := b.approve(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	if r := b.acquireLease(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	defer b.cfg.Leases.Release(ctx, c.resource, c.lease)
+	if r := b.execute(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	if r := b.mask(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
+	return b.finish(ctx, c, b.respond(ctx, c))
+}
+
+func (b *Broker) begin(in Call) *call {
+	st := b.state.Load()
+	st.inflight.Add(1)
+	return &call{Call: in, id: uuid.NewString(), start: b.cfg.Clock(), st: st}
+}
+
+// refuse returns a result that stops the call, with the reason for the agent.
+func refuse(outcome, format string, args ...any) *Result {
+	return &Result{IsError: true, Text: fmt.Sprintf(format, args...), Structured: map[string]any{"outcome": outcome}}
+}
+
+// receive records the call before anything else happens.
+func (b *Broker) receive(ctx context.Context, c *call) *Result {
+	args := json.RawMessage(c.Arguments)
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	if !json.Valid(args) {
+		args = recorder.CapJSON(string(args), 4096)
+	}
+	masked, _, err := b.maskArguments(c.st, args)
+	if err != nil {
+		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
+	}
+	if err := b.record(ctx, c, "call.received", map[string]any{"arguments": masked}); err != nil {
+		return refuse("failed", "The call was refused because it could not be recorded in the transcript.")
+	}
+	return nil
+}
+
+// decode finds the tool and validates the arguments.
+func (b *Broker) decode(ctx context.Context, c *call) *Result {
+	t, ok := b.tools[c.Tool]
+	if !ok {
+		return refuse("invalid", "Unknown tool %q; the tools are: %s.", c.Tool, strings.Join(b.toolNames(), ", "))
+	}
+	c.tool = t
+	args, err := t.Decode(c.Arguments)
+	if err != nil {
+		return refuse("invalid", "%s", sentence(err.Error()))
+	}
+	c.args = args
+	return nil
+}
+
+// resolveResource finds the resource the call names. An unknown name lists
+// the resources this identity may use, and nothing else.
+func (b *Broker) resolveResource(ctx context.Context, c *call) *Result {
+	name := c.args.ResourceName()
+	res, ok := c.st.Resources[name]
+	if !ok || res.Spec().Kind != c.tool.Kind() {
+		usable := b.usableResources(c.st, c.Identity, c.tool.Kind())
+		if len(usable) == 0 {
+			return refuse("invalid", "Unknown resource %q: there is no %s resource you may use.", name, c.tool.Kind())
+		}
+		return refuse("invalid", "Unknown resource %q; the %s resources you may use are: %s.", name, c.tool.Kind(), strings.Join(usable, ", "))
+	}
+	c.resource = res
+	return nil
+}
+
+// decide evaluates policy and records the decision with the facts.
+func (b *Broker) decide(ctx context.Context, c *call) *Result {
+	started := b.cfg.Clock()
+	c.decision = c.st.Policy.Evaluate(b.input(c))
+	b.cfg.Metrics.observeStage("policy", b.cfg.Clock().Sub(started))
+	if err := b.record(ctx, c, "call.decided", map[string]any{"decision": c.decision, "facts": c.facts}); err != nil {
+		return refuse("failed", "The call was refused because its policy decision could not be recorded.")
+	}
+	switch c.decision.Effect {
+	case policy.Allow, policy.Approve:
+	default:
+		if c.decision.Rule == "" {
+			return refuse("denied", "Denied: %s", sentence(c.decision.Message))
+		}
+		return refuse("denied", "Denied by rule %q: %s", c.decision.Rule, sentence(c.decision.Message))
+	}
+	if _, ok := c.resource.Spec().Grants[c.decision.Grant]; !ok {
+		return refuse("failed", "Rule %q grants %q, which resource %s does not define; ask an operator to fix the policy.", c.decision.Rule, c.decision.Grant, c.resource.Spec().Name)
+	}
+	return nil
+}
+
+// approve holds calls whose decision asks for a human. Until approvals are
+// wired to webhooks and the web page, such calls are refused.
+func (b *Broker) approve(ctx context.Context, c *call) *Result {
+	if c.decision.Effect != policy.Approve {
+		return nil
+	}
+	msg := ""
+	if c.decision.Message != "" {
+		msg = " (" + strings.TrimSuffix(c.decision.Message, ".") + ")"
+	}
+	return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, msg)
+}
+
+// acquireLease mints or reuses a credential for the decision's grant.
+func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
+	started := b.cfg.Clock()
+	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, c.Identity, c.id)
+	b.cfg.Metrics.observeStage("lease", b.cfg.Clock().Sub(started))
+	if err != nil {
+		b.cfg.Logger.Error("lease failed", "call_id", c.id, "resource", c.resource.Spec().Name, "error", err)
+		b.recordFailure(ctx, c, "lease", err)
+		return refuse("failed", "Could not obtain a credential for resource %s: %s", c.resource.Spec().Name, sentence(err.Error()))
+	}
+	c.lease = l
+	return nil
+}
+
+// execute runs the call on the backend within its limits.
+func (b *Broker) execute(ctx context.Context, c *call) *Result {
+	limits := b.limits(c)
+	ctx, cancel := context.WithTimeout(ctx, limits.Timeout+5*time.Second)
+	defer cancel()
+	started := b.cfg.Clock()
+	out, err := c.tool.Execute(ctx, tools.Target{
+		Resource:   c.resource,
+		Credential: c.lease.Credential,
+		Limits:     limits,
+		Identity:   c.Identity,
+		CallID:     c.id,
+		Logger:     b.cfg.Logger.With("call_id", c.id),
+	}, c.args)
+	elapsed := b.cfg.Clock().Sub(started)
+	b.cfg.Metrics.observeStage("execute", elapsed)
+	if err != nil {
+		b.recordFailure(ctx, c, "execute", err)
+		return refuse(outcomeOf(err), "%s", sentence(err.Error()))
+	}
+	if out.Duration == 0 {
+		out.Duration = elapsed
+	}
+	c.output = out
+	return nil
+}
+
+// mask replaces sensitive values in the output. If masking fails, nothing
+// of the output leaves.
+func (b *Broker) mask(ctx context.Context, c *call) *Result {
+	started := b.cfg.Clock()
+	counts, err := b.maskOutput(c)
+	b.cfg.Metrics.observeStage("mask", b.cfg.Clock().Sub(started))
+	if err != nil {
+		c.output = nil
+		b.recordFailure(ctx, c, "mask", err)
+		return refuse("failed", "The output was withheld because masking failed; nothing from this call was returned.")
+	}
+	c.counts = counts
+	b.cfg.Metrics.countMasked(counts)
+	return nil
+}
+
+// respond renders the masked output and records it; an output that cannot be
+// recorded is withheld.
+func (b *Broker) respond(ctx context.Context, c *call) *Result {
+	structured, text := c.tool.Render(c.output)
+	data := map[string]any{
+		"duration_ms":  c.output.Duration.Milliseconds(),
+		"truncated":    c.output.Truncated,
+		"masked":       c.counts,
+		"lease_id":     c.lease.Record.ID,
+		"lease_reused": c.lease.Reused,
+		"result":       recorder.CapJSON(structured, 64<<10),
+	}
+	if c.output.Table != nil {
+		data["rows"] = len(c.output.Table.Rows)
+	}
+	if err := b.record(ctx, c, "call.completed", data); err != nil {
+		return refuse("failed", "The output was withheld because it could not be recorded in the transcript.")
+	}
+	return &Result{Structured: structured, Text: text}
+}
+
+// finish stamps the call id, counts the call and writes its one log line.
+func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
+	r.CallID = c.id
+	outcome := "ok"
+	if r.IsError {
+		outcome = "refused"
+		if m, ok := r.Structured.(map[string]any); ok {
+			if o, ok := m["outcome"].(string); ok {
+				outcome = o
+			}
+			m["call_id"] = c.id
+			m["reason"] = r.Text
+		}
+	}
+	effect := string(c.decision.Effect)
+	if effect == "" {
+		effect = "none"
+	}
+	elapsed := b.cfg.Clock().Sub(c.start)
+	b.cfg.Metrics.countCall(c.Tool, effect, outcome, elapsed)
+	attrs := []any{
+		"call_id", c.id, "tool", c.Tool, "subject", c.Identity.Subject,
+		"effect", effect, "outcome", outcome, "duration_ms", elapsed.Milliseconds(),
+	}
+	if c.args != nil {
+		attrs = append(attrs, "resource", c.args.ResourceName())
+	}
+	if c.decision.Rule != "" {
+		attrs = append(attrs, "rule", c.decision.Rule)
+	}
+	if r.IsError {
+		attrs = append(attrs, "reason", r.Text)
+	}
+	b.cfg.Logger.Info("call", attrs...)
+	return *r
+}
+
+// record appends one transcript event for the call. The write outlives the
+// request: a cancelled call still leaves its transcript.
+func (b *Broker) record(ctx context.Context, c *call, typ string, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encoding %s event: %w", typ, err)
+	}
+	ev := recorder.Event{
+		Type:      typ,
+		CallID:    c.id,
+		SessionID: c.SessionID,
+		Subject:   c.Identity.Subject,
+		Issuer:    c.Identity.Issuer,
+		TokenID:   c.Identity.TokenID,
+		Tool:      c.Tool,
+		Effect:    string(c.decision.Effect),
+		Data:      raw,
+	}
+	if c.args != nil {
+		ev.Resource = c.args.ResourceName()
+	}
+	started := b.cfg.Clock()
+	_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), ev)
+	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
+	if err != nil {
+		b.cfg.Logger.Error("recording transcript event failed", "call_id", c.id, "type", typ, "error", err)
+		b.cfg.Metrics.recordFailures.Inc()
+	}
+	return err
+}
+
+// recordFailure records that a stage failed. Errors from backends never carry
+// secrets (the backends guarantee it), so the message is kept.
+func (b *Broker) recordFailure(ctx context.Context, c *call, stage string, cause error) {
+	_ = b.record(ctx, c, "call.failed", map[string]any{"stage": stage, "error": cause.Error()})
+}
+
+// RecordLease records a lease transition; the lease manager calls it.
+func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
+	data := map[string]any{
+		"lease_id": ev.Lease.ID, "grant": ev.Lease.Grant, "kind": ev.Lease.Kind,
+		"handle": ev.Lease.Handle, "expires_at": ev.Lease.ExpiresAt, "state": ev.Lease.State,
+	}
+	if ev.Err != nil {
+		data["error"] = ev.Err.Error()
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	callID := ev.CallID
+	if callID == "" {
+		callID = ev.Lease.CallID
+	}
+	_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), recorder.Event{
+		Type:     ev.Type,
+		CallID:   callID,
+		Subject:  ev.Lease.Subject,
+		Issuer:   ev.Lease.Issuer,
+		Resource: ev.Lease.Resource,
+		Data:     raw,
+	})
+	return err
+}
+
+func (b *Broker) input(c *call) policy.Input {
+	spec := c.resource.Spec()
+	in := policy.Input{
+		Identity: c.Identity,
+		Tool:     c.Tool,
+		Resource: policy.Resource{Name: spec.Name, Kind: spec.Kind, Labels: spec.Labels},
+		Now:      b.cfg.Clock(),
+	}
+	_ = json.Unmarshal(c.args.Canonical(), &in.Args)
+	in.SetFacts(c.facts)
+	return in
+}
+
+// limits resolves the execution limits: the broker's defaults are ceilings;
+// the deciding rule and the agent may only lower them.
+func (b *Broker) limits(c *call) tools.Limits {
+	l := c.st.Limits
+	d := c.decision.Limits
+	if d.MaxRows > 0 && d.MaxRows < l.MaxRows {
+		l.MaxRows = d.MaxRows
+	}
+	if d.MaxBytes > 0 && d.MaxBytes < l.MaxBytes {
+		l.MaxBytes = d.MaxBytes
+	}
+	if d.Timeout > 0 && d.Timeout < l.Timeout {
+		l.Timeout = d.Timeout
+	}
+	l.MultiStatement = d.MultiStatement
+	if lr, ok := c.args.(interface{ MaxRows() int }); ok {
+		if n := lr.MaxRows(); n > 0 && n < l.MaxRows {
+			l.MaxRows = n
+		}
+	}
+	return l
+}
+
+func (b *Broker) toolNames() []string {
+	names := make([]string, 0, len(b.tools))
+	for n := range b.tools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// outcomeOf classifies an execution error for metrics and the refusal.
+func outcomeOf(err error) string {
+	switch {
+	case errors.Is(err, tools.ErrRefused):
+		return "refused"
+	case errors.Is(err, tools.ErrInvalidArguments):
+		return "invalid"
+	case errors.Is(err, tools.ErrBackendUnavailable):
+		return "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	default:
+		return "failed"
+	}
+}
+
+// sentence makes an error text read as one sentence for the agent.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "no reason was given."
+	}
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "?") && !strings.HasSuffix(s, "!") {
+		s += "."
+	}
+	return s
+}

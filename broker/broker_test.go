@@ -1,0 +1,370 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/broker/lease"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/masking"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+// Small fakes for the pipeline's own logic. The real backends are tested
+// against real servers in their packages, in pipeline_test.go and in
+// internal/e2e.
+
+type fakeArgs struct {
+	Resource string `json:"resource"`
+	Query    string `json:"query"`
+}
+
+func (a fakeArgs) ResourceName() string { return a.Resource }
+func (a fakeArgs) Canonical() json.RawMessage {
+	b, _ := json.Marshal(a)
+	return b
+}
+
+type fakeTool struct {
+	mu       sync.Mutex
+	executed int
+	output   func() *tools.Output
+	err      error
+}
+
+func (t *fakeTool) Name() string                 { return "fake_query" }
+func (t *fakeTool) Kind() string                 { return "fake" }
+func (t *fakeTool) Description() string          { return "a fake" }
+func (t *fakeTool) InputSchema() json.RawMessage { return json.RawMessage(`{"type":"object"}`) }
+func (t *fakeTool) ReadOnly() bool               { return true }
+func (t *fakeTool) Decode(raw json.RawMessage) (tools.Args, error) {
+	var a fakeArgs
+	if err := json.Unmarshal(raw, &a); err != nil || a.Resource == "" {
+		return nil, fmt.Errorf("%w: resource is required", tools.ErrInvalidArguments)
+	}
+	return a, nil
+}
+func (t *fakeTool) Facts(a tools.Args) policy.Facts {
+	q := a.(fakeArgs).Query
+	return policy.Facts{SQL: &policy.SQL{ReadOnly: !strings.HasPrefix(q, "write"), StatementCount: 1}}
+}
+func (t *fakeTool) Execute(ctx context.Context, target tools.Target, a tools.Args) (*tools.Output, error) {
+	t.mu.Lock()
+	t.executed++
+	t.mu.Unlock()
+	if t.err != nil {
+		return nil, t.err
+	}
+	return t.output(), nil
+}
+func (t *fakeTool) Render(out *tools.Output) (any, string) {
+	return map[string]any{"rows": out.Table.Rows}, fmt.Sprint(out.Table.Rows)
+}
+func (t *fakeTool) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.executed
+}
+
+type fakeCred struct{}
+
+func (fakeCred) Handle() string       { return "h" }
+func (fakeCred) String() string       { return "[REDACTED]" }
+func (fakeCred) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+type fakeResource struct{ spec tools.ResourceSpec }
+
+func (r *fakeResource) Spec() tools.ResourceSpec { return r.spec }
+func (r *fakeResource) Mint(context.Context, tools.MintRequest) (tools.Credential, error) {
+	return fakeCred{}, nil
+}
+func (r *fakeResource) Revoke(context.Context, tools.LeaseRef) error { return nil }
+func (r *fakeResource) Orphans(context.Context) ([]string, error)    { return nil, nil }
+func (r *fakeResource) Reusable() bool                               { return true }
+func (r *fakeResource) Close()                                       {}
+
+// flakyRecorder fails appends of the given event types.
+type flakyRecorder struct {
+	*recorder.Recorder
+	failOn map[string]bool
+}
+
+func (f *flakyRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+	if f.failOn[ev.Type] {
+		return recorder.Event{}, errors.New("disk full")
+	}
+	return f.Recorder.Append(ctx, ev)
+}
+
+const testPolicy = `
+rules:
+  - name: eng-reads
+    when: tool == "fake_query" && "eng" in identity.groups && sql.read_only
+    effect: allow
+    grant: ro
+    mask: pii
+  - name: writes-need-approval
+    when: tool == "fake_query" && !sql.read_only
+    effect: approve
+    approvers: {groups: [dba]}
+    grant: ro
+    message: writes need a DBA
+  - name: no-secret-table
+    when: args.query == "secret"
+    effect: deny
+    message: the secret table is off limits
+`
+
+type harness struct {
+	broker *Broker
+	tool   *fakeTool
+	rec    *recorder.Recorder
+	flaky  *flakyRecorder
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://:memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec, err := recorder.New(st.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse([]byte(testPolicy), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := masking.New(masking.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &fakeResource{spec: tools.ResourceSpec{Name: "db1", Kind: "fake", Grants: map[string]tools.Grant{"ro": {TTL: time.Minute}}}}
+	h := &harness{tool: &fakeTool{output: func() *tools.Output {
+		return &tools.Output{Table: &tools.Table{
+			Columns: []tools.Column{{Name: "name"}, {Name: "contact", Table: "public.users", Source: "email"}, {Name: "note"}},
+			Rows:    [][]any{{"Ada", "ada@example.com", "mail grace@example.org"}},
+		}}
+	}}, rec: rec}
+	h.flaky = &flakyRecorder{Recorder: rec, failOn: map[string]bool{}}
+	var b *Broker
+	leases, err := lease.New(lease.Config{
+		Store:   st,
+		Resolve: func(name string) (tools.Resource, bool) { r, ok := b.State().Resources[name]; return r, ok },
+		OnEvent: func(ctx context.Context, ev lease.Event) error { return b.RecordLease(ctx, ev) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = New(Config{Tools: []tools.Tool{h.tool}, Recorder: h.flaky, Leases: leases}, &State{
+		Policy:    pol,
+		Resources: map[string]tools.Resource{"db1": res},
+		Masking:   engine,
+		Limits:    tools.Limits{MaxRows: 10, MaxBytes: 1 << 20, Timeout: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.broker = b
+	return h
+}
+
+var eng = policy.Identity{Subject: "alice", Groups: []string{"eng"}, Method: "local"}
+
+func (h *harness) call(t *testing.T, id policy.Identity, args string) Result {
+	t.Helper()
+	return h.broker.Handle(context.Background(), Call{Tool: "fake_query", Arguments: json.RawMessage(args), Identity: id})
+}
+
+func (h *harness) eventTypes(t *testing.T, callID string) []string {
+	t.Helper()
+	evs, err := h.rec.Events(context.Background(), recorder.Filter{CallID: callID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	return types
+}
+
+func TestHandleStages(t *testing.T) {
+	tests := []struct {
+		name      string
+		id        policy.Identity
+		args      string
+		wantError bool
+		wantText  []string
+		wantExec  int
+		wantTypes []string
+	}{
+		{
+			name: "allowed and masked", id: eng, args: `{"resource":"db1","query":"select"}`,
+			wantText: []string{"Ada", "[EMAIL]"}, wantExec: 1,
+			wantTypes: []string{"call.received", "call.decided", "lease.minted", "call.completed"},
+		},
+		{
+			name: "default deny", id: policy.Identity{Subject: "bob"}, args: `{"resource":"db1","query":"select"}`,
+			wantError: true, wantText: []string{"Denied", "default deny"},
+			wantTypes: []string{"call.received", "call.decided"},
+		},
+		{
+			name: "deny rule wins and is named", id: eng, args: `{"resource":"db1","query":"secret"}`,
+			wantError: true, wantText: []string{`"no-secret-table"`, "off limits"},
+			wantTypes: []string{"call.received", "call.decided"},
+		},
+		{
+			name: "approval is refused until approvals exist", id: eng, args: `{"resource":"db1","query":"write x"}`,
+			wantError: true, wantText: []string{`"writes-need-approval"`, "approval", "writes need a DBA"},
+			wantTypes: []string{"call.received", "call.decided"},
+		},
+		{
+			name: "unknown resource lists the usable ones", id: eng, args: `{"resource":"nope","query":"select"}`,
+			wantError: true, wantText: []string{`"nope"`, "db1"},
+			wantTypes: []string{"call.received"},
+		},
+		{
+			name: "unknown resource lists nothing to an outsider", id: policy.Identity{Subject: "mallory"}, args: `{"resource":"nope"}`,
+			wantError: true, wantText: []string{"no fake resource you may use"},
+			wantTypes: []string{"call.received"},
+		},
+		{
+			name: "invalid arguments", id: eng, args: `{"query":"select"}`,
+			wantError: true, wantText: []string{"resource is required"},
+			wantTypes: []string{"call.received"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			res := h.call(t, tt.id, tt.args)
+			if res.IsError != tt.wantError {
+				t.Fatalf("IsError = %v, want %v: %s", res.IsError, tt.wantError, res.Text)
+			}
+			for _, want := range tt.wantText {
+				if !strings.Contains(res.Text, want) {
+					t.Errorf("text %q lacks %q", res.Text, want)
+				}
+			}
+			if strings.Contains(res.Text, "ada@example.com") || strings.Contains(res.Text, "grace@example.org") {
+				t.Errorf("result leaked an email: %s", res.Text)
+			}
+			if got := h.tool.count(); got != tt.wantExec {
+				t.Errorf("executed %d times, want %d", got, tt.wantExec)
+			}
+			if got := h.eventTypes(t, res.CallID); strings.Join(got, ",") != strings.Join(tt.wantTypes, ",") {
+				t.Errorf("events = %v, want %v", got, tt.wantTypes)
+			}
+		})
+	}
+}
+
+// A call that cannot be recorded does not run; an output that cannot be
+// recorded does not leave.
+func TestRecordingFailsClosed(t *testing.T) {
+	for _, failOn := range []string{"call.received", "call.decided", "lease.minted", "call.completed"} {
+		t.Run(failOn, func(t *testing.T) {
+			h := newHarness(t)
+			h.flaky.failOn[failOn] = true
+			res := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+			if !res.IsError {
+				t.Fatalf("call succeeded although %s could not be recorded: %s", failOn, res.Text)
+			}
+			if strings.Contains(res.Text, "Ada") {
+				t.Errorf("output left although it was not recorded: %s", res.Text)
+			}
+			wantExec := 0
+			if failOn == "call.completed" {
+				wantExec = 1
+			}
+			if got := h.tool.count(); got != wantExec {
+				t.Errorf("executed %d times, want %d", got, wantExec)
+			}
+		})
+	}
+}
+
+// If masking fails, nothing of the output leaves, and the failure is recorded.
+func TestMaskingFailsClosed(t *testing.T) {
+	h := newHarness(t)
+	h.tool.output = func() *tools.Output {
+		return &tools.Output{Table: &tools.Table{
+			Columns: []tools.Column{{Name: "contact", Table: "public.users", Source: "email"}},
+			Rows:    [][]any{{"ada@example.com", "extra value without a column"}},
+		}}
+	}
+	res := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	if !res.IsError || !strings.Contains(res.Text, "masking failed") {
+		t.Fatalf("want a masking refusal, got %+v", res)
+	}
+	if strings.Contains(fmt.Sprint(res.Structured), "ada@") {
+		t.Errorf("structured content leaked: %v", res.Structured)
+	}
+	types := h.eventTypes(t, res.CallID)
+	if types[len(types)-1] != "call.failed" {
+		t.Errorf("events = %v, want call.failed last", types)
+	}
+}
+
+func TestBackendErrorIsAToolResult(t *testing.T) {
+	h := newHarness(t)
+	h.tool.err = fmt.Errorf("%w: the database went away during the call", tools.ErrBackendUnavailable)
+	res := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	if !res.IsError || !strings.Contains(res.Text, "went away") {
+		t.Fatalf("got %+v", res)
+	}
+	if m := res.Structured.(map[string]any); m["outcome"] != "unavailable" {
+		t.Errorf("outcome = %v", m["outcome"])
+	}
+}
+
+// The lease is reused by the same identity and grant, and not by another.
+func TestLeaseReuse(t *testing.T) {
+	h := newHarness(t)
+	first := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	second := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	carol := h.call(t, policy.Identity{Subject: "carol", Groups: []string{"eng"}}, `{"resource":"db1","query":"select"}`)
+	if got := h.eventTypes(t, first.CallID); !contains(got, "lease.minted") {
+		t.Errorf("first call events %v", got)
+	}
+	if got := h.eventTypes(t, second.CallID); !contains(got, "lease.reused") {
+		t.Errorf("second call events %v, want lease.reused", got)
+	}
+	if got := h.eventTypes(t, carol.CallID); !contains(got, "lease.minted") {
+		t.Errorf("another identity's call events %v, want its own lease", got)
+	}
+}
+
+func TestListResourcesShowsOnlyUsable(t *testing.T) {
+	h := newHarness(t)
+	res := h.broker.ListResources(context.Background(), Call{Identity: eng})
+	if res.IsError || !strings.Contains(res.Text, "db1") {
+		t.Errorf("eng: %+v", res)
+	}
+	res = h.broker.ListResources(context.Background(), Call{Identity: policy.Identity{Subject: "mallory"}})
+	if res.IsError || strings.Contains(res.Text, "db1") {
+		t.Errorf("outsider sees: %+v", res)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

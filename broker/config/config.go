@@ -1,0 +1,382 @@
+// Package config loads and validates airlock's YAML configuration.
+//
+// Loading is strict: an unknown key, a value of the wrong type or a setting
+// that makes no sense for its resource kind fails the load with an error that
+// names the key, its line, and what would be valid. Secrets are never in the
+// file itself: resources name environment variables (`*_env`) or files
+// (`*_file`) that hold them, and the backends resolve those through an
+// Environment.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/airlock-mcp/airlock/masking"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// Defaults returns the embedded default configuration text.
+func Defaults() []byte { return bytes.Clone(defaultsYAML) }
+
+// Auth modes.
+const (
+	AuthNone = "none"
+	AuthOIDC = "oidc"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the address `airlock serve` listens on; /mcp is the MCP
+	// endpoint. `airlock stdio` ignores it.
+	Listen string `yaml:"listen"`
+	// PublicURL is the URL clients use to reach /mcp (for OAuth metadata).
+	PublicURL string `yaml:"public_url"`
+	// Store is where leases, approvals and transcripts live.
+	Store string `yaml:"store"`
+	// Policy is the policy file, relative to the config file.
+	Policy string `yaml:"policy"`
+	// Identity is who `airlock stdio` runs as when no token is given.
+	Identity *LocalIdentity `yaml:"identity"`
+	Auth     Auth           `yaml:"auth"`
+	Limits   Limits         `yaml:"limits"`
+	Leases   Leases         `yaml:"leases"`
+	Masking  masking.Config `yaml:"masking"`
+	Log      Log            `yaml:"log"`
+
+	Resources []tools.ResourceSpec `yaml:"resources"`
+
+	// Dir is the directory relative paths are resolved against (the config
+	// file's directory). Not read from YAML.
+	Dir string `yaml:"-"`
+	// Source names the file the config came from, for messages.
+	Source string `yaml:"-"`
+}
+
+// LocalIdentity is a configured identity for local, single-user setups.
+type LocalIdentity struct {
+	Subject string   `yaml:"subject"`
+	Email   string   `yaml:"email"`
+	Groups  []string `yaml:"groups"`
+}
+
+// Auth says how HTTP callers are identified.
+type Auth struct {
+	// Mode is "none" (loopback only, explicit) or "oidc".
+	Mode string `yaml:"mode"`
+}
+
+// Limits are the defaults and ceilings for every execution; a policy rule
+// or the agent may ask for less, never for more.
+type Limits struct {
+	MaxRows  int           `yaml:"max_rows"`
+	MaxBytes int64         `yaml:"max_bytes"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// Leases tunes credential leases.
+type Leases struct {
+	// ReuseMargin is the fraction of a lease's ttl that must remain for it to
+	// be reused by another call (0.5: reuse while more than half is left).
+	ReuseMargin float64 `yaml:"reuse_margin"`
+	// SweepInterval is how often expired leases are revoked.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// Log configures logging (to stderr).
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Error is a configuration error tied to a key and, where known, a line.
+type Error struct {
+	Source string
+	Key    string // a YAML path such as resources[1].grants.readonly.ttl
+	Line   int
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	loc := e.Source
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", loc, e.Line)
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", loc, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
+}
+
+// Load reads a config file, applies the embedded defaults under it and
+// validates the result.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(data, abs)
+}
+
+// Parse parses config text. source is the file path (its directory anchors
+// relative paths) or a label such as "<embedded defaults>".
+func Parse(data []byte, source string) (*Config, error) {
+	var cfg Config
+	if err := yaml.UnmarshalWithOptions(defaultsYAML, &cfg, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("embedded defaults do not parse (a bug): %w", err)
+	}
+	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+		return nil, yamlError(source, err)
+	}
+	// The built-in masking profiles are a base the file extends; a profile
+	// of the same name in the file replaces the built-in one.
+	cfg.Masking = mergeMasking(masking.DefaultConfig(), cfg.Masking)
+	cfg.Source = source
+	cfg.Dir = filepath.Dir(source)
+	file, _ := parser.ParseBytes(data, 0)
+	if err := cfg.validate(file); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// yamlError turns a go-yaml error into an Error with the line it names.
+func yamlError(source string, err error) error {
+	msg := err.Error()
+	line := 0
+	// go-yaml formats positions as "[line:column] message"; keep that text,
+	// and pull the line out for our own format.
+	if strings.HasPrefix(msg, "[") {
+		if end := strings.Index(msg, "]"); end > 0 {
+			var col int
+			if _, scanErr := fmt.Sscanf(msg[1:end], "%d:%d", &line, &col); scanErr == nil {
+				msg = strings.TrimSpace(msg[end+1:])
+			}
+		}
+	}
+	// Drop the source excerpt go-yaml appends after the first line.
+	if i := strings.Index(msg, "\n"); i > 0 {
+		msg = msg[:i]
+	}
+	return &Error{Source: source, Line: line, Msg: msg}
+}
+
+func mergeMasking(base, file masking.Config) masking.Config {
+	out := file
+	if out.Profiles == nil {
+		out.Profiles = map[string]masking.ProfileConfig{}
+	}
+	for name, p := range base.Profiles {
+		if _, ok := out.Profiles[name]; !ok {
+			out.Profiles[name] = p
+		}
+	}
+	return out
+}
+
+// validate checks what the YAML decoder cannot: values, references and
+// combinations. file is the parsed YAML, used to find lines for keys.
+func (c *Config) validate(file *ast.File) error {
+	var errs []error
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Source: c.Source, Key: key, Line: lineOf(file, key), Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			fail("listen", "%q is not host:port (for example 127.0.0.1:8080)", c.Listen)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fail("public_url", "%q is not an http(s) URL (for example https://airlock.example.com/mcp)", c.PublicURL)
+		}
+	}
+	if !strings.HasPrefix(c.Store, "sqlite://") {
+		fail("store", "%q is not supported; use sqlite://PATH (for example sqlite://./airlock.db)", c.Store)
+	}
+	switch c.Auth.Mode {
+	case AuthNone:
+	case AuthOIDC:
+		fail("auth.mode", "oidc is not available in this build yet; use none (loopback only)")
+	case "":
+		fail("auth.mode", "is required: set none (unauthenticated, loopback only) or oidc")
+	default:
+		fail("auth.mode", "%q is not one of none, oidc", c.Auth.Mode)
+	}
+	if c.Identity != nil && c.Identity.Subject == "" {
+		fail("identity.subject", "is required when identity is set")
+	}
+	if c.Limits.MaxRows <= 0 {
+		fail("limits.max_rows", "must be a positive number of rows")
+	}
+	if c.Limits.MaxBytes <= 0 {
+		fail("limits.max_bytes", "must be a positive number of bytes")
+	}
+	if c.Limits.Timeout <= 0 {
+		fail("limits.timeout", "must be a positive duration such as 30s")
+	}
+	if c.Leases.ReuseMargin < 0 || c.Leases.ReuseMargin >= 1 {
+		fail("leases.reuse_margin", "must be at least 0 and below 1 (0.5 reuses a lease while more than half its ttl is left)")
+	}
+	if c.Leases.SweepInterval <= 0 {
+		fail("leases.sweep_interval", "must be a positive duration such as 30s")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		fail("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		fail("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+
+	seen := map[string]int{}
+	for i, r := range c.Resources {
+		key := fmt.Sprintf("resources[%d]", i)
+		switch {
+		case r.Name == "":
+			fail(key+".name", "is required")
+		case !validName(r.Name):
+			fail(key+".name", "%q may contain only letters, digits, '-', '_' and '.'", r.Name)
+		}
+		if j, dup := seen[r.Name]; dup && r.Name != "" {
+			fail(key+".name", "%q is already the name of resources[%d]", r.Name, j)
+		}
+		seen[r.Name] = i
+		if r.Kind == "" {
+			fail(key+".kind", "is required (one of %s)", strings.Join(KnownKinds, ", "))
+		}
+		if len(r.Grants) == 0 {
+			fail(key+".grants", "at least one grant is required: a named set of privileges a policy rule can hand out")
+		}
+		for name, g := range r.Grants {
+			if g.TTL < 0 {
+				fail(key+".grants."+name+".ttl", "must be a positive duration such as 10m")
+			}
+			if g.Access != "" && g.Access != tools.AccessReadOnly && g.Access != tools.AccessReadWrite {
+				fail(key+".grants."+name+".access", "%q is not one of read_only, read_write", g.Access)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// KnownKinds lists the resource kinds this build serves.
+var KnownKinds = []string{"postgres", "ssh"}
+
+func validName(s string) bool {
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// lineOf finds the line of a key such as "resources[1].grants.ro.ttl" in the
+// parsed file, falling back to its closest existing parent; 0 if unknown.
+func lineOf(file *ast.File, key string) int {
+	if file == nil || key == "" {
+		return 0
+	}
+	for k := key; k != ""; k = parentKey(k) {
+		p, err := yaml.PathString("$." + k)
+		if err != nil {
+			continue
+		}
+		node, err := p.FilterFile(file)
+		if err != nil || node == nil || node.GetToken() == nil {
+			continue
+		}
+		return node.GetToken().Position.Line
+	}
+	return 0
+}
+
+func parentKey(k string) string {
+	i := strings.LastIndexAny(k, ".[")
+	if i <= 0 {
+		return ""
+	}
+	return k[:i]
+}
+
+// Path resolves a path from the config against the config's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// StoreURL returns the store URL with a relative sqlite path resolved
+// against the config's directory.
+func (c *Config) StoreURL() string {
+	rest := strings.TrimPrefix(c.Store, "sqlite://")
+	if rest == ":memory:" || filepath.IsAbs(rest) {
+		return c.Store
+	}
+	return "sqlite://" + c.Path(rest)
+}
+
+// ResourceNames returns the configured resource names, sorted.
+func (c *Config) ResourceNames() []string {
+	names := make([]string, 0, len(c.Resources))
+	for _, r := range c.Resources {
+		names = append(names, r.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// IsLoopback reports whether the listen address only accepts local
+// connections.
+func (c *Config) IsLoopback() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// OSEnvironment resolves secret references from the process environment and
+// files, relative paths against dir.
+type OSEnvironment struct{ Dir string }
+
+func (e OSEnvironment) Getenv(name string) (string, bool) { return os.LookupEnv(name) }
+
+func (e OSEnvironment) ReadFile(path string) ([]byte, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(e.Dir, path)
+	}
+	return os.ReadFile(path)
+}

@@ -1,0 +1,367 @@
+// Package lease manages credential leases: short-lived credentials minted for
+// one (identity, resource, grant), never shown to the agent.
+//
+//	Acquire ─┬─ cached, reusable, enough ttl left ──────────────→ reuse
+//	         └─ new lease id → store (pending) → Resource.Mint → store (active)
+//	Sweeper ─── store.LeasesDue(now) → Resource.Revoke → store (revoked)
+//	Recover ─── at start-up: expired leases are revoked, then every credential
+//	            on a backend that no live lease owns (Orphans).
+//	Close   ─── revokes every lease this process holds.
+//
+// The lease is written to the store before the credential exists, so a crash
+// between the two leaves a record that start-up recovery revokes.
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+// Store is the persistence the manager needs.
+type Store interface {
+	InsertLease(ctx context.Context, l store.Lease) error
+	SetLeaseState(ctx context.Context, id string, state store.LeaseState, errText string, at time.Time) error
+	LeasesDue(ctx context.Context, now time.Time) ([]store.Lease, error)
+	LeaseHandles(ctx context.Context, resource string) (map[string]bool, error)
+}
+
+// Event reports a lease transition (minted, reused, revoked, failed) so the
+// caller can record it in the transcript.
+type Event struct {
+	Type  string // "lease.minted", "lease.reused", "lease.revoked", "lease.failed"
+	Lease store.Lease
+	// CallID is the call the transition belongs to: the one reusing the
+	// lease for lease.reused, else the one that minted it.
+	CallID string
+	Err    error
+}
+
+// Config configures a Manager.
+type Config struct {
+	Store Store
+	// Resolve finds the live Resource for a resource name (config reloads
+	// replace resources, so the manager looks them up when it needs them).
+	Resolve func(name string) (tools.Resource, bool)
+	// OnEvent is called for every lease transition; an error from it fails
+	// the transition (minting stops; revocation is retried by the sweeper).
+	OnEvent func(ctx context.Context, ev Event) error
+	// ReuseMargin is the fraction of ttl that must remain for reuse.
+	ReuseMargin   float64
+	SweepInterval time.Duration
+	Clock         func() time.Time
+	Logger        *slog.Logger
+}
+
+// CheckAndSetDefaults validates the config and fills in defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.Store == nil {
+		return errors.New("lease: Store is required")
+	}
+	if c.Resolve == nil {
+		return errors.New("lease: Resolve is required")
+	}
+	if c.OnEvent == nil {
+		c.OnEvent = func(context.Context, Event) error { return nil }
+	}
+	if c.ReuseMargin == 0 {
+		c.ReuseMargin = 0.5
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 15 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Lease is a live lease with its credential.
+type Lease struct {
+	Record     store.Lease
+	Credential tools.Credential
+	// Reused is true when this call reuses a lease minted for an earlier one.
+	Reused bool
+}
+
+type key struct{ subject, issuer, resource, grant string }
+
+// Manager mints, caches, reuses and revokes leases.
+type Manager struct {
+	cfg Config
+
+	mu    sync.Mutex
+	cache map[key]*Lease
+	live  map[string]*Lease // by lease id: every lease with a credential in memory
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a Manager; it starts nothing.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Manager{cfg: cfg, cache: map[key]*Lease{}, live: map[string]*Lease{}}, nil
+}
+
+// Acquire returns a lease for the grant: a cached one when the resource
+// allows reuse and enough of its ttl is left, else a freshly minted one.
+func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName string, id policy.Identity, callID string) (*Lease, error) {
+	spec := res.Spec()
+	grant, ok := spec.Grants[grantName]
+	if !ok {
+		return nil, fmt.Errorf("resource %s has no grant %q", spec.Name, grantName)
+	}
+	k := key{subject: id.Subject, issuer: id.Issuer, resource: spec.Name, grant: grantName}
+	now := m.cfg.Clock()
+
+	if res.Reusable() {
+		m.mu.Lock()
+		l, ok := m.cache[k]
+		m.mu.Unlock()
+		if ok && l.Record.ExpiresAt.Sub(now) > time.Duration(float64(grant.TTL)*m.cfg.ReuseMargin) {
+			if err := m.cfg.OnEvent(ctx, Event{Type: "lease.reused", Lease: l.Record, CallID: callID}); err != nil {
+				return nil, err
+			}
+			return &Lease{Record: l.Record, Credential: l.Credential, Reused: true}, nil
+		}
+	}
+
+	leaseID := uuid.NewString()
+	rec := store.Lease{
+		ID:        leaseID,
+		CallID:    callID,
+		Resource:  spec.Name,
+		Kind:      spec.Kind,
+		Grant:     grantName,
+		Subject:   id.Subject,
+		Issuer:    id.Issuer,
+		State:     store.LeasePending,
+		CreatedAt: now,
+		ExpiresAt: now.Add(grant.TTL),
+	}
+	if namer, ok := res.(tools.HandleNamer); ok {
+		rec.Handle = namer.Handle(leaseID)
+	}
+	// Persist first: a crash after minting must leave a record to revoke.
+	if err := m.cfg.Store.InsertLease(ctx, rec); err != nil {
+		return nil, fmt.Errorf("recording lease before minting: %w", err)
+	}
+	cred, err := res.Mint(ctx, tools.MintRequest{
+		LeaseID:   leaseID,
+		Handle:    rec.Handle,
+		GrantName: grantName,
+		Grant:     grant,
+		Identity:  id,
+		CallID:    callID,
+		Expires:   rec.ExpiresAt,
+	})
+	if err != nil {
+		m.fail(ctx, res, rec, err)
+		return nil, fmt.Errorf("minting a %s credential for grant %q: %w", spec.Kind, grantName, err)
+	}
+	if rec.Handle == "" {
+		rec.Handle = cred.Handle()
+	}
+	rec.State = store.LeaseActive
+	if err := m.cfg.Store.SetLeaseState(ctx, rec.ID, store.LeaseActive, "", m.cfg.Clock()); err != nil {
+		m.revoke(context.WithoutCancel(ctx), res, &Lease{Record: rec, Credential: cred}, "could not record lease as active")
+		return nil, fmt.Errorf("recording minted lease: %w", err)
+	}
+	if err := m.cfg.OnEvent(ctx, Event{Type: "lease.minted", Lease: rec}); err != nil {
+		m.revoke(context.WithoutCancel(ctx), res, &Lease{Record: rec, Credential: cred}, "could not record lease")
+		return nil, err
+	}
+	l := &Lease{Record: rec, Credential: cred}
+	m.mu.Lock()
+	m.live[rec.ID] = l
+	if res.Reusable() {
+		m.cache[k] = l
+	}
+	m.mu.Unlock()
+	return l, nil
+}
+
+// fail marks a lease that could not be minted and cleans up anything the
+// backend may have created.
+func (m *Manager) fail(ctx context.Context, res tools.Resource, rec store.Lease, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	_ = res.Revoke(ctx, tools.LeaseRef{LeaseID: rec.ID, Handle: rec.Handle})
+	now := m.cfg.Clock()
+	if err := m.cfg.Store.SetLeaseState(ctx, rec.ID, store.LeaseFailed, cause.Error(), now); err != nil {
+		m.cfg.Logger.Error("recording failed lease", "lease_id", rec.ID, "error", err)
+	}
+	rec.State = store.LeaseFailed
+	rec.Error = cause.Error()
+	_ = m.cfg.OnEvent(ctx, Event{Type: "lease.failed", Lease: rec, Err: cause})
+}
+
+// Release ends a lease's use by one call. Leases that may not be reused
+// (one credential per call) are revoked at once.
+func (m *Manager) Release(ctx context.Context, res tools.Resource, l *Lease) {
+	if res.Reusable() {
+		return
+	}
+	m.revoke(context.WithoutCancel(ctx), res, l, "single-use credential")
+}
+
+// revoke withdraws a lease's credential and records it. A failure leaves the
+// lease live in the store, so the sweeper retries it.
+func (m *Manager) revoke(ctx context.Context, res tools.Resource, l *Lease, why string) {
+	rec := l.Record
+	m.mu.Lock()
+	delete(m.live, rec.ID)
+	for k, c := range m.cache {
+		if c.Record.ID == rec.ID {
+			delete(m.cache, k)
+		}
+	}
+	m.mu.Unlock()
+	if c, ok := l.Credential.(io.Closer); ok {
+		_ = c.Close()
+	}
+	if err := res.Revoke(ctx, tools.LeaseRef{LeaseID: rec.ID, Handle: rec.Handle}); err != nil {
+		m.cfg.Logger.Error("revoking lease", "lease_id", rec.ID, "resource", rec.Resource, "error", err)
+		_ = m.cfg.Store.SetLeaseState(ctx, rec.ID, rec.State, "revoke failed: "+err.Error(), m.cfg.Clock())
+		_ = m.cfg.OnEvent(ctx, Event{Type: "lease.failed", Lease: rec, Err: fmt.Errorf("revoking: %w", err)})
+		return
+	}
+	now := m.cfg.Clock()
+	if err := m.cfg.Store.SetLeaseState(ctx, rec.ID, store.LeaseRevoked, "", now); err != nil {
+		m.cfg.Logger.Error("recording revoked lease", "lease_id", rec.ID, "error", err)
+	}
+	rec.State, rec.RevokedAt = store.LeaseRevoked, now
+	if err := m.cfg.OnEvent(ctx, Event{Type: "lease.revoked", Lease: rec}); err != nil {
+		m.cfg.Logger.Error("recording lease revocation", "lease_id", rec.ID, "error", err)
+	}
+	m.cfg.Logger.Info("lease revoked", "lease_id", rec.ID, "resource", rec.Resource, "grant", rec.Grant, "reason", why)
+}
+
+// revokeRecord revokes a lease known only from the store.
+func (m *Manager) revokeRecord(ctx context.Context, rec store.Lease, why string) {
+	res, ok := m.cfg.Resolve(rec.Resource)
+	if !ok {
+		m.cfg.Logger.Warn("lease for a resource that is no longer configured; cannot revoke it", "lease_id", rec.ID, "resource", rec.Resource)
+		return
+	}
+	m.mu.Lock()
+	l, ok := m.live[rec.ID]
+	m.mu.Unlock()
+	if !ok {
+		l = &Lease{Record: rec}
+	}
+	m.revoke(ctx, res, l, why)
+}
+
+// Recover cleans up after an earlier process: it revokes every lease whose
+// expiry has passed, then every credential on a backend that carries
+// airlock's marks but that no live lease in the store owns (a crash between
+// minting and recording, or a store that was reset). Live leases of other
+// processes sharing the store are left alone; the sweeper revokes them at
+// expiry.
+func (m *Manager) Recover(ctx context.Context, resources []tools.Resource) error {
+	m.Sweep(ctx)
+	var errs []error
+	for _, res := range resources {
+		name := res.Spec().Name
+		orphans, err := res.Orphans(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resource %s: listing credentials left behind: %w", name, err))
+			continue
+		}
+		if len(orphans) == 0 {
+			continue
+		}
+		owned, err := m.cfg.Store.LeaseHandles(ctx, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resource %s: listing live leases: %w", name, err))
+			continue
+		}
+		for _, handle := range orphans {
+			if owned[handle] {
+				continue
+			}
+			if err := res.Revoke(ctx, tools.LeaseRef{Handle: handle}); err != nil {
+				errs = append(errs, fmt.Errorf("resource %s: revoking %s: %w", name, handle, err))
+				continue
+			}
+			m.cfg.Logger.Info("revoked a credential no live lease owns", "resource", name, "handle", handle)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Start runs the sweeper until Close.
+func (m *Manager) Start(ctx context.Context) {
+	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(m.cfg.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m.Sweep(ctx)
+			}
+		}
+	}()
+}
+
+// Sweep revokes every lease whose expiry has passed.
+func (m *Manager) Sweep(ctx context.Context) {
+	due, err := m.cfg.Store.LeasesDue(ctx, m.cfg.Clock())
+	if err != nil {
+		m.cfg.Logger.Error("listing expired leases", "error", err)
+		return
+	}
+	for _, rec := range due {
+		m.revokeRecord(ctx, rec, "expired")
+	}
+}
+
+// Live returns the number of leases with a credential in memory.
+func (m *Manager) Live() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.live)
+}
+
+// Close stops the sweeper and revokes every lease this process holds.
+func (m *Manager) Close(ctx context.Context) error {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+	}
+	m.mu.Lock()
+	held := make([]*Lease, 0, len(m.live))
+	for _, l := range m.live {
+		held = append(held, l)
+	}
+	m.mu.Unlock()
+	for _, l := range held {
+		res, ok := m.cfg.Resolve(l.Record.Resource)
+		if !ok {
+			continue
+		}
+		m.revoke(ctx, res, l, "shutdown")
+	}
+	return nil
+}

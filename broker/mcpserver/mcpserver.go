@@ -1,0 +1,93 @@
+// Package mcpserver binds the broker to the Model Context Protocol with
+// mcp-go: it registers each tool with its schema, and maps every tools/call
+// request to one broker call with the caller's identity.
+//
+//	MCP client ─ tools/call ─→ mcp-go ─→ handler ─→ broker.Handle ─→ CallToolResult
+//	                                        │
+//	                              identity from the transport
+//	                              (stdio: configured/verified token;
+//	                               HTTP: authn middleware)
+//
+// A refusal is a tool result with isError set and one sentence saying why;
+// JSON-RPC errors are left for malformed requests, which mcp-go answers.
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// IdentityFunc returns who is calling, from the request context. An error
+// refuses the call with its message.
+type IdentityFunc func(ctx context.Context) (policy.Identity, error)
+
+// Instructions tell the model how to use airlock.
+const Instructions = `Airlock brokers access to databases and hosts. Call list_resources first to see what you may use.
+Every call is checked against policy, run with a short-lived credential, masked and recorded.
+A refused call says why in one sentence: adapt the request (for example, read instead of write,
+add a WHERE clause, or pick another resource) rather than retrying it unchanged.`
+
+// New returns an MCP server exposing the broker's tools and list_resources.
+func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.Logger) *server.MCPServer {
+	s := server.NewMCPServer("airlock", version,
+		server.WithToolCapabilities(false),
+		server.WithRecovery(),
+		server.WithInstructions(Instructions),
+		server.WithLogger(logger),
+	)
+	yes, no := true, false
+	for _, t := range b.Tools() {
+		tool := mcp.NewToolWithRawSchema(t.Name(), t.Description(), t.InputSchema())
+		ro := t.ReadOnly()
+		tool.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &ro, OpenWorldHint: &yes}
+		if ro {
+			tool.Annotations.DestructiveHint = &no
+		}
+		s.AddTool(tool, handler(identity, func(ctx context.Context, c broker.Call) broker.Result {
+			return b.Handle(ctx, c)
+		}))
+	}
+	list := mcp.NewToolWithRawSchema(broker.ListResourcesTool,
+		"List the resources (databases, hosts, clusters) you may use through airlock, with what each is for and which tools work on it. Call this first.",
+		json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`))
+	list.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &yes, DestructiveHint: &no, OpenWorldHint: &no}
+	s.AddTool(list, handler(identity, b.ListResources))
+	return s
+}
+
+func handler(identity IdentityFunc, handle func(context.Context, broker.Call) broker.Result) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		id, err := identity(ctx)
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		args := req.Params.RawArguments
+		if len(args) == 0 {
+			if req.Params.Arguments == nil {
+				args = json.RawMessage("{}")
+			} else if args, err = json.Marshal(req.Params.Arguments); err != nil {
+				return mcp.NewToolResultError("The arguments could not be read as JSON."), nil
+			}
+		}
+		call := broker.Call{Tool: req.Params.Name, Arguments: args, Identity: id}
+		if session := server.ClientSessionFromContext(ctx); session != nil {
+			call.SessionID = session.SessionID()
+		}
+		res := handle(ctx, call)
+		return toMCP(res), nil
+	}
+}
+
+func toMCP(r broker.Result) *mcp.CallToolResult {
+	out := mcp.NewToolResultStructured(r.Structured, r.Text)
+	out.IsError = r.IsError
+	out.Meta = mcp.NewMetaFromMap(map[string]any{"airlock/call_id": r.CallID})
+	return out
+}

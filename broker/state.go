@@ -1,0 +1,156 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/masking"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+// BuildState compiles a config into the state calls run against: it loads
+// and checks the policy, builds the masking engine and opens every resource
+// with its kind. prev, if not nil, is the state being replaced: resources
+// whose configuration did not change are carried over, not reopened.
+// Nothing here contacts a backend.
+func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*State, error) {
+	env := config.OSEnvironment{Dir: cfg.Dir}
+
+	hashKey, err := secretRef(env, "masking.hash_key", cfg.Masking.HashKeyEnv, cfg.Masking.HashKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := masking.New(cfg.Masking, hashKey)
+	if err != nil {
+		return nil, fmt.Errorf("masking: %w", err)
+	}
+
+	resources := map[string]tools.Resource{}
+	var errs []error
+	for _, spec := range cfg.Resources {
+		if prev != nil {
+			if old, ok := prev.Resources[spec.Name]; ok && reflect.DeepEqual(old.Spec(), spec) {
+				resources[spec.Name] = old
+				continue
+			}
+		}
+		kind, ok := kinds[spec.Kind]
+		if !ok {
+			errs = append(errs, fmt.Errorf("resource %s: kind %q is not one of %s", spec.Name, spec.Kind, strings.Join(kindNames(kinds), ", ")))
+			continue
+		}
+		res, err := kind.Open(spec, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resource %s: %w", spec.Name, err))
+			continue
+		}
+		resources[spec.Name] = res
+	}
+	if err := errors.Join(errs...); err != nil {
+		closeNew(resources, prev)
+		return nil, err
+	}
+
+	pol, err := policy.Load(cfg.Path(cfg.Policy))
+	if err != nil {
+		closeNew(resources, prev)
+		return nil, err
+	}
+	grantExists := func(g string) bool {
+		for _, r := range resources {
+			if _, ok := r.Spec().Grants[g]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	maskExists := func(p string) bool { _, ok := engine.Profile(p); return ok }
+	if err := pol.Check(grantExists, maskExists); err != nil {
+		closeNew(resources, prev)
+		return nil, err
+	}
+	for _, r := range resources {
+		if m := r.Spec().Mask; m != "" && !maskExists(m) {
+			closeNew(resources, prev)
+			return nil, fmt.Errorf("resource %s: mask profile %q is not defined (profiles: %s)", r.Spec().Name, m, strings.Join(engine.ProfileNames(), ", "))
+		}
+	}
+	if _, ok := engine.Profile(DefaultMaskProfile); !ok {
+		closeNew(resources, prev)
+		return nil, fmt.Errorf("masking: the %q profile must exist: it masks output no rule names a profile for", DefaultMaskProfile)
+	}
+
+	return &State{
+		Policy:    pol,
+		Resources: resources,
+		Masking:   engine,
+		Limits: tools.Limits{
+			MaxRows:  cfg.Limits.MaxRows,
+			MaxBytes: cfg.Limits.MaxBytes,
+			Timeout:  cfg.Limits.Timeout,
+		},
+	}, nil
+}
+
+// CloseReplaced closes the resources of old that next no longer uses.
+func CloseReplaced(old, next *State) {
+	for name, r := range old.Resources {
+		if n, ok := next.Resources[name]; !ok || n != r {
+			r.Close()
+		}
+	}
+}
+
+// Close closes every resource of the state.
+func (s *State) Close() {
+	for _, r := range s.Resources {
+		r.Close()
+	}
+}
+
+// closeNew closes resources opened for a state that will not be used,
+// leaving those carried over from prev alone.
+func closeNew(resources map[string]tools.Resource, prev *State) {
+	for name, r := range resources {
+		if prev != nil && prev.Resources[name] == r {
+			continue
+		}
+		r.Close()
+	}
+}
+
+// secretRef resolves an optional secret given by environment variable or
+// file name. At most one may be set.
+func secretRef(env tools.Environment, key, envName, file string) ([]byte, error) {
+	switch {
+	case envName != "" && file != "":
+		return nil, fmt.Errorf("%s: set %s_env or %s_file, not both", key, key, key)
+	case envName != "":
+		v, ok := env.Getenv(envName)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s_env names %s, which is not set in the environment", key, envName)
+		}
+		return []byte(v), nil
+	case file != "":
+		b, err := env.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", key, err)
+		}
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	return nil, nil
+}
+
+func kindNames(kinds map[string]tools.Kind) []string {
+	names := make([]string, 0, len(kinds))
+	for n := range kinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/broker/lease"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
+	"github.com/airlock-mcp/airlock/tools"
+	"github.com/airlock-mcp/airlock/tools/postgres"
+	"github.com/airlock-mcp/airlock/tools/ssh"
+)
+
+// kinds is the explicit list of resource kinds this build serves.
+func kinds() map[string]tools.Kind {
+	out := map[string]tools.Kind{}
+	for _, k := range []tools.Kind{postgres.NewKind(), ssh.NewKind()} {
+		out[k.Name()] = k
+	}
+	return out
+}
+
+// allTools is the explicit list of tools this build serves.
+func allTools() []tools.Tool {
+	var out []tools.Tool
+	out = append(out, postgres.Tools()...)
+	out = append(out, ssh.Tools()...)
+	return out
+}
+
+// app is one running airlock: store, transcript, leases and broker, wired.
+type app struct {
+	cfgPath  string
+	logger   *slog.Logger
+	registry *prometheus.Registry
+
+	store  *store.Store
+	rec    *recorder.Recorder
+	leases *lease.Manager
+	broker *broker.Broker
+
+	mu  sync.Mutex // serialises reloads
+	cfg *config.Config
+}
+
+// newApp loads the config and wires every component. It revokes whatever an
+// earlier run left behind before it returns.
+func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfgPath: cfgPath, cfg: cfg, logger: logger, registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	state, err := broker.BuildState(cfg, kinds(), nil)
+	if err != nil {
+		return nil, err
+	}
+	a.store, err = store.Open(ctx, cfg.StoreURL())
+	if err != nil {
+		state.Close()
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	a.rec, err = recorder.New(a.store.DB())
+	if err != nil {
+		a.closeStore(state)
+		return nil, fmt.Errorf("opening transcript: %w", err)
+	}
+	a.leases, err = lease.New(lease.Config{
+		Store: a.store,
+		Resolve: func(name string) (tools.Resource, bool) {
+			r, ok := a.broker.State().Resources[name]
+			return r, ok
+		},
+		OnEvent:       func(ctx context.Context, ev lease.Event) error { return a.broker.RecordLease(ctx, ev) },
+		ReuseMargin:   cfg.Leases.ReuseMargin,
+		SweepInterval: cfg.Leases.SweepInterval,
+		Logger:        logger,
+	})
+	if err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
+	a.broker, err = broker.New(broker.Config{
+		Tools:    allTools(),
+		Recorder: a.rec,
+		Leases:   a.leases,
+		Metrics:  broker.NewMetrics(a.registry),
+		Logger:   logger,
+	}, state)
+	if err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "airlock_leases_live",
+		Help: "Credential leases currently live (minted and not yet revoked).",
+	}, func() float64 { return float64(a.leases.Live()) }))
+
+	resources := make([]tools.Resource, 0, len(state.Resources))
+	for _, r := range state.Resources {
+		resources = append(resources, r)
+	}
+	if err := a.leases.Recover(ctx, resources); err != nil {
+		// A backend that is down now cannot be cleaned now; the sweeper and
+		// the next start try again. Calls to it fail with a clear error.
+		logger.Warn("could not revoke every credential an earlier run left behind", "error", err)
+	}
+	a.leases.Start(ctx)
+	return a, nil
+}
+
+func (a *app) closeStore(state *broker.State) {
+	state.Close()
+	_ = a.store.Close()
+}
+
+// config returns the config in force.
+func (a *app) config() *config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// reload re-reads the config and policy. If anything fails to load, the
+// running state stays and the error says why; calls in flight finish on the
+// state they started with.
+func (a *app) reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg, err := config.Load(a.cfgPath)
+	if err != nil {
+		return err
+	}
+	if cfg.Store != a.cfg.Store || cfg.Listen != a.cfg.Listen || cfg.Auth != a.cfg.Auth {
+		a.logger.Warn("store, listen and auth changes take effect only after a restart")
+	}
+	next, err := broker.BuildState(cfg, kinds(), a.broker.State())
+	if err != nil {
+		return err
+	}
+	old := a.broker.Swap(next)
+	broker.CloseReplaced(old, next)
+	a.cfg = cfg
+	a.logger.Info("configuration reloaded", "policy_version", next.Policy.Version(), "resources", len(next.Resources))
+	return nil
+}
+
+// close revokes every live lease and closes everything, in order.
+func (a *app) close(ctx context.Context) error {
+	var errs []error
+	if err := a.leases.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	a.broker.State().Close()
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// localIdentity is who calls when nothing authenticates the caller: --as,
+// else the config's identity, else the operating-system user.
+func localIdentity(cfg *config.Config, as string, groups []string, method string) policy.Identity {
+	id := policy.Identity{Method: method}
+	switch {
+	case as != "":
+		id.Subject, id.Groups = as, groups
+	case cfg.Identity != nil:
+		id.Subject, id.Email, id.Groups = cfg.Identity.Subject, cfg.Identity.Email, cfg.Identity.Groups
+	default:
+		id.Subject = "local:" + os.Getenv("USER")
+		if id.Subject == "local:" {
+			id.Subject = "local"
+		}
+	}
+	if as != "" && len(groups) == 0 && cfg.Identity != nil && cfg.Identity.Subject == as {
+		id.Groups = cfg.Identity.Groups
+	}
+	return id
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/broker/mcpserver"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// maxRequestBytes bounds one MCP request body.
+const maxRequestBytes = 4 << 20
+
+func newServeCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve MCP over streamable HTTP at /mcp, with /healthz, /readyz and /metrics",
+		Long: `Serve MCP over streamable HTTP. Agents connect to http://LISTEN/mcp.
+/healthz answers while the process runs, /readyz when it can serve calls, and
+/metrics exposes Prometheus metrics (calls by tool and effect, stage latencies,
+live leases).
+
+SIGHUP reloads the config and policy without dropping calls in flight; if the
+new policy or config does not load, the old one keeps running and the log says
+why. SIGINT or SIGTERM stops accepting calls, waits for those in flight, and
+revokes every live credential lease before exiting.
+
+Authentication: with auth.mode none, unauthenticated calls are accepted only
+when listen is a loopback address.`,
+		Example: `  airlock serve --config examples/demo/airlock.yaml
+  claude mcp add --transport http airlock http://127.0.0.1:8080/mcp`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfgPath)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file")
+	return cmd
+}
+
+func runServe(ctx context.Context, cfgPath string) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(os.Stderr, cfg)
+	if cfg.Auth.Mode == config.AuthNone && !cfg.IsLoopback() {
+		return fmt.Errorf("auth.mode is none, which is only allowed when listen is a loopback address (listen is %s); use 127.0.0.1 or configure auth.mode oidc", cfg.Listen)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := newApp(ctx, cfgPath, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := a.close(closeCtx); err != nil {
+			logger.Error("shutdown", "error", err)
+		}
+	}()
+
+	if cfg.Auth.Mode == config.AuthNone {
+		logger.Warn("auth.mode is none: every caller on this machine is treated as the local identity; configure auth.mode oidc before exposing airlock", "listen", cfg.Listen)
+	}
+	identity := func(context.Context) (policy.Identity, error) {
+		return localIdentity(a.config(), "", nil, "none"), nil
+	}
+	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
+	streamable := server.NewStreamableHTTPServer(mcpSrv,
+		server.WithEndpointPath("/mcp"),
+		server.WithStreamableHTTPLogger(logger),
+	)
+
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", http.MaxBytesHandler(streamable, maxRequestBytes))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.store.DB().PingContext(r.Context()); err != nil {
+			http.Error(w, "not ready: the store does not answer: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("airlock serving", "mcp", "http://"+ln.Addr().String()+"/mcp", "version", version,
+		"policy_version", a.broker.State().Policy.Version(), "resources", strings.Join(cfg.ResourceNames(), ","))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := a.reload(); err != nil {
+				logger.Error("reload failed; the previous configuration and policy stay in force", "error", err)
+			}
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		case <-ctx.Done():
+			logger.Info("shutting down: waiting for calls in flight")
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := srv.Shutdown(shutdownCtx)
+			cancel()
+			_ = streamable.Shutdown(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/broker/mcpserver"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+func newStdioCmd() *cobra.Command {
+	var (
+		cfgPath string
+		as      string
+		groups  []string
+	)
+	cmd := &cobra.Command{
+		Use:   "stdio",
+		Short: "Serve MCP over standard input and output, for a local agent",
+		Long: `Serve MCP over stdin/stdout: the agent's MCP client starts this process and
+talks to it through pipes. Logs go to stderr.
+
+The caller is the local identity: --as (with --groups), else identity: in the
+config file. When stdin closes or on SIGTERM, airlock revokes every live
+credential lease before exiting. SIGHUP reloads the config and policy.`,
+		Example: `  airlock stdio --config examples/demo/airlock.yaml
+  airlock stdio --config airlock.yaml --as alice --groups eng,oncall
+  claude mcp add airlock -- airlock stdio --config /path/to/airlock.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStdio(cmd.Context(), cfgPath, as, groups, os.Stdin, os.Stdout)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file")
+	cmd.Flags().StringVar(&as, "as", "", "subject of the local identity (overrides identity.subject in the config)")
+	cmd.Flags().StringSliceVar(&groups, "groups", nil, "groups of the local identity given with --as (comma-separated)")
+	return cmd
+}
+
+func runStdio(ctx context.Context, cfgPath, as string, groups []string, in io.Reader, out io.Writer) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(os.Stderr, cfg)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := newApp(ctx, cfgPath, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := a.close(closeCtx); err != nil {
+			logger.Error("shutdown", "error", err)
+		}
+	}()
+
+	identity := func(context.Context) (policy.Identity, error) {
+		return localIdentity(a.config(), as, groups, "local"), nil
+	}
+	id, _ := identity(ctx)
+	logger.Info("airlock serving over stdio", "version", version, "subject", id.Subject,
+		"policy_version", a.broker.State().Policy.Version())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := a.reload(); err != nil {
+				logger.Error("reload failed; the previous configuration and policy stay in force", "error", err)
+			}
+		}
+	}()
+
+	stdio := server.NewStdioServer(mcpserver.New(a.broker, identity, version, logger))
+	err = stdio.Listen(ctx, in, out)
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
