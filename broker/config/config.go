@@ -146,7 +146,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, fmt.Errorf("embedded defaults do not parse (a bug): %w", err)
 	}
 	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
-		return nil, yamlError(source, err)
+		return nil, yamlError(source, data, err)
 	}
 	// The built-in masking profiles are a base the file extends; a profile
 	// of the same name in the file replaces the built-in one.
@@ -161,7 +161,9 @@ func Parse(data []byte, source string) (*Config, error) {
 }
 
 // yamlError turns a go-yaml error into an Error with the line it names.
-func yamlError(source string, err error) error {
+// Some go-yaml errors (an invalid duration) carry no position; for those the
+// line is the first whose value is the quoted offending text.
+func yamlError(source string, data []byte, err error) error {
 	msg := err.Error()
 	line := 0
 	// go-yaml formats positions as "[line:column] message"; keep that text,
@@ -178,7 +180,27 @@ func yamlError(source string, err error) error {
 	if i := strings.Index(msg, "\n"); i > 0 {
 		msg = msg[:i]
 	}
+	if line == 0 {
+		line = lineOfValue(data, msg)
+	}
 	return &Error{Source: source, Line: line, Msg: msg}
+}
+
+// lineOfValue finds the line holding the first double-quoted text of msg as
+// a YAML value, or 0.
+func lineOfValue(data []byte, msg string) int {
+	start := strings.Index(msg, `"`)
+	end := strings.LastIndex(msg, `"`)
+	if start < 0 || end <= start+1 {
+		return 0
+	}
+	value := msg[start+1 : end]
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, ": "+value) || strings.Contains(l, `: "`+value+`"`) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func mergeMasking(base, file masking.Config) masking.Config {

@@ -131,12 +131,8 @@ func caseInput(cfg *config.Config) func(policy.Case) (policy.Input, error) {
 		byName[t.Name()] = t
 	}
 	return func(c policy.Case) (policy.Input, error) {
-		in := policy.Input{
-			Identity: policy.Identity{Subject: c.Identity.Subject, Email: c.Identity.Email, Groups: c.Identity.Groups, Method: "local"},
-			Tool:     c.Tool,
-			Resource: policy.Resource{Name: c.Resource},
-			Now:      time.Now(),
-		}
+		in := c.Input()
+		in.Now = time.Now()
 		t, ok := byName[c.Tool]
 		if !ok {
 			return in, fmt.Errorf("unknown tool %q", c.Tool)

@@ -1,0 +1,292 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/lease"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/masking"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
+	"github.com/airlock-mcp/airlock/tools"
+	"github.com/airlock-mcp/airlock/tools/postgres"
+)
+
+// The whole pipeline against a real PostgreSQL holding the demo's data.
+
+type mapEnv map[string]string
+
+func (e mapEnv) Getenv(k string) (string, bool)     { v, ok := e[k]; return v, ok }
+func (e mapEnv) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+// spyLeases records the credentials handed out, so a test can look for the
+// secret where it must never be.
+type spyLeases struct {
+	*lease.Manager
+	mu    sync.Mutex
+	creds []tools.Credential
+}
+
+func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant string, id policy.Identity, callID string) (*lease.Lease, error) {
+	l, err := s.Manager.Acquire(ctx, res, grant, id, callID)
+	if err == nil {
+		s.mu.Lock()
+		s.creds = append(s.creds, l.Credential)
+		s.mu.Unlock()
+	}
+	return l, err
+}
+
+type pipeline struct {
+	pg     *testenv.Postgres
+	broker *broker.Broker
+	leases *spyLeases
+	rec    *recorder.Recorder
+	dbPath string
+	log    *bytes.Buffer
+}
+
+const pipelinePolicy = `
+rules:
+  - name: eng-reads
+    when: tool in ["query_db", "list_tables", "describe_table"] && "eng" in identity.groups && sql.read_only
+    effect: allow
+    grant: readonly
+    mask: pii
+`
+
+func newPipeline(t testing.TB) *pipeline {
+	t.Helper()
+	ctx := context.Background()
+	pg := testenv.PostgreSQL(t)
+	pg.Exec(t, "CREATE DATABASE shop")
+	seed, err := os.ReadFile(filepath.Join("..", "examples", "demo", "seed.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.ExecDB(t, "shop", string(seed))
+
+	dir := t.TempDir()
+	p := &pipeline{pg: pg, dbPath: filepath.Join(dir, "airlock.db"), log: &bytes.Buffer{}}
+	st, err := store.Open(ctx, "sqlite://"+p.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if p.rec, err = recorder.New(st.DB()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := postgres.NewKind().Open(tools.ResourceSpec{
+		Name: "shop", Kind: "postgres", AdminDSNEnv: "DSN",
+		Grants: map[string]tools.Grant{"readonly": {Roles: []string{"shop_reader"}, TTL: 10 * time.Minute}},
+	}, mapEnv{"DSN": pg.DSN("shop")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(res.Close)
+	pol, err := policy.Parse([]byte(pipelinePolicy), "policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := masking.New(masking.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewJSONHandler(&syncWriter{w: p.log}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var b *broker.Broker
+	mgr, err := lease.New(lease.Config{
+		Store:   st,
+		Resolve: func(name string) (tools.Resource, bool) { r, ok := b.State().Resources[name]; return r, ok },
+		OnEvent: func(ctx context.Context, ev lease.Event) error { return b.RecordLease(ctx, ev) },
+		Logger:  logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.leases = &spyLeases{Manager: mgr}
+	b, err = broker.New(broker.Config{Tools: postgres.Tools(), Recorder: p.rec, Leases: p.leases, Logger: logger}, &broker.State{
+		Policy:    pol,
+		Resources: map[string]tools.Resource{"shop": res},
+		Masking:   engine,
+		Limits:    tools.Limits{MaxRows: 1000, MaxBytes: 1 << 20, Timeout: 10 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mgr.Close(context.Background()) })
+	p.broker = b
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+var agent = policy.Identity{Subject: "agent-1", Groups: []string{"eng"}, Method: "local"}
+
+func (p *pipeline) query(t testing.TB, sql string) broker.Result {
+	t.Helper()
+	args, _ := json.Marshal(map[string]any{"resource": "shop", "sql": sql})
+	return p.broker.Handle(context.Background(), broker.Call{Tool: "query_db", Arguments: args, Identity: agent})
+}
+
+// Mint a lease, then look for its password everywhere it must not be: the
+// store (transcript and leases, WAL included), the log, the tool result.
+func TestSecretNeverTravels(t *testing.T) {
+	p := newPipeline(t)
+	res := p.query(t, "SELECT current_user, name, email FROM customers ORDER BY id")
+	if res.IsError {
+		t.Fatalf("query refused: %s", res.Text)
+	}
+	if len(p.leases.creds) != 1 {
+		t.Fatalf("want one credential, got %d", len(p.leases.creds))
+	}
+	cred := p.leases.creds[0].(*postgres.Credential)
+	secret := cred.Secret().Reveal()
+	if len(secret) < 20 {
+		t.Fatalf("implausible password length %d", len(secret))
+	}
+	// The minted role really ran the query.
+	if !strings.Contains(res.Text, cred.Handle()) {
+		t.Errorf("current_user is not the minted role %s:\n%s", cred.Handle(), res.Text)
+	}
+
+	var stored []byte
+	for _, f := range []string{p.dbPath, p.dbPath + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		stored = append(stored, b...)
+	}
+	if len(stored) == 0 {
+		t.Fatal("store is empty")
+	}
+	raw, _ := json.Marshal(res)
+	for where, data := range map[string][]byte{"store": stored, "log": p.log.Bytes(), "result": raw} {
+		if bytes.Contains(data, []byte(secret)) {
+			t.Errorf("the lease's password is in the %s", where)
+		}
+	}
+	if !bytes.Contains(stored, []byte(cred.Handle())) {
+		t.Errorf("the store does not name the lease's role %s", cred.Handle())
+	}
+}
+
+// PostgreSQL stopped mid-call: a clear error, recorded; the lease is revoked
+// once the server is back.
+func TestPostgresStoppedMidCall(t *testing.T) {
+	p := newPipeline(t)
+	if r := p.query(t, "SELECT 1"); r.IsError {
+		t.Fatalf("warm-up refused: %s", r.Text)
+	}
+	done := make(chan broker.Result, 1)
+	go func() { done <- p.query(t, "SELECT count(*) FROM generate_series(1, 2000000000)") }()
+	time.Sleep(500 * time.Millisecond)
+	p.pg.Stop(t)
+	var res broker.Result
+	select {
+	case res = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call did not return after PostgreSQL stopped")
+	}
+	if !res.IsError {
+		t.Fatalf("want an error, got %s", res.Text)
+	}
+	t.Logf("agent sees: %s", res.Text)
+	evs, err := p.rec.Events(context.Background(), recorder.Filter{CallID: res.CallID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Type != "call.failed" {
+		t.Errorf("last event %s, want call.failed", last.Type)
+	}
+
+	p.pg.Start(t)
+	if err := p.leases.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if roles := p.pg.Query(t, "shop", `SELECT rolname FROM pg_roles WHERE rolname LIKE 'airlock\_%'`); len(roles) != 0 {
+		t.Errorf("roles left after revocation: %v\nlog:\n%s", roles, p.log.String())
+	}
+}
+
+// Ten million rows: cut at max_rows, and the call returns.
+func TestHugeResultIsCut(t *testing.T) {
+	p := newPipeline(t)
+	args, _ := json.Marshal(map[string]any{"resource": "shop", "sql": "SELECT g, md5(g::text) FROM generate_series(1, 10000000) g", "max_rows": 100})
+	res := p.broker.Handle(context.Background(), broker.Call{Tool: "query_db", Arguments: args, Identity: agent})
+	if res.IsError {
+		t.Fatalf("refused: %s", res.Text)
+	}
+	var m struct {
+		Truncated bool    `json:"truncated"`
+		Rows      [][]any `json:"rows"`
+	}
+	raw, _ := json.Marshal(res.Structured)
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Truncated || len(m.Rows) != 100 {
+		t.Errorf("truncated = %v with %d rows, want true with 100", m.Truncated, len(m.Rows))
+	}
+}
+
+// BenchmarkQueryThroughBroker and BenchmarkQueryDirect run the same query on
+// the same database in the same run: the ratio is the broker's overhead with
+// a warm lease (decode, SQL facts, policy, lease reuse, BEGIN READ ONLY,
+// masking, three transcript writes).
+const benchSQL = "SELECT id, name, email, country FROM customers WHERE id = 3"
+
+func BenchmarkQueryThroughBroker(b *testing.B) {
+	p := newPipeline(b)
+	if r := p.query(b, benchSQL); r.IsError {
+		b.Fatal(r.Text)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if r := p.query(b, benchSQL); r.IsError {
+			b.Fatal(r.Text)
+		}
+	}
+}
+
+func BenchmarkQueryDirect(b *testing.B) {
+	p := newPipeline(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.pg.DSN("shop"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	b.ResetTimer()
+	for b.Loop() {
+		rows, err := conn.Query(ctx, benchSQL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pgx.CollectRows(rows, pgx.RowToMap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

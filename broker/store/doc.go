@@ -1,0 +1,33 @@
+// Package store is airlock's persistent state: credential leases today,
+// and the tables other components (the recorder, approvals) keep in the
+// same database.
+//
+// Open takes a URL. The embedded default is SQLite (modernc.org/sqlite,
+// pure Go) in WAL mode:
+//
+//	sqlite:///var/lib/airlock/airlock.db
+//	sqlite://./airlock.db
+//	sqlite://:memory:          (tests)
+//
+// PostgreSQL (postgres://…), for several replicas sharing one store, is
+// planned and rejected with a clear error for now.
+//
+// Writes go through a single connection (DB), so in-process writers queue
+// in database/sql instead of spinning on SQLITE_BUSY; every explicit
+// transaction begins IMMEDIATE, which also makes a second process (the CLI)
+// wait on busy_timeout rather than deadlock. Reads use a read-only pool
+// (ReadDB) that WAL lets run alongside the writer.
+//
+// The schema is versioned in schema_version and migrated on Open; Open is
+// idempotent. Times are stored as UTC unix nanoseconds.
+//
+// A lease goes through these states:
+//
+//	InsertLease(pending) ──mint ok──▶ active ──revoke ok──▶ revoked
+//	        │                           │
+//	        └──mint failed, nothing ────┴──▶ failed
+//	           created
+//
+// pending and active leases are live: LeasesDue and LiveLeases return them
+// for the sweeper and for crash recovery; revoked and failed are final.
+package store

@@ -1,0 +1,837 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/netip"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// match is one value to replace: s[start:end]. ctx is where the evidence for
+// it begins (a "Bearer " or "://" before the value); ctx <= start. The Writer
+// uses ctx to decide which matches a chunk owns.
+type match struct {
+	start, end int
+	ctx        int
+	det        *detector
+	open       bool // an unterminated private key: runs to the end of input
+}
+
+// maxTokenSpan bounds how far any single-pass detector reads from its anchor.
+// The streaming Writer keeps more than this as carry-over, so a value split
+// across writes is seen whole.
+const maxTokenSpan = 8 << 10
+
+// Byte classes.
+var (
+	alnum, digit, upper, hexDigit, base64Std, emailLocal, dnsLabel, token68, tokenURL [256]bool
+)
+
+func init() {
+	set := func(t *[256]bool, chars string) {
+		for i := 0; i < len(chars); i++ {
+			t[chars[i]] = true
+		}
+	}
+	const lower, up = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	set(&alnum, lower+up+digits)
+	set(&digit, digits)
+	set(&upper, up)
+	set(&hexDigit, digits+"abcdefABCDEF")
+	set(&base64Std, lower+up+digits+"+/")
+	set(&emailLocal, lower+up+digits+"._%+-")
+	set(&dnsLabel, lower+up+digits+"-")
+	set(&token68, lower+up+digits+"-._~+/")
+	set(&tokenURL, lower+up+digits+"_-")
+}
+
+func boundaryBefore(s string, i int) bool { return i == 0 || !alnum[s[i-1]] }
+func boundaryAfter(s string, i int) bool  { return i >= len(s) || !alnum[s[i]] }
+
+func skipAlnum(s string, i int) int {
+	for i < len(s) && alnum[s[i]] {
+		i++
+	}
+	return i
+}
+
+func runOf(s string, i int, class *[256]bool, max int) int {
+	j := i
+	for j < len(s) && class[s[j]] && j-i < max {
+		j++
+	}
+	return j
+}
+
+// next returns the first match at or after i that starts at or after floor
+// (the end of the previous match: matches never overlap). It is the single
+// pass: a table lookup per byte, and detector code only at anchor bytes.
+func (p *Profile) next(s string, i, floor int) (match, bool) {
+	anchor := &p.anchor
+	for i < len(s) {
+		if !anchor[s[i]] {
+			i++
+			continue
+		}
+		c := s[i]
+		switch {
+		case digit[c]:
+			if !boundaryBefore(s, i) {
+				if p.on(detIBAN) && i >= 2 && i-2 >= floor && upper[s[i-1]] && upper[s[i-2]] && boundaryBefore(s, i-2) {
+					if m, ok := p.matchIBAN(s, i-2); ok {
+						return m, true
+					}
+				}
+				i = skipAlnum(s, i)
+				continue
+			}
+			if m, ok := p.matchNumber(s, i, floor); ok {
+				return m, true
+			}
+			i = skipAlnum(s, i)
+			continue
+		case c == '@':
+			if p.on(detEmail) {
+				if m, ok := p.matchEmail(s, i, floor); ok {
+					return m, true
+				}
+			}
+		case c == ':':
+			if strings.HasPrefix(s[i:], "://") {
+				if p.on(detURLPassword) {
+					if m, ok := p.matchURLUserinfo(s, i); ok {
+						return m, true
+					}
+				}
+				i += 3
+				continue
+			}
+			if p.on(detURLPassword) && i > 0 && s[i-1] == '"' {
+				if m, ok := p.matchKeyPassword(s, i); ok {
+					return m, true
+				}
+			}
+			if p.on(detIPv6) {
+				if m, ok := p.matchIPv6(s, i, floor); ok {
+					return m, true
+				}
+			}
+		case c == '=':
+			if p.on(detURLPassword) {
+				if m, ok := p.matchKeyPassword(s, i); ok {
+					return m, true
+				}
+			}
+		case c == '-':
+			if m, ok := p.matchDash(s, i, floor); ok {
+				return m, true
+			}
+		case c == '_':
+			if m, ok := p.matchUnderscore(s, i, floor); ok {
+				return m, true
+			}
+		case c == 'A':
+			if boundaryBefore(s, i) {
+				if m, ok := p.matchA(s, i); ok {
+					return m, true
+				}
+			}
+		case c == 'B' || c == 'b':
+			if p.on(detBearerToken) && boundaryBefore(s, i) {
+				if m, ok := p.matchBearer(s, i); ok {
+					return m, true
+				}
+			}
+		case c == 'J':
+			if p.on(detJWT) && i >= 2 && i-2 >= floor && s[i-2] == 'e' && s[i-1] == 'y' && boundaryBefore(s, i-2) {
+				if m, ok := p.matchJWT(s, i-2); ok {
+					return m, true
+				}
+			}
+		}
+		i++
+	}
+	return match{}, false
+}
+
+func (p *Profile) found(id detectorID, start, end int) (match, bool) {
+	return match{start: start, end: end, ctx: start, det: p.enabled[id]}, true
+}
+
+// ---- numbers: payment cards, SSNs, phones, IPv4 ----
+
+const maxGroups = 8
+
+// numGroups is a run of digit groups joined by 1-2 separator bytes.
+type numGroups struct {
+	n          int
+	start, end [maxGroups]int
+}
+
+func isNumSep(c byte) bool { return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' }
+
+func parseGroups(s string, i int) (g numGroups) {
+	j, total := i, 0
+	for g.n < maxGroups {
+		k := j
+		for k < len(s) && digit[s[k]] && k-j < 20 {
+			k++
+		}
+		g.start[g.n], g.end[g.n] = j, k
+		g.n++
+		total += k - j
+		if total > 34 || k-j >= 20 {
+			break
+		}
+		sl := 0
+		for sl < 2 && k+sl < len(s) && isNumSep(s[k+sl]) {
+			sl++
+		}
+		if sl == 0 || k+sl >= len(s) || !digit[s[k+sl]] {
+			break
+		}
+		j = k + sl
+	}
+	return g
+}
+
+func (g *numGroups) sep(s string, k int) string { return s[g.end[k]:g.start[k+1]] }
+func (g *numGroups) len(k int) int              { return g.end[k] - g.start[k] }
+
+// digitsOf appends the digits of groups [0,k) to buf.
+func (g *numGroups) digitsOf(s string, k int, buf []byte) []byte {
+	for x := 0; x < k; x++ {
+		buf = append(buf, s[g.start[x]:g.end[x]]...)
+	}
+	return buf
+}
+
+func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
+	g := parseGroups(s, i)
+	var buf [40]byte
+	if p.on(detIPv4) && g.n >= 4 && g.sep(s, 0) == "." && g.sep(s, 1) == "." && g.sep(s, 2) == "." &&
+		(g.n == 4 || g.sep(s, 3)[0] != '.') && boundaryAfter(s, g.end[3]) &&
+		!(i >= 2 && s[i-1] == '.' && digit[s[i-2]]) && !versionBefore(s, i) {
+		if a, err := netip.ParseAddr(s[i:g.end[3]]); err == nil && a.Is4() {
+			return p.found(detIPv4, i, g.end[3])
+		}
+	}
+	if p.on(detPaymentCard) {
+		for k := g.n; k >= 1; k-- {
+			d := g.digitsOf(s, k, buf[:0])
+			if len(d) < 13 || len(d) > 19 || !boundaryAfter(s, g.end[k-1]) || !uniformCardSeps(s, &g, k) {
+				continue
+			}
+			if luhn(d) && cardIssuer(d) {
+				return p.found(detPaymentCard, i, g.end[k-1])
+			}
+		}
+	}
+	if p.on(detUSSSN) {
+		if g.n >= 3 && g.len(0) == 3 && g.len(1) == 2 && g.len(2) == 4 {
+			s0, s1 := g.sep(s, 0), g.sep(s, 1)
+			if s0 == s1 && (s0 == "-" || s0 == " ") && !(g.n > 3 && g.sep(s, 2) == s0) && boundaryAfter(s, g.end[2]) &&
+				validSSN(g.digitsOf(s, 3, buf[:0])) {
+				return p.found(detUSSSN, i, g.end[2])
+			}
+		}
+		if g.len(0) == 9 && boundaryAfter(s, g.end[0]) && ssnKeywordBefore(s, i) && validSSN([]byte(s[i:g.end[0]])) {
+			return p.found(detUSSSN, i, g.end[0])
+		}
+	}
+	if p.on(detPhone) {
+		if m, ok := p.matchPhone(s, i, floor, &g); ok {
+			return m, true
+		}
+	}
+	return match{}, false
+}
+
+func uniformCardSeps(s string, g *numGroups, k int) bool {
+	if k == 1 {
+		return true
+	}
+	first := g.sep(s, 0)
+	if first != " " && first != "-" {
+		return false
+	}
+	for x := 1; x < k-1; x++ {
+		if g.sep(s, x) != first {
+			return false
+		}
+	}
+	return true
+}
+
+func luhn(d []byte) bool {
+	sum, double := 0, false
+	for x := len(d) - 1; x >= 0; x-- {
+		v := int(d[x] - '0')
+		if double {
+			v *= 2
+			if v > 9 {
+				v -= 9
+			}
+		}
+		sum += v
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// prefixNum returns the first n digits of d as a number.
+func prefixNum(d []byte, n int) int {
+	v := 0
+	for x := 0; x < n && x < len(d); x++ {
+		v = v*10 + int(d[x]-'0')
+	}
+	return v
+}
+
+// cardIssuer reports whether d has the prefix and length of a major issuer.
+func cardIssuer(d []byte) bool {
+	l := len(d)
+	p2, p3, p4, p6 := prefixNum(d, 2), prefixNum(d, 3), prefixNum(d, 4), prefixNum(d, 6)
+	switch {
+	case d[0] == '4': // Visa
+		return l == 13 || l == 16 || l == 19
+	case (p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720): // Mastercard
+		return l == 16
+	case p2 == 34 || p2 == 37: // American Express
+		return l == 15
+	case p4 == 6011 || (p3 >= 644 && p3 <= 649) || p2 == 65 || (p6 >= 622126 && p6 <= 622925): // Discover
+		return l >= 16 && l <= 19
+	case p4 >= 3528 && p4 <= 3589: // JCB
+		return l >= 16 && l <= 19
+	case (p3 >= 300 && p3 <= 305) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39: // Diners Club
+		return l >= 14 && l <= 19
+	}
+	return false
+}
+
+func validSSN(d []byte) bool {
+	area, group, serial := prefixNum(d, 3), prefixNum(d[3:], 2), prefixNum(d[5:], 4)
+	return area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+// hasFoldBefore reports whether one of the lowercase words occurs in the
+// window bytes before i (ASCII case-insensitive).
+func hasFoldBefore(s string, i, window int, words ...string) bool {
+	lo := max(i-window, 0)
+	var buf [32]byte
+	w := buf[:0]
+	for x := lo; x < i; x++ {
+		c := s[x]
+		if c == '\n' {
+			w = w[:0] // same line only
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		w = append(w, c)
+	}
+	for _, word := range words {
+		if bytes.Contains(w, []byte(word)) {
+			return true
+		}
+	}
+	return false
+}
+
+func ssnKeywordBefore(s string, i int) bool {
+	return hasFoldBefore(s, i, 24, "ssn", "social security", "social_security")
+}
+
+// versionBefore reports a version keyword just before a dotted quad: such a
+// quad ("version 1.2.3.4", "release 10.0.1.2") is a version, not an address.
+func versionBefore(s string, i int) bool {
+	return hasFoldBefore(s, i, 24, "version", "release", "firmware", "build")
+}
+
+func (p *Profile) matchPhone(s string, i, floor int, g *numGroups) (match, bool) {
+	var buf [24]byte
+	if i >= 1 && s[i-1] == '+' && i-1 >= floor {
+		for k := g.n; k >= 1; k-- {
+			d := g.digitsOf(s, k, buf[:1])
+			if nd := len(d) - 1; nd < 8 || nd > 15 || !boundaryAfter(s, g.end[k-1]) {
+				continue
+			}
+			d[0] = '+'
+			if validPhone(d, "") {
+				return p.found(detPhone, i-1, g.end[k-1])
+			}
+		}
+		return match{}, false
+	}
+	start := i
+	paren := i >= 1 && s[i-1] == '(' && i-1 >= floor
+	if paren {
+		start = i - 1
+	}
+	try := func(k int, lens ...int) bool {
+		if g.n < k {
+			return false
+		}
+		for x, l := range lens {
+			if g.len(x) != l {
+				return false
+			}
+		}
+		if !boundaryAfter(s, g.end[k-1]) {
+			return false
+		}
+		for x := 0; x < k-1; x++ {
+			sp := g.sep(s, x)
+			areaSep := x == k-3 // the separator right after the area code
+			switch {
+			case sp == "-" || sp == "." || sp == " ":
+				if areaSep && paren {
+					return false
+				}
+			case areaSep && paren && (sp == ")" || sp == ") " || sp == ")-"):
+			case x == 0 && k == 4 && sp == " (" && g.sep(s, 1)[0] == ')':
+			case x == 1 && k == 4 && (sp == ")" || sp == ") ") && g.sep(s, 0) == " (":
+			default:
+				return false
+			}
+		}
+		return validPhone(g.digitsOf(s, k, buf[:0]), "US")
+	}
+	if try(3, 3, 3, 4) {
+		return p.found(detPhone, start, g.end[2])
+	}
+	if !paren && g.len(0) == 1 && s[i] == '1' && try(4, 1, 3, 3, 4) {
+		return p.found(detPhone, i, g.end[3])
+	}
+	return match{}, false
+}
+
+// validPhone asks libphonenumber. It runs only on candidates that already
+// have a phone's shape.
+func validPhone(number []byte, region string) bool {
+	var pn phonenumbers.PhoneNumber
+	if err := phonenumbers.ParseToNumber(string(number), region, &pn); err != nil {
+		return false
+	}
+	return phonenumbers.IsValidNumber(&pn)
+}
+
+// ---- IBAN ----
+
+// ibanLengths is the registered IBAN length per country (SWIFT IBAN registry).
+var ibanLengths = map[string]int{
+	"AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+	"BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+	"EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+	"GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+	"JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25,
+	"MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18,
+	"NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33,
+	"SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+	"TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+// matchIBAN checks an IBAN starting at i (the country code): compact, or in
+// groups of four separated by single spaces.
+func (p *Profile) matchIBAN(s string, i int) (match, bool) {
+	want, ok := ibanLengths[s[i:i+2]]
+	if !ok {
+		return match{}, false
+	}
+	var buf [34]byte
+	d := buf[:0]
+	j := i
+	spaced := false
+	for len(d) < want && j < len(s) {
+		c := s[j]
+		switch {
+		case digit[c] || upper[c]:
+			d = append(d, c)
+			j++
+		case c == ' ' && len(d)%4 == 0 && len(d) > 0 && j+1 < len(s) && alnum[s[j+1]] && (spaced || len(d) == 4):
+			spaced = true
+			j++
+		default:
+			return match{}, false
+		}
+	}
+	if len(d) != want || !boundaryAfter(s, j) || !digit[d[2]] || !digit[d[3]] {
+		return match{}, false
+	}
+	// mod 97 over BBAN + country + check digits, letters as 10..35.
+	rem := 0
+	for x := 0; x < len(d); x++ {
+		c := d[(x+4)%len(d)]
+		if digit[c] {
+			rem = (rem*10 + int(c-'0')) % 97
+		} else {
+			rem = (rem*100 + int(c-'A'+10)) % 97
+		}
+	}
+	if rem != 1 {
+		return match{}, false
+	}
+	return p.found(detIBAN, i, j)
+}
+
+// ---- IPv6 ----
+
+// matchIPv6 looks at the run of [0-9A-Fa-f:.] around the colon at i.
+func (p *Profile) matchIPv6(s string, i, floor int) (match, bool) {
+	l := i
+	for l > 0 && i-l < 45 && (hexDigit[s[l-1]] || s[l-1] == ':' || s[l-1] == '.') {
+		l--
+	}
+	r := i
+	for r < len(s) && r-l < 45 && (hexDigit[s[r]] || s[r] == ':' || s[r] == '.') {
+		r++
+	}
+	end := r
+	for r > i+1 && (s[r-1] == '.' || s[r-1] == ':') && !(r-2 >= 0 && s[r-2] == ':') { // trailing punctuation
+		r--
+	}
+	for l < i && s[l] == '.' {
+		l++
+	}
+	if l < floor || !boundaryBefore(s, l) || !boundaryAfter(s, end) {
+		return match{}, false
+	}
+	cand := s[l:r]
+	if strings.Count(cand, ":") < 2 || strings.IndexAny(cand, digits) < 0 {
+		return match{}, false
+	}
+	a, err := netip.ParseAddr(cand)
+	if err != nil || !a.Is6() {
+		return match{}, false
+	}
+	return p.found(detIPv6, l, r)
+}
+
+// ---- email ----
+
+func (p *Profile) matchEmail(s string, at, floor int) (match, bool) {
+	j := at
+	for j > floor && emailLocal[s[j-1]] && at-j <= 64 {
+		j--
+	}
+	if at-j > 64 {
+		return match{}, false
+	}
+	for j < at && s[j] == '.' {
+		j++
+	}
+	if j == at || s[at-1] == '.' {
+		return match{}, false
+	}
+	// Domain: labels separated by dots; keep the longest prefix that ends in
+	// an alphabetic TLD.
+	k, labels, end := at+1, 0, -1
+	for k < len(s) && k-at <= 254 {
+		ls := k
+		for k < len(s) && dnsLabel[s[k]] && k-ls < 64 {
+			k++
+		}
+		if k == ls || s[ls] == '-' || s[k-1] == '-' {
+			break
+		}
+		labels++
+		if labels >= 2 && k-ls >= 2 && allLetters(s[ls:k]) && boundaryAfter(s, k) {
+			end = k
+		}
+		if k < len(s) && s[k] == '.' && k+1 < len(s) && dnsLabel[s[k+1]] {
+			k++
+			continue
+		}
+		break
+	}
+	if end < 0 {
+		return match{}, false
+	}
+	return p.found(detEmail, j, end)
+}
+
+func allLetters(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- passwords in URLs and connection strings ----
+
+// isMaskToken reports whether v is a replacement this package wrote, so that
+// masking its own output changes nothing.
+func isMaskToken(v string) bool {
+	if len(v) < 3 || v[0] != '[' || v[len(v)-1] != ']' {
+		return false
+	}
+	for i := 1; i < len(v)-1; i++ {
+		c := v[i]
+		if !(upper[c] || digit[c] || c == '_' || c == ':' || ('a' <= c && c <= 'f')) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchURLUserinfo masks the password in scheme://user:password@host. i is
+// the position of "://".
+func (p *Profile) matchURLUserinfo(s string, i int) (match, bool) {
+	j := i + 3
+	at, colon := -1, -1
+	for k := j; k < len(s) && k-j < 512; k++ {
+		c := s[k]
+		if c == '/' || c == '?' || c == '#' || c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`' {
+			break
+		}
+		if c == ':' && colon < 0 {
+			colon = k
+		}
+		if c == '@' {
+			at = k
+		}
+	}
+	if at < 0 || colon < 0 || colon > at || colon+1 == at || isMaskToken(s[colon+1:at]) {
+		return match{}, false
+	}
+	return match{start: colon + 1, end: at, ctx: i, det: p.enabled[detURLPassword]}, true
+}
+
+// matchKeyPassword masks the value of password=..., passwd=..., pwd=...
+// (libpq, JDBC, ADO.NET, environment) and "password": "..." in JSON. i is
+// the position of '=' or ':'.
+func (p *Profile) matchKeyPassword(s string, i int) (match, bool) {
+	k := i
+	if s[i] == ':' {
+		k-- // the closing quote of a JSON key
+	} else {
+		for k > 0 && i-k < 2 && s[k-1] == ' ' {
+			k--
+		}
+	}
+	if !hasPasswordKey(s[max(k-8, 0):k]) {
+		return match{}, false
+	}
+	j := i + 1
+	for j < len(s) && j-i < 3 && s[j] == ' ' {
+		j++
+	}
+	if j >= len(s) {
+		return match{}, false
+	}
+	var end int
+	if q := s[j]; q == '"' || q == '\'' {
+		j++
+		end = j
+		for end < len(s) && s[end] != q && s[end] != '\n' && end-j < 512 {
+			if s[end] == '\\' && q == '"' {
+				end++
+			}
+			end++
+		}
+		end = min(end, len(s))
+	} else {
+		if s[i] == ':' {
+			return match{}, false // "password": 5 or null: not a string
+		}
+		end = j
+		for end < len(s) && end-j < 512 {
+			c := s[end]
+			if c <= ' ' || c == ';' || c == '&' || c == '"' || c == '\'' || c == ',' || c == ')' || c == '}' {
+				break
+			}
+			end++
+		}
+	}
+	if end == j || isMaskToken(s[j:end]) {
+		return match{}, false
+	}
+	return match{start: j, end: end, ctx: k, det: p.enabled[detURLPassword]}, true
+}
+
+func hasPasswordKey(key string) bool {
+	var buf [8]byte
+	n := copy(buf[:], key)
+	b := buf[:n]
+	for x := range b {
+		if 'A' <= b[x] && b[x] <= 'Z' {
+			b[x] += 'a' - 'A'
+		}
+	}
+	return bytes.HasSuffix(b, []byte("password")) || bytes.HasSuffix(b, []byte("passwd")) ||
+		(bytes.HasSuffix(b, []byte("pwd")) && (n == 3 || !alnum[b[n-4]] || b[n-4] == 'd'))
+}
+
+// ---- fixed-prefix secrets ----
+
+// matchDash handles anchors at '-': PEM private keys, glpat-, xox?-.
+func (p *Profile) matchDash(s string, i, floor int) (match, bool) {
+	if p.on(detPrivateKey) && strings.HasPrefix(s[i:], "-----BEGIN ") {
+		if m, ok := p.matchPEM(s, i); ok {
+			return m, true
+		}
+	}
+	if p.on(detGitLabToken) && i >= 5 && i-5 >= floor && s[i-5:i] == "glpat" && boundaryBefore(s, i-5) {
+		if end := runOf(s, i+1, &tokenURL, 255); end-(i+1) >= 20 && !tokenURL[at(s, end)] {
+			return p.found(detGitLabToken, i-5, end)
+		}
+	}
+	if p.on(detSlackToken) && i >= 4 && i-4 >= floor && s[i-4:i-1] == "xox" && strings.IndexByte("baprs", s[i-1]) >= 0 && boundaryBefore(s, i-4) {
+		end := i + 1
+		for end < len(s) && (alnum[s[end]] || s[end] == '-') && end-i < 255 {
+			end++
+		}
+		if end-(i+1) >= 10 {
+			return p.found(detSlackToken, i-4, end)
+		}
+	}
+	return match{}, false
+}
+
+func at(s string, i int) byte {
+	if i < len(s) {
+		return s[i]
+	}
+	return 0
+}
+
+// matchPEM masks a private key block from its BEGIN line to its END line. A
+// block without an END line is masked to the end of the input (open).
+func (p *Profile) matchPEM(s string, i int) (match, bool) {
+	hdr := s[i+len("-----BEGIN "):]
+	close := strings.Index(hdr[:min(len(hdr), 64)], "-----")
+	if close < 0 || !strings.Contains(hdr[:close], "PRIVATE KEY") {
+		return match{}, false
+	}
+	body := i + len("-----BEGIN ") + close + 5
+	end, open := pemEnd(s, body)
+	return match{start: i, end: end, ctx: i, det: p.enabled[detPrivateKey], open: open}, true
+}
+
+// pemEnd finds the end of the "-----END ...-----" line at or after from.
+func pemEnd(s string, from int) (end int, open bool) {
+	e := strings.Index(s[from:], "-----END ")
+	if e < 0 {
+		return len(s), true
+	}
+	e += from + len("-----END ")
+	c := strings.Index(s[e:min(len(s), e+64)], "-----")
+	if c < 0 {
+		return len(s), true
+	}
+	return e + c + 5, false
+}
+
+// matchUnderscore handles anchors at '_': GitHub and Stripe tokens.
+func (p *Profile) matchUnderscore(s string, i, floor int) (match, bool) {
+	if p.on(detGitHubToken) {
+		if i >= 3 && i-3 >= floor && s[i-3] == 'g' && s[i-2] == 'h' && strings.IndexByte("pousr", s[i-1]) >= 0 && boundaryBefore(s, i-3) {
+			if end := runOf(s, i+1, &alnum, 255); end-(i+1) >= 20 && s[i] == '_' && at(s, end) != '_' {
+				return p.found(detGitHubToken, i-3, end)
+			}
+		}
+		if i >= 6 && i-6 >= floor && s[i-6:i] == "github" && strings.HasPrefix(s[i:], "_pat_") && boundaryBefore(s, i-6) {
+			start := i + len("_pat_")
+			if end := runOf(s, start, &tokenURL, 255); end-start >= 20 {
+				end = start + len(strings.TrimRight(s[start:end], "-"))
+				return p.found(detGitHubToken, i-6, end)
+			}
+		}
+	}
+	if p.on(detStripeKey) && i >= 2 && i-2 >= floor && (s[i-2] == 's' || s[i-2] == 'r') && s[i-1] == 'k' && boundaryBefore(s, i-2) &&
+		(strings.HasPrefix(s[i:], "_live_") || (s[i-2] == 's' && strings.HasPrefix(s[i:], "_test_"))) {
+		start := i + 6
+		if end := runOf(s, start, &alnum, 255); end-start >= 16 && at(s, end) != '_' {
+			return p.found(detStripeKey, i-2, end)
+		}
+	}
+	return match{}, false
+}
+
+// matchA handles anchors at 'A': AWS access key ids and Google API keys.
+func (p *Profile) matchA(s string, i int) (match, bool) {
+	if p.on(detAWSAccessKey) && (strings.HasPrefix(s[i:], "AKIA") || strings.HasPrefix(s[i:], "ASIA")) && len(s)-i >= 20 {
+		ok := true
+		for x := i + 4; x < i+20; x++ {
+			if !upper[s[x]] && !digit[s[x]] {
+				ok = false
+				break
+			}
+		}
+		if ok && boundaryAfter(s, i+20) {
+			return p.found(detAWSAccessKey, i, i+20)
+		}
+	}
+	if p.on(detGoogleAPIKey) && strings.HasPrefix(s[i:], "AIza") {
+		if end := runOf(s, i+4, &tokenURL, 36); end-(i+4) == 35 {
+			return p.found(detGoogleAPIKey, i, end)
+		}
+	}
+	return match{}, false
+}
+
+// matchBearer masks the credential after "Bearer ".
+func (p *Profile) matchBearer(s string, i int) (match, bool) {
+	if len(s)-i < 8 || !strings.EqualFold(s[i:i+6], "bearer") {
+		return match{}, false
+	}
+	j := i + 6
+	for j < len(s) && j-i < 10 && (s[j] == ' ' || s[j] == '\t') {
+		j++
+	}
+	if j == i+6 {
+		return match{}, false
+	}
+	end := runOf(s, j, &token68, maxTokenSpan)
+	for end < len(s) && s[end] == '=' && end-j < maxTokenSpan {
+		end++
+	}
+	if end-j < 8 || !boundaryAfter(s, end) {
+		return match{}, false
+	}
+	lowerOnly := true
+	for x := j; x < end; x++ {
+		if c := s[x]; c < 'a' || c > 'z' {
+			lowerOnly = false
+			break
+		}
+	}
+	if lowerOnly {
+		return match{}, false
+	}
+	return match{start: j, end: end, ctx: i, det: p.enabled[detBearerToken]}, true
+}
+
+// matchJWT checks header.payload.signature starting at i ("eyJ").
+func (p *Profile) matchJWT(s string, i int) (match, bool) {
+	h := runOf(s, i, &tokenURL, maxTokenSpan/4)
+	if h-i < 10 || at(s, h) != '.' {
+		return match{}, false
+	}
+	pl := runOf(s, h+1, &tokenURL, maxTokenSpan/2)
+	if pl-(h+1) < 2 || at(s, pl) != '.' {
+		return match{}, false
+	}
+	end := runOf(s, pl+1, &tokenURL, maxTokenSpan/4)
+	if !boundaryAfter(s, end) {
+		return match{}, false
+	}
+	var buf [maxTokenSpan / 4]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(s[i:h]))
+	if err != nil {
+		return match{}, false
+	}
+	var hdr struct {
+		Alg *json.RawMessage `json:"alg"`
+	}
+	if json.Unmarshal(buf[:n], &hdr) != nil || hdr.Alg == nil {
+		return match{}, false
+	}
+	return p.found(detJWT, i, end)
+}

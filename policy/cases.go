@@ -1,0 +1,288 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// Case is one example call with the decision a policy must reach for it, as
+// written in a case file (`airlock policy test`):
+//
+//	cases:
+//	  - name: engineers can read orders
+//	    identity: {subject: alice, groups: [eng]}
+//	    tool: query_db
+//	    resource: orders
+//	    args: {sql: "select id from orders"}
+//	    expect: {effect: allow, rule: engineers-read-orders, mask: pii}
+type Case struct {
+	Name     string         `yaml:"name"`
+	Identity CaseIdentity   `yaml:"identity"`
+	Tool     string         `yaml:"tool"`
+	Resource string         `yaml:"resource"`
+	Args     map[string]any `yaml:"args"`
+	Expect   CaseExpect     `yaml:"expect"`
+
+	line int // where the case starts in its file, for messages
+}
+
+// CaseIdentity is the caller of a Case.
+type CaseIdentity struct {
+	Subject string         `yaml:"subject"`
+	Email   string         `yaml:"email"`
+	Groups  []string       `yaml:"groups"`
+	Claims  map[string]any `yaml:"claims"`
+}
+
+// CaseExpect is what a Case asserts about the decision. Effect is required;
+// every other field is checked only when set.
+type CaseExpect struct {
+	Effect Effect `yaml:"effect"`
+	// Rule is the deciding rule's name.
+	Rule string `yaml:"rule"`
+	// DefaultDeny asserts that no rule matched (effect must then be deny).
+	DefaultDeny bool `yaml:"default_deny"`
+	// Matched, when set, is the exact list of matching rule names in order.
+	Matched []string `yaml:"matched"`
+	Grant   string   `yaml:"grant"`
+	Mask    string   `yaml:"mask"`
+}
+
+var (
+	caseKeys = yamlKeys(Case{})
+)
+
+// Input is the part of a policy Input a case states directly: identity, tool,
+// resource name and args. Callers add the resource's kind and labels and the
+// tool's facts.
+func (c Case) Input() Input {
+	return Input{
+		Identity: Identity{
+			Subject: c.Identity.Subject,
+			Email:   c.Identity.Email,
+			Groups:  slices.Clone(c.Identity.Groups),
+			Claims:  c.Identity.Claims,
+			Method:  "local",
+		},
+		Tool:     c.Tool,
+		Resource: Resource{Name: c.Resource},
+		Args:     c.Args,
+	}
+}
+
+// ParseCases reads a case file: a top-level `cases:` list. Unknown keys,
+// missing names or effects and duplicate names are errors naming the case
+// and line.
+func ParseCases(data []byte, source string) ([]Case, error) {
+	body, err := parseDocument(data, source)
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		return nil, &LoadError{Source: source, Err: errors.New("no cases: the file has no top-level cases key")}
+	}
+	top, lerr := fields(body, []string{"cases"}, "the case file")
+	if lerr != nil {
+		return nil, &LoadError{Source: source, Line: lerr.line, Err: lerr.err}
+	}
+	f, ok := lookup(top, "cases")
+	if !ok || isNull(f.value) {
+		return nil, &LoadError{Source: source, Line: f.line, Err: errors.New("no cases: the file has no cases")}
+	}
+	seq, ok := f.value.(*ast.SequenceNode)
+	if !ok {
+		return nil, &LoadError{Source: source, Line: f.line, Err: fmt.Errorf("cases must be a list, not %s", describeNode(f.value))}
+	}
+
+	var errs []error
+	cases := make([]Case, 0, len(seq.Values))
+	seen := make(map[string]int)
+	for i, node := range seq.Values {
+		c, problems := parseCase(node)
+		for _, pr := range problems {
+			errs = append(errs, &LoadError{Source: source, Line: pr.line, Kind: "case", Name: c.Name, Index: i + 1, Err: pr.err})
+		}
+		if c.Name != "" {
+			if first, dup := seen[c.Name]; dup {
+				errs = append(errs, &LoadError{Source: source, Line: c.line, Kind: "case", Name: c.Name, Index: i + 1,
+					Err: fmt.Errorf("duplicate case name; case %d already uses it", first)})
+			} else {
+				seen[c.Name] = i + 1
+			}
+		}
+		cases = append(cases, c)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cases, nil
+}
+
+func parseCase(node ast.Node) (Case, []*located) {
+	c := Case{line: nodeLine(node), Name: nameOf(node)}
+	fs, lerr := fields(node, caseKeys, "a case")
+	if lerr != nil {
+		return c, []*located{lerr}
+	}
+	if problems := decodeInto(node, reflect.ValueOf(&c).Elem(), "a case"); len(problems) > 0 {
+		return c, problems
+	}
+	c.Name = strings.TrimSpace(c.Name)
+
+	var problems []*located
+	at := func(key string) int {
+		if f, ok := lookup(fs, key); ok {
+			return f.line
+		}
+		return c.line
+	}
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, &located{line: at(key), err: fmt.Errorf(format, args...)})
+	}
+	if c.Name == "" {
+		bad("name", "name is required")
+	}
+	if c.Tool == "" {
+		bad("tool", "tool is required")
+	}
+	e := c.Expect
+	switch e.Effect {
+	case Allow, Deny, Approve:
+	case "":
+		bad("expect", "expect.effect is required: one of %s", effectList())
+	default:
+		bad("expect", "expect.effect %q is not one of %s", e.Effect, effectList())
+	}
+	if e.DefaultDeny && e.Effect != Deny && e.Effect != "" {
+		bad("expect", "expect.default_deny needs effect deny, not %s", e.Effect)
+	}
+	if e.DefaultDeny && e.Rule != "" {
+		bad("expect", "expect.default_deny means no rule decided; remove expect.rule %q", e.Rule)
+	}
+	return c, problems
+}
+
+// CaseResult is the outcome of one case.
+type CaseResult struct {
+	Case     Case
+	Decision Decision
+	// Err is set when the case's input could not be built; the case fails.
+	Err  error
+	Pass bool
+}
+
+// RunCases evaluates each case against p. build turns a case into an Input;
+// the CLI resolves the resource and computes facts through the real tool. A
+// nil build uses Case.Input (no facts).
+func RunCases(p *Policy, cases []Case, build func(Case) (Input, error)) []CaseResult {
+	if build == nil {
+		build = func(c Case) (Input, error) { return c.Input(), nil }
+	}
+	results := make([]CaseResult, 0, len(cases))
+	for _, c := range cases {
+		res := CaseResult{Case: c}
+		in, err := build(c)
+		if err != nil {
+			res.Err = err
+		} else {
+			res.Decision = p.Evaluate(in)
+			res.Pass = len(c.mismatches(res.Decision)) == 0
+		}
+		results = append(results, res)
+	}
+	return results
+}
+
+// mismatches lists how d differs from what the case expects.
+func (c Case) mismatches(d Decision) []string {
+	e := c.Expect
+	var out []string
+	if d.Effect != e.Effect {
+		out = append(out, "effect")
+	}
+	if e.Rule != "" && d.Rule != e.Rule {
+		out = append(out, "rule")
+	}
+	if e.DefaultDeny && d.Rule != "" {
+		out = append(out, "default deny")
+	}
+	if e.Matched != nil && !slices.Equal(e.Matched, matchedNames(d)) {
+		out = append(out, "matched")
+	}
+	if e.Grant != "" && d.Grant != e.Grant {
+		out = append(out, "grant")
+	}
+	if e.Mask != "" && d.Mask != e.Mask {
+		out = append(out, "mask")
+	}
+	return out
+}
+
+func matchedNames(d Decision) []string {
+	names := make([]string, len(d.Matched))
+	for i, m := range d.Matched {
+		names[i] = m.Rule
+	}
+	return names
+}
+
+// String is one line: "PASS name", or "FAIL name: expected deny by no-ddl,
+// got allow by engineers-read (matched: engineers-read[allow])".
+func (r CaseResult) String() string {
+	if r.Err != nil {
+		return fmt.Sprintf("FAIL %s: building the call: %v", r.Case.Name, r.Err)
+	}
+	if r.Pass {
+		return "PASS " + r.Case.Name
+	}
+	e, d := r.Case.Expect, r.Decision
+	var b strings.Builder
+	fmt.Fprintf(&b, "FAIL %s: expected %s", r.Case.Name, e.Effect)
+	switch {
+	case e.DefaultDeny:
+		b.WriteString(" by default")
+	case e.Rule != "":
+		fmt.Fprintf(&b, " by %s", e.Rule)
+	}
+	if e.Grant != "" {
+		fmt.Fprintf(&b, " with grant %s", e.Grant)
+	}
+	if e.Mask != "" {
+		fmt.Fprintf(&b, " with mask %s", e.Mask)
+	}
+	if e.Matched != nil {
+		fmt.Fprintf(&b, " matching [%s]", strings.Join(e.Matched, ", "))
+	}
+	fmt.Fprintf(&b, ", got %s", d.Effect)
+	if d.Rule == "" {
+		b.WriteString(" by default")
+	} else {
+		fmt.Fprintf(&b, " by %s", d.Rule)
+	}
+	if e.Grant != "" {
+		fmt.Fprintf(&b, " with grant %q", d.Grant)
+	}
+	if e.Mask != "" {
+		fmt.Fprintf(&b, " with mask %q", d.Mask)
+	}
+	b.WriteString(" (matched: ")
+	if len(d.Matched) == 0 {
+		b.WriteString("none")
+	}
+	for i, m := range d.Matched {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s[%s]", m.Rule, m.Effect)
+		if strings.Contains(m.Message, "failed to evaluate") {
+			fmt.Fprintf(&b, " %q", m.Message)
+		}
+	}
+	b.WriteString(")")
+	return b.String()
+}

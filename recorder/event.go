@@ -1,0 +1,166 @@
+package recorder
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Event types the broker records, one per step of a call. Other types may
+// be appended; these are the ones the docs and the web UI know.
+const (
+	TypeCallReceived      = "call.received"      // an authenticated MCP tool call arrived
+	TypeCallDecided       = "call.decided"       // policy decision, with the rules that matched
+	TypeApprovalRequested = "approval.requested" // the call is held for a human
+	TypeApprovalDecided   = "approval.decided"   // who approved or rejected, and when
+	TypeLeaseMinted       = "lease.minted"       // a credential was minted (id, grant, expiry, never the secret)
+	TypeLeaseReused       = "lease.reused"       // a live lease for the same identity/resource/grant was reused
+	TypeLeaseRevoked      = "lease.revoked"
+	TypeLeaseFailed       = "lease.failed"  // minting or revoking failed
+	TypeCallExecuted      = "call.executed" // the backend ran: duration, rows/bytes, masked result (capped)
+	TypeCallFailed        = "call.failed"   // the backend or a stage failed
+	TypeCallCompleted     = "call.completed"
+)
+
+// GenesisHash is the prev_hash of the first event. The version suffix names
+// the hashing scheme; a new scheme gets a new genesis.
+const GenesisHash = "airlock-transcript-v1"
+
+// Event is one entry of the transcript. Seq, PrevHash and Hash are assigned
+// by Append; Time is assigned by Append when zero.
+type Event struct {
+	Seq       int64           `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Type      string          `json:"type"`
+	CallID    string          `json:"call_id,omitempty"`
+	SessionID string          `json:"session_id,omitempty"`
+	Subject   string          `json:"subject,omitempty"`
+	Issuer    string          `json:"issuer,omitempty"`
+	TokenID   string          `json:"token_id,omitempty"`
+	Tool      string          `json:"tool,omitempty"`
+	Resource  string          `json:"resource,omitempty"`
+	Effect    string          `json:"effect,omitempty"` // decision effect when known, for filtering
+	Data      json.RawMessage `json:"data,omitempty"`
+	PrevHash  string          `json:"prev_hash"`
+	Hash      string          `json:"hash"`
+}
+
+// hashedFields is the part of an event the hash covers, in a fixed order.
+// Every field is present (no omitempty) so the form is unambiguous; Data is
+// appended verbatim after it (see computeHash).
+type hashedFields struct {
+	Seq       int64  `json:"seq"`
+	Time      string `json:"time"` // RFC 3339, UTC, nanoseconds
+	Type      string `json:"type"`
+	CallID    string `json:"call_id"`
+	SessionID string `json:"session_id"`
+	Subject   string `json:"subject"`
+	Issuer    string `json:"issuer"`
+	TokenID   string `json:"token_id"`
+	Tool      string `json:"tool"`
+	Resource  string `json:"resource"`
+	Effect    string `json:"effect"`
+	PrevHash  string `json:"prev_hash"`
+}
+
+// computeHash returns hex(sha256(prev_hash "\n" canonical)), where canonical
+// is the JSON object of hashedFields (encoding/json, HTML escaping off)
+// with `,"data":<Data>` spliced in before the closing brace when Data is
+// not empty. Data is taken byte for byte, so any change to the stored
+// bytes, even whitespace, changes the hash.
+func computeHash(ev Event) (string, error) {
+	var buf bytes.Buffer
+	buf.WriteString(ev.PrevHash)
+	buf.WriteByte('\n')
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(hashedFields{
+		Seq:       ev.Seq,
+		Time:      ev.Time.UTC().Format(time.RFC3339Nano),
+		Type:      ev.Type,
+		CallID:    ev.CallID,
+		SessionID: ev.SessionID,
+		Subject:   ev.Subject,
+		Issuer:    ev.Issuer,
+		TokenID:   ev.TokenID,
+		Tool:      ev.Tool,
+		Resource:  ev.Resource,
+		Effect:    ev.Effect,
+		PrevHash:  ev.PrevHash,
+	})
+	if err != nil {
+		return "", err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("}\n"))
+	if len(ev.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, ev.Data...)
+	}
+	b = append(b, '}')
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// canonicalJSON returns data re-encoded in a canonical form: compact,
+// object keys sorted, numbers as written, no HTML escaping. Empty data and
+// JSON null give nil.
+func canonicalJSON(data json.RawMessage) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("trailing data after JSON value")
+	}
+	if v == nil {
+		return nil, nil
+	}
+	return marshalCompact(v)
+}
+
+// marshalCompact encodes v as JSON without HTML escaping or a trailing newline.
+func marshalCompact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// minTime and maxTime bound the times that survive storage as unix nanoseconds.
+var (
+	minTime = time.Unix(0, -1<<63).UTC()
+	maxTime = time.Unix(0, 1<<63-1).UTC()
+)
+
+// check rejects what could not be stored and hashed faithfully: an empty
+// type, invalid UTF-8 (encoding/json would silently replace it, so two
+// different values would hash alike) and out-of-range times.
+func (ev Event) check() error {
+	if ev.Type == "" {
+		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
+	}
+	for _, f := range []struct{ name, s string }{
+		{"type", ev.Type}, {"call_id", ev.CallID}, {"session_id", ev.SessionID}, {"subject", ev.Subject},
+		{"issuer", ev.Issuer}, {"token_id", ev.TokenID}, {"tool", ev.Tool}, {"resource", ev.Resource}, {"effect", ev.Effect},
+	} {
+		if !utf8.ValidString(f.s) {
+			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
+		}
+	}
+	if ev.Time.Before(minTime) || ev.Time.After(maxTime) {
+		return fmt.Errorf("%w: time %v out of range", ErrInvalidEvent, ev.Time)
+	}
+	return nil
+}

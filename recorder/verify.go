@@ -1,0 +1,170 @@
+package recorder
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Reason names how the chain is broken.
+type Reason string
+
+// Reasons reported by Verify.
+const (
+	// ReasonChanged: an event's stored fields no longer hash to its stored
+	// hash, or an event was rewritten and re-hashed (its successor still
+	// points at the old hash).
+	ReasonChanged Reason = "changed"
+	// ReasonRemoved: one or more events are missing (a gap in seq where the
+	// prev_hash link is broken too).
+	ReasonRemoved Reason = "removed"
+	// ReasonInserted: an event that is not part of the original chain — its
+	// successor links past it, its prev_hash does not match its
+	// predecessor, or its seq repeats or goes backwards.
+	ReasonInserted Reason = "inserted"
+)
+
+// VerifyReport is the result of checking the chain from the first event.
+type VerifyReport struct {
+	OK       bool   `json:"ok"`
+	Count    int64  `json:"count"`     // events verified good, from the start
+	HeadSeq  int64  `json:"head_seq"`  // last good event (0 if none)
+	HeadHash string `json:"head_hash"` // its hash (GenesisHash if none)
+
+	// On failure:
+	BadSeq int64  `json:"bad_seq,omitempty"` // first bad event (for removed: the first missing seq)
+	Reason Reason `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Verify recomputes the chain from the first event and stops at the first
+// break. It reads through the read pool; events appended while it runs may
+// or may not be included.
+//
+// A clean report proves the events are those appended, in order, with
+// nothing removed or inserted between them, unless the tail was cut off or
+// rewritten wholesale (every later hash recomputed): compare the report's
+// head with an anchor published earlier (see Head and VerifyAnchor).
+func (r *Recorder) Verify(ctx context.Context) (VerifyReport, error) {
+	rows, err := r.read.QueryContext(ctx, `SELECT `+eventColumns+` FROM transcript_events ORDER BY seq`)
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
+	}
+	defer rows.Close()
+	rep, err := verify(func() (Event, bool, error) {
+		if !rows.Next() {
+			return Event{}, false, rows.Err()
+		}
+		ev, err := scanEvent(rows)
+		return ev, err == nil, err
+	})
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
+	}
+	return rep, nil
+}
+
+// VerifyJSONL verifies a complete export (Export with an empty Filter) read
+// from rd, without the database: a SIEM or an auditor can check a copy.
+// A filtered export is not a chain and does not verify.
+func VerifyJSONL(rd io.Reader) (VerifyReport, error) {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
+	line := 0
+	return verify(func() (Event, bool, error) {
+		for sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			var ev Event
+			if err := json.Unmarshal(b, &ev); err != nil {
+				return Event{}, false, fmt.Errorf("line %d: %w", line, err)
+			}
+			return ev, true, nil
+		}
+		return Event{}, false, sc.Err()
+	})
+}
+
+// link is what the verifier remembers of an event already read.
+type link struct {
+	seq  int64
+	hash string
+}
+
+// verify walks events in the order next yields them and classifies the
+// first break. It looks one event ahead to tell a rewritten event from an
+// inserted one.
+func verify(next func() (Event, bool, error)) (VerifyReport, error) {
+	rep := VerifyReport{HeadHash: GenesisHash}
+	prev := link{hash: GenesisHash}
+	var prevPrev *link // the event before prev, once there is one
+
+	fail := func(seq int64, reason Reason, format string, args ...any) (VerifyReport, error) {
+		rep.BadSeq, rep.Reason, rep.Detail = seq, reason, fmt.Sprintf(format, args...)
+		return rep, nil
+	}
+
+	cur, ok, err := next()
+	if err != nil {
+		return rep, err
+	}
+	for ok {
+		nxt, nextOK, err := next()
+		if err != nil {
+			return rep, err
+		}
+
+		if cur.Seq <= prev.seq {
+			return fail(cur.Seq, ReasonInserted, "seq %d follows seq %d (duplicate or out of order)", cur.Seq, prev.seq)
+		}
+		sum, err := computeHash(cur)
+		selfOK := err == nil && sum == cur.Hash
+		linkOK := cur.PrevHash == prev.hash
+		gap := cur.Seq > prev.seq+1
+
+		switch {
+		case selfOK && linkOK && !gap:
+			// good
+		case !linkOK && prevPrev != nil && cur.PrevHash == prevPrev.hash:
+			// cur points past prev to prev's predecessor: prev was slipped
+			// in (and cur probably renumbered to make room).
+			rep.Count--
+			rep.HeadSeq, rep.HeadHash = prevPrev.seq, prevPrev.hash
+			return fail(prev.seq, ReasonInserted,
+				"event %d links to event %d, skipping event %d, which is not part of the chain", cur.Seq, prevPrev.seq, prev.seq)
+		case gap && !linkOK:
+			return fail(prev.seq+1, ReasonRemoved, "events %d to %d are missing (next is %d, whose prev_hash does not match event %d)",
+				prev.seq+1, cur.Seq-1, cur.Seq, prev.seq)
+		case !selfOK:
+			return fail(cur.Seq, ReasonChanged, "event %d does not hash to its stored hash: its fields, data, time or seq were altered", cur.Seq)
+		case gap:
+			return fail(cur.Seq, ReasonChanged, "event %d links to event %d but its seq skips %d: it was renumbered and re-hashed", cur.Seq, prev.seq, prev.seq+1)
+		default: // !linkOK, self-consistent, no gap
+			if nextOK && nxt.PrevHash == cur.Hash && prev.seq > 0 {
+				// cur is genuine (its successor links to it), so the
+				// event before it was rewritten and re-hashed.
+				rep.Count-- // prev.seq > 0, so prevPrev is set
+				rep.HeadSeq, rep.HeadHash = prevPrev.seq, prevPrev.hash
+				return fail(prev.seq, ReasonChanged,
+					"event %d was rewritten and re-hashed: event %d still links to its original hash", prev.seq, cur.Seq)
+			}
+			return fail(cur.Seq, ReasonInserted,
+				"event %d's prev_hash does not match event %d: it was inserted, or event %d was rewritten and re-hashed", cur.Seq, prev.seq, prev.seq)
+		}
+
+		rep.Count++
+		rep.HeadSeq, rep.HeadHash = cur.Seq, cur.Hash
+		p := prev
+		prevPrev = &p
+		prev = link{seq: cur.Seq, hash: cur.Hash}
+		cur, ok = nxt, nextOK
+	}
+	rep.OK = true
+	return rep, nil
+}

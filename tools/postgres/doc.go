@@ -1,0 +1,47 @@
+// Package postgres serves PostgreSQL resources: the query_db, list_tables and
+// describe_table tools, role minting for leases, and SQL facts from
+// PostgreSQL's own parser (pganalyze/pg_query_go).
+//
+// # Credentials
+//
+// A lease is a role the broker creates with its admin connection and drops on
+// revoke. PostgreSQL enforces the expiry (VALID UNTIL); revocation terminates
+// the role's sessions first:
+//
+//	Mint    CREATE ROLE airlock_<lease> LOGIN INHERIT NOSUPERUSER ... CONNECTION LIMIT 8
+//	          PASSWORD '<SCRAM-SHA-256 verifier of 32 random bytes>'
+//	          VALID UNTIL '<expiry UTC>' IN ROLE <grant roles>
+//	Revoke  SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1
+//	        DROP ROLE IF EXISTS airlock_<lease>   (REASSIGN/DROP OWNED first if it owns objects)
+//	Orphans SELECT rolname FROM pg_roles WHERE rolname LIKE 'airlock\_%'
+//
+// The plaintext password never leaves the broker: the server receives only
+// its SCRAM verifier, and the Credential holds it as a tools.Secret.
+//
+// # One call
+//
+//	agent SQL ──Decode──▶ pg_query parse (syntax errors stop here, with position)
+//	          ──Facts───▶ statement kinds, tables read/written, functions, read_only
+//	          ──Execute─▶ refuse before the server sees anything:
+//	                        transaction control, SET ROLE / SESSION AUTHORIZATION,
+//	                        RESET ALL, DISCARD, changes to the limits,
+//	                        several statements (unless Limits.MultiStatement),
+//	                        anything but a plain read under a read-only grant
+//	                      connect as the lease's role (TCP, SCRAM; pooled per lease)
+//	                      BEGIN READ ONLY            (read_write grant: BEGIN)
+//	                      SET LOCAL statement_timeout, idle_in_transaction_session_timeout
+//	                      each statement, extended protocol, text results
+//	                      stream rows ──▶ cut at MaxRows / MaxBytes
+//	                        (cut: cancel the query, discard the connection)
+//	                      ROLLBACK                   (read_write grant: COMMIT)
+//	          ──Render──▶ {"columns","rows","row_count","truncated","notice"} + text table
+//
+// Result columns carry the table and column they come from (resolved from the
+// row description's table OID and attribute number, cached per resource), so
+// masking rules such as "customers.email" apply through aliases.
+//
+// Errors: database errors are *pgconn.PgError and read
+// "ERROR: <message> (SQLSTATE xxxxx)"; a server that cannot be reached or
+// goes away mid-call wraps tools.ErrBackendUnavailable; refusals wrap
+// tools.ErrRefused; bad arguments wrap tools.ErrInvalidArguments.
+package postgres
