@@ -150,8 +150,10 @@ func (rs *ResourceServer) MetadataHandler() http.Handler {
 func (rs *ResourceServer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
-			// CORS preflight carries no credentials.
-			next.ServeHTTP(w, r)
+			// A CORS preflight carries no credentials, so it is answered
+			// here and never reaches next without an identity. Bearer
+			// tokens (not cookies) make any origin safe to allow.
+			preflight(w)
 			return
 		}
 		raw, err := bearerToken(r)
@@ -175,6 +177,16 @@ func (rs *ResourceServer) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(WithIdentity(r.Context(), id)))
 		sw.finish()
 	})
+}
+
+func preflight(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID")
+	h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // errors answered by the middleware before or beside verification.

@@ -100,6 +100,7 @@ func TestMiddlewareHydra(t *testing.T) {
 
 	tests := []struct {
 		name          string
+		method        string
 		path          string
 		header        http.Header
 		wantStatus    int
@@ -108,6 +109,7 @@ func TestMiddlewareHydra(t *testing.T) {
 		token         string // must not appear in the logs
 	}{
 		{name: "valid", path: "/mcp", header: bearer(good), wantStatus: 200, token: good},
+		{name: "CORS preflight is answered without reaching the handler", path: "/mcp", method: http.MethodOptions, wantStatus: 204},
 		{name: "no token", path: "/mcp", wantStatus: 401, wantReason: "no_token",
 			wantChallenge: `Bearer resource_metadata="` + metadataURL + `", scope="mcp:tools"`},
 		{name: "token in the query string", path: "/mcp?access_token=" + good, wantStatus: 400, wantReason: "query_token", token: good,
@@ -130,7 +132,11 @@ func TestMiddlewareHydra(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(s.logs.String())
-			resp := s.do(t, http.MethodPost, tt.path, tt.header)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			resp := s.do(t, method, tt.path, tt.header)
 			if resp.status != tt.wantStatus {
 				t.Fatalf("status = %d (%s), want %d", resp.status, resp.body, tt.wantStatus)
 			}

@@ -102,7 +102,7 @@ func (Kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 	}
 	for _, fs := range foreignSettings {
 		if fs.set(spec) {
-			return nil, fail("%s is a %s setting, not valid for kind postgres", fs.name, fs.kind)
+			return nil, fail("%s is %s setting, not valid for kind postgres", fs.name, article(fs.kind))
 		}
 	}
 	if len(spec.Grants) == 0 {
@@ -136,6 +136,13 @@ func (Kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 		credCfg:  credentialConfig(cfg, spec.ConnectHost),
 		meta:     newMetadataCache(metadataTTL),
 	}, nil
+}
+
+func article(kind string) string {
+	if kind == "ssh" {
+		return "an ssh"
+	}
+	return "a " + kind
 }
 
 func checkGrant(g tools.Grant) error {

@@ -35,7 +35,7 @@ func TestOpenValidation(t *testing.T) {
 		{"dsn does not parse", tools.ResourceSpec{Name: "db", AdminDSNEnv: "BAD", Grants: grants}, "from environment variable BAD does not parse"},
 		{"ssh setting", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", Address: "x:22", Grants: grants}, "resource db: address is an ssh setting, not valid for kind postgres"},
 		{"kube setting", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", KubeconfigFile: "/k", Grants: grants}, "kubeconfig_file is a kubernetes setting"},
-		{"ca key", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", CAKeyFile: "/ca", Grants: grants}, "ca_key_file is a ssh setting"},
+		{"ca key", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", CAKeyFile: "/ca", Grants: grants}, "ca_key_file is an ssh setting"},
 		{"no grants", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN"}, "no grants"},
 		{"grant without roles", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", Grants: map[string]tools.Grant{"g": {TTL: time.Minute}}}, "grant g: roles is empty"},
 		{"grant without ttl", tools.ResourceSpec{Name: "db", AdminDSNEnv: "DSN", Grants: map[string]tools.Grant{"g": {Roles: []string{"r"}}}}, "grant g: ttl must be positive"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -146,13 +147,14 @@ func algorithmsFor(keyType string) []string {
 // knownHostsAlgorithms lists the algorithms of the keys a known_hosts file
 // holds for addr (and of every hashed or wildcard entry, which cannot be
 // matched without hashing), so the host presents a key the file knows.
-// It returns nil, meaning the defaults, when nothing useful is found.
+// When the file says nothing about addr it asks for plain keys, so the
+// refusal says the host is unknown rather than that a certificate failed.
 func knownHostsAlgorithms(data []byte, addr string) []string {
 	want := knownhosts.Normalize(addr)
 	var algos []string
 	add := func(list ...string) {
 		for _, a := range list {
-			if !containsString(algos, a) {
+			if !slices.Contains(algos, a) {
 				algos = append(algos, a)
 			}
 		}
@@ -177,14 +179,15 @@ func knownHostsAlgorithms(data []byte, addr string) []string {
 			add(algorithmsFor(key.Type())...)
 		}
 	}
+	if len(algos) == 0 {
+		return plainAlgorithms
+	}
 	return algos
 }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+// plainAlgorithms are the host key algorithms of plain (uncertified) keys.
+var plainAlgorithms = []string{
+	ssh.KeyAlgoED25519,
+	ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 }

@@ -161,7 +161,7 @@ func TestHostKeyVerification(t *testing.T) {
 	for path, line := range map[string]string{
 		knownGood:  host + " " + srv.HostPublicKey,
 		knownBad:   host + " " + otherLine,
-		knownCA:    "@cert-authority 127.0.0.1 " + srv.HostCAPublicKey,
+		knownCA:    "@cert-authority " + host + " " + srv.HostCAPublicKey,
 		knownOther: "[10.1.2.3]:22 " + srv.HostPublicKey,
 	} {
 		if err := os.WriteFile(path, []byte(line+"\n"), 0o644); err != nil {
@@ -215,16 +215,21 @@ func TestTimeoutKillsRemoteCommand(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cred := mint(t, res, "operator", "call-timeout")
-			args := fmt.Sprintf(`{"resource":"web-1","command":%q,"timeout_s":1}`, tc.line)
+			args := fmt.Sprintf(`{"resource":"web-1","command":%q,"timeout_s":2}`, tc.line)
+			seen := make(chan bool, 1)
+			go func() { seen <- waitSeen(srv, tc.marker, 2*time.Second) }()
 			started := time.Now()
 			out, err := execute(t, res, cred, args, tools.Limits{})
 			if err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
-			if elapsed := time.Since(started); elapsed > 5*time.Second {
-				t.Errorf("took %v, want about 1s", elapsed)
+			if elapsed := time.Since(started); elapsed > 6*time.Second {
+				t.Errorf("took %v, want about 2s", elapsed)
 			}
-			if out.Extra["timed_out"] != true || out.Streams.ExitCode != -1 || !strings.Contains(out.Notice, "timeout of 1s") {
+			if !<-seen {
+				t.Fatalf("ps never showed %q while the command ran", tc.marker)
+			}
+			if out.Extra["timed_out"] != true || out.Streams.ExitCode != -1 || !strings.Contains(out.Notice, "timeout of 2s") {
 				t.Errorf("got %+v %+v, want a timed-out result", out, out.Streams)
 			}
 			waitGone(t, srv, tc.marker)
@@ -333,6 +338,19 @@ func waitForLog(t *testing.T, srv *testenv.SSHD, s string) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitSeen reports whether a process of the test user runs marker within d.
+func waitSeen(srv *testenv.SSHD, marker string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		procs, _ := srv.Processes()
+		for _, p := range procs {
+			if strings.Contains(p, marker) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // waitGone waits for no process of the test user to run marker.
