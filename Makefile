@@ -10,7 +10,7 @@ E2E      := internal/e2e
 BENCH_PKGS := ./policy/ ./masking/ ./tools/postgres/ ./tools/ssh/ ./broker/...
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test test-deps e2e-deps bench fuzz lint clean
+.PHONY: all build demo test test-deps test-servers e2e-deps bench fuzz lint clean
 
 all: build
 
@@ -27,7 +27,12 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-test-deps: e2e-deps
+## test-deps: what the tests need besides Go: the MCP SDK and conformance suite
+## (npm), and test servers built from the module proxy (cached in .cache/bin).
+test-deps: e2e-deps test-servers
+
+test-servers:
+	internal/tools/hydra/build.sh .cache/bin >/dev/null
 
 e2e-deps: $(E2E)/node_modules/.package-lock.json
 

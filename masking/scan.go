@@ -76,9 +76,14 @@ func runOf(s string, i int, class *[256]bool, max int) int {
 func (p *Profile) next(s string, i, floor int) (match, bool) {
 	anchor := &p.anchor
 	for i < len(s) {
-		if !anchor[s[i]] {
+		for i+4 <= len(s) && !anchor[s[i]] && !anchor[s[i+1]] && !anchor[s[i+2]] && !anchor[s[i+3]] {
+			i += 4
+		}
+		for i < len(s) && !anchor[s[i]] {
 			i++
-			continue
+		}
+		if i >= len(s) {
+			break
 		}
 		c := s[i]
 		switch {
@@ -171,7 +176,7 @@ const maxGroups = 8
 
 // numGroups is a run of digit groups joined by 1-2 separator bytes.
 type numGroups struct {
-	n          int
+	n, digits  int
 	start, end [maxGroups]int
 }
 
@@ -187,6 +192,7 @@ func parseGroups(s string, i int) (g numGroups) {
 		g.start[g.n], g.end[g.n] = j, k
 		g.n++
 		total += k - j
+		g.digits = total
 		if total > 34 || k-j >= 20 {
 			break
 		}
@@ -214,7 +220,22 @@ func (g *numGroups) digitsOf(s string, k int, buf []byte) []byte {
 }
 
 func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
+	// Fast reject: a digit run glued to a letter ("0dafcc", "15T10") or a
+	// short run that does not continue with a separator.
+	j := i
+	for j < len(s) && digit[s[j]] {
+		j++
+	}
+	if j < len(s) && alnum[s[j]] {
+		return match{}, false
+	}
+	if j-i < 8 && (j == len(s) || !isNumSep(s[j])) {
+		return match{}, false
+	}
 	g := parseGroups(s, i)
+	if g.digits < 8 && g.n < 4 {
+		return match{}, false // shorter than any phone, SSN or card; not a dotted quad
+	}
 	var buf [40]byte
 	if p.on(detIPv4) && g.n >= 4 && g.sep(s, 0) == "." && g.sep(s, 1) == "." && g.sep(s, 2) == "." &&
 		(g.n == 4 || g.sep(s, 3)[0] != '.') && boundaryAfter(s, g.end[3]) &&
@@ -254,9 +275,21 @@ func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
 	return match{}, false
 }
 
+// uniformCardSeps accepts an unseparated number, or the printed layouts:
+// groups of 4 (the last may be shorter), 4-6-5 (Amex) and 4-6-4 (Diners),
+// with one separator (space or dash) used throughout.
 func uniformCardSeps(s string, g *numGroups, k int) bool {
 	if k == 1 {
 		return true
+	}
+	fours := true
+	for x := 0; x < k; x++ {
+		if l := g.len(x); l != 4 && (x < k-1 || l > 4) {
+			fours = false
+		}
+	}
+	if !fours && !(k == 3 && g.len(0) == 4 && g.len(1) == 6 && (g.len(2) == 5 || g.len(2) == 4)) {
+		return false
 	}
 	first := g.sep(s, 0)
 	if first != " " && first != "-" {
@@ -753,6 +786,9 @@ func (p *Profile) matchKeyPassword(s string, i int) (match, bool) {
 }
 
 func hasPasswordKey(key string) bool {
+	if len(key) < 3 || key[len(key)-1]|0x20 != 'd' {
+		return false // password, passwd and pwd all end in d
+	}
 	var buf [8]byte
 	n := copy(buf[:], key)
 	b := buf[:n]

@@ -25,6 +25,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/tools"
 )
@@ -76,10 +77,15 @@ type LocalIdentity struct {
 	Groups  []string `yaml:"groups"`
 }
 
-// Auth says how HTTP callers are identified.
+// Auth says how callers are identified.
 type Auth struct {
 	// Mode is "none" (loopback only, explicit) or "oidc".
 	Mode string `yaml:"mode"`
+	// OIDC configures bearer-token verification (mode oidc).
+	OIDC *authn.OIDCConfig `yaml:"oidc"`
+	// CLIClientID is the OAuth client `airlock login` uses, and `airlock
+	// stdio` refreshes the cached token with.
+	CLIClientID string `yaml:"cli_client_id"`
 }
 
 // Limits are the defaults and ceilings for every execution; a policy rule
@@ -240,7 +246,21 @@ func (c *Config) validate(file *ast.File) error {
 	switch c.Auth.Mode {
 	case AuthNone:
 	case AuthOIDC:
-		fail("auth.mode", "oidc is not available in this build yet; use none (loopback only)")
+		if c.Auth.OIDC == nil {
+			fail("auth.oidc", "is required with auth.mode oidc: set at least issuer and audience")
+		} else if err := c.Auth.OIDC.CheckAndSetDefaults(); err != nil {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			if !strings.HasPrefix(key, "auth.oidc") {
+				key, msg = "auth.oidc", err.Error()
+			}
+			if k, _, ok := strings.Cut(key, " "); ok {
+				key, msg = k, strings.TrimPrefix(err.Error(), k+" ")
+			}
+			fail(key, "%s", msg)
+		}
+		if c.PublicURL == "" {
+			fail("public_url", "is required with auth.mode oidc: clients find the OAuth metadata through it (for example https://airlock.example.com/mcp)")
+		}
 	case "":
 		fail("auth.mode", "is required: set none (unauthenticated, loopback only) or oidc")
 	default:

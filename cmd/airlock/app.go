@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,7 +145,7 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
-	if cfg.Store != a.cfg.Store || cfg.Listen != a.cfg.Listen || cfg.Auth != a.cfg.Auth {
+	if cfg.Store != a.cfg.Store || cfg.Listen != a.cfg.Listen || !reflect.DeepEqual(cfg.Auth, a.cfg.Auth) {
 		a.logger.Warn("store, listen and auth changes take effect only after a restart")
 	}
 	next, err := broker.BuildState(cfg, kinds(), a.broker.State())

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/mcpserver"
 	"github.com/airlock-mcp/airlock/policy"
@@ -39,8 +40,11 @@ new policy or config does not load, the old one keeps running and the log says
 why. SIGINT or SIGTERM stops accepting calls, waits for those in flight, and
 revokes every live credential lease before exiting.
 
-Authentication: with auth.mode none, unauthenticated calls are accepted only
-when listen is a loopback address.`,
+Authentication: with auth.mode oidc every request to /mcp needs a bearer token
+from the configured provider (OAuth 2.1 resource server, per the MCP
+authorization spec; metadata at /.well-known/oauth-protected-resource/mcp).
+With auth.mode none, unauthenticated calls are accepted only when listen is a
+loopback address.`,
 		Example: `  airlock serve --config examples/demo/airlock.yaml
   claude mcp add --transport http airlock http://127.0.0.1:8080/mcp`,
 		Args: cobra.NoArgs,
@@ -76,20 +80,51 @@ func runServe(ctx context.Context, cfgPath string) error {
 		}
 	}()
 
-	if cfg.Auth.Mode == config.AuthNone {
+	mux := http.NewServeMux()
+	var (
+		identity mcpserver.IdentityFunc
+		guard    = func(h http.Handler) http.Handler { return h }
+		verifier *authn.Verifier
+	)
+	switch cfg.Auth.Mode {
+	case config.AuthOIDC:
+		verifier = authn.NewVerifier(*cfg.Auth.OIDC, authn.WithLogger(logger))
+		verifier.Start(ctx)
+		defer verifier.Close()
+		rs, err := authn.NewResourceServer(verifier, cfg.PublicURL, cfg.Auth.OIDC.RequiredScopes, logger)
+		if err != nil {
+			return err
+		}
+		mux.Handle(rs.MetadataPath(), rs.MetadataHandler())
+		guard = rs.Middleware
+		identity = func(ctx context.Context) (policy.Identity, error) {
+			id, ok := authn.IdentityFromContext(ctx)
+			if !ok {
+				return policy.Identity{}, errors.New("the call carries no verified identity; it was refused")
+			}
+			return id, nil
+		}
+	default:
 		logger.Warn("auth.mode is none: every caller on this machine is treated as the local identity; configure auth.mode oidc before exposing airlock", "listen", cfg.Listen)
+		identity = func(context.Context) (policy.Identity, error) {
+			return localIdentity(a.config(), "", nil, "none"), nil
+		}
 	}
-	identity := func(context.Context) (policy.Identity, error) {
-		return localIdentity(a.config(), "", nil, "none"), nil
-	}
+
 	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
 	streamable := server.NewStreamableHTTPServer(mcpSrv,
 		server.WithEndpointPath("/mcp"),
 		server.WithStreamableHTTPLogger(logger),
+		// The identity the middleware verified travels with the request
+		// into the tool handler.
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			if id, ok := authn.IdentityFromContext(r.Context()); ok {
+				return authn.WithIdentity(ctx, id)
+			}
+			return ctx
+		}),
 	)
-
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", http.MaxBytesHandler(streamable, maxRequestBytes))
+	mux.Handle("/mcp", guard(http.MaxBytesHandler(streamable, maxRequestBytes)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -97,6 +132,12 @@ func runServe(ctx context.Context, cfgPath string) error {
 		if err := a.store.DB().PingContext(r.Context()); err != nil {
 			http.Error(w, "not ready: the store does not answer: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if verifier != nil {
+			if ok, why := verifier.Ready(); !ok {
+				http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})

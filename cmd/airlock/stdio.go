@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/mcpserver"
 	"github.com/airlock-mcp/airlock/policy"
@@ -19,9 +21,10 @@ import (
 
 func newStdioCmd() *cobra.Command {
 	var (
-		cfgPath string
-		as      string
-		groups  []string
+		cfgPath   string
+		as        string
+		groups    []string
+		tokenFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "stdio",
@@ -29,24 +32,31 @@ func newStdioCmd() *cobra.Command {
 		Long: `Serve MCP over stdin/stdout: the agent's MCP client starts this process and
 talks to it through pipes. Logs go to stderr.
 
-The caller is the local identity: --as (with --groups), else identity: in the
-config file. When stdin closes or on SIGTERM, airlock revokes every live
-credential lease before exiting. SIGHUP reloads the config and policy.`,
+Identity: with auth.mode oidc the caller proves who it is with a bearer token,
+verified exactly as over HTTP: --token-file (read again on every call), else
+$AIRLOCK_TOKEN, else the token cached by `+"`airlock login`"+` (refreshed before it
+expires). With auth.mode none the caller is the local identity: --as (with
+--groups), else identity: in the config file.
+
+When stdin closes or on SIGTERM, airlock revokes every live credential lease
+before exiting. SIGHUP reloads the config and policy.`,
 		Example: `  airlock stdio --config examples/demo/airlock.yaml
   airlock stdio --config airlock.yaml --as alice --groups eng,oncall
+  AIRLOCK_TOKEN=$(cat token) airlock stdio --config airlock.yaml   # auth.mode oidc
   claude mcp add airlock -- airlock stdio --config /path/to/airlock.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStdio(cmd.Context(), cfgPath, as, groups, os.Stdin, os.Stdout)
+			return runStdio(cmd.Context(), cfgPath, as, groups, tokenFile, os.Stdin, os.Stdout)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file")
 	cmd.Flags().StringVar(&as, "as", "", "subject of the local identity (overrides identity.subject in the config)")
 	cmd.Flags().StringSliceVar(&groups, "groups", nil, "groups of the local identity given with --as (comma-separated)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the bearer token (auth.mode oidc)")
 	return cmd
 }
 
-func runStdio(ctx context.Context, cfgPath, as string, groups []string, in io.Reader, out io.Writer) error {
+func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFile string, in io.Reader, out io.Writer) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -67,12 +77,35 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, in io.Re
 		}
 	}()
 
-	identity := func(context.Context) (policy.Identity, error) {
-		return localIdentity(a.config(), as, groups, "local"), nil
+	var identity mcpserver.IdentityFunc
+	if cfg.Auth.Mode == config.AuthOIDC {
+		if as != "" {
+			return errors.New("--as names a local identity; with auth.mode oidc the identity comes from the token")
+		}
+		v := authn.NewVerifier(*cfg.Auth.OIDC, authn.WithLogger(logger))
+		v.Start(ctx)
+		defer v.Close()
+		login := loginConfig(cfg)
+		identity = func(ctx context.Context) (policy.Identity, error) {
+			if tokenFile != "" || os.Getenv(authn.TokenEnv) != "" {
+				return v.AuthenticateStdio(ctx, tokenFile)
+			}
+			tok, err := authn.CachedToken(ctx, login)
+			if err != nil {
+				return policy.Identity{}, fmt.Errorf("no usable token (%v): run \"airlock login\", or set %s or --token-file", err, authn.TokenEnv)
+			}
+			return v.Verify(ctx, tok.AccessToken)
+		}
+		logger.Info("airlock serving over stdio", "version", version, "auth", "oidc", "issuer", cfg.Auth.OIDC.Issuer,
+			"policy_version", a.broker.State().Policy.Version())
+	} else {
+		identity = func(context.Context) (policy.Identity, error) {
+			return localIdentity(a.config(), as, groups, "local"), nil
+		}
+		id, _ := identity(ctx)
+		logger.Info("airlock serving over stdio", "version", version, "subject", id.Subject,
+			"policy_version", a.broker.State().Policy.Version())
 	}
-	id, _ := identity(ctx)
-	logger.Info("airlock serving over stdio", "version", version, "subject", id.Subject,
-		"policy_version", a.broker.State().Policy.Version())
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -29,6 +29,8 @@ const (
 	valueOverhead = 4
 )
 
+var errCommitRolledBack = errors.New("the transaction was rolled back instead of committed")
+
 // execStatement is one statement to run, with its own parameters.
 type execStatement struct {
 	text string
@@ -101,32 +103,32 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 		conn.Release()
 	}()
 
-	access := pgx.ReadWrite
-	if e.cred.readOnly {
-		access = pgx.ReadOnly
-	}
-	tx, err := conn.BeginTx(callCtx, pgx.TxOptions{AccessMode: access})
-	if err != nil {
-		discard = conn.Conn().IsClosed()
-		return nil, "", e.queryError(ctx, conn.Conn(), -1, err)
-	}
+	// BEGIN and the limits go in one round trip. This text is ours (the
+	// timeout is an integer we format), so the simple protocol is safe here;
+	// agent SQL only ever goes through the extended protocol below.
 	ms := strconv.FormatInt(limits.Timeout.Milliseconds(), 10)
-	if _, err := tx.Exec(callCtx, "SELECT set_config('statement_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $1, true)", ms); err != nil {
-		discard = conn.Conn().IsClosed()
-		_ = tx.Rollback(callCtx)
-		return nil, "", e.queryError(ctx, conn.Conn(), -1, err)
+	begin := "BEGIN READ WRITE"
+	if e.cred.readOnly {
+		begin = "BEGIN READ ONLY"
+	}
+	pc := conn.Conn()
+	if _, err := pc.Exec(callCtx, begin+"; SELECT pg_catalog.set_config('statement_timeout', '"+ms+"', true), pg_catalog.set_config('idle_in_transaction_session_timeout', '"+ms+"', true)"); err != nil {
+		discard = true // the transaction state is unknown
+		return nil, "", e.queryError(ctx, pc, -1, err)
 	}
 
 	results := make([]execResult, 0, len(e.stmts))
 	var notices []string
 	for i, st := range e.stmts {
-		res, abandoned, err := e.runStatement(callCtx, tx, st, limits)
+		res, abandoned, err := e.runStatement(callCtx, pc, st, limits)
 		if err != nil {
-			discard = abandoned || conn.Conn().IsClosed()
+			discard = abandoned || pc.IsClosed()
 			if !discard {
-				_ = tx.Rollback(callCtx)
+				if _, rerr := pc.Exec(callCtx, "ROLLBACK"); rerr != nil {
+					discard = true
+				}
 			}
-			return nil, "", e.queryError(ctx, conn.Conn(), e.index(i), err)
+			return nil, "", e.queryError(ctx, pc, e.index(i), err)
 		}
 		results = append(results, res)
 		if res.truncated {
@@ -140,14 +142,17 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 			return results, strings.Join(notices, "; "), nil
 		}
 	}
+	end := "COMMIT"
 	if e.cred.readOnly {
-		err = tx.Rollback(callCtx)
-	} else {
-		err = tx.Commit(callCtx)
+		end = "ROLLBACK"
+	}
+	tag, err := pc.Exec(callCtx, end)
+	if err == nil && end == "COMMIT" && tag.String() != "COMMIT" {
+		err = errCommitRolledBack
 	}
 	if err != nil {
-		discard = conn.Conn().IsClosed()
-		return nil, "", e.queryError(ctx, conn.Conn(), -1, err)
+		discard = true
+		return nil, "", e.queryError(ctx, pc, -1, err)
 	}
 	return results, strings.Join(notices, "; "), nil
 }
@@ -175,13 +180,13 @@ func (e *execution) cutNotice(i int, limits tools.Limits, abandoned bool) string
 
 // runStatement runs one statement and collects its rows up to the limits.
 // abandoned reports that the connection was given up mid-result.
-func (e *execution) runStatement(ctx context.Context, tx pgx.Tx, st execStatement, limits tools.Limits) (execResult, bool, error) {
+func (e *execution) runStatement(ctx context.Context, conn *pgx.Conn, st execStatement, limits tools.Limits) (execResult, bool, error) {
 	qctx, qcancel := context.WithCancel(ctx)
 	defer qcancel()
 	args := make([]any, 0, len(st.args)+1)
 	args = append(args, pgx.QueryResultFormats{pgx.TextFormatCode})
 	args = append(args, st.args...)
-	rows, err := tx.Query(qctx, st.text, args...)
+	rows, err := conn.Query(qctx, st.text, args...)
 	if err != nil {
 		return execResult{}, false, err
 	}
@@ -191,7 +196,7 @@ func (e *execution) runStatement(ctx context.Context, tx pgx.Tx, st execStatemen
 	oids := make([]uint32, len(fds))
 	for i, fd := range fds {
 		oids[i] = fd.DataTypeOID
-		res.table.Columns = append(res.table.Columns, tools.Column{Name: fd.Name, Type: builtinTypeName(tx.Conn().TypeMap(), fd.DataTypeOID)})
+		res.table.Columns = append(res.table.Columns, tools.Column{Name: fd.Name, Type: builtinTypeName(conn.TypeMap(), fd.DataTypeOID)})
 	}
 	if err := e.resource.resolveColumns(ctx, res.table.Columns, fds); err != nil {
 		rows.Close()

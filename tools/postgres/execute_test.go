@@ -129,6 +129,7 @@ func TestHostileCalls(t *testing.T) {
 		{"reset role", rw, false, "RESET ROLE", refused, "SET ROLE"},
 		{"reset all", rw, false, "RESET ALL", refused, "RESET ALL"},
 		{"discard", rw, false, "DISCARD ALL", refused, "DISCARD"},
+		{"deallocate", rw, false, "DEALLOCATE ALL", refused, "DEALLOCATE"},
 		{"set transaction read write", ro, false, "SET TRANSACTION READ WRITE", refused, "SET TRANSACTION"},
 		{"raise statement timeout", rw, false, "SET statement_timeout = 0", refused, "statement_timeout"},
 		{"pg_terminate_backend", ro, false, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", refused, "pg_terminate_backend terminates other sessions"},
@@ -395,12 +396,36 @@ func TestRender(t *testing.T) {
 		t.Errorf("structured = %s", b)
 	}
 	want := "id   | note\n" +
-		"---- | ---------------------------------------\n" +
+		"---- | ----------------------------------------\n" +
 		"1    | short\n" +
 		"22   | long long long long long long long long…\n" +
 		"NULL | two\\nlines\n" +
 		"(3 rows, truncated)\nnotice: result cut off"
 	if text != want {
 		t.Errorf("text =\n%s\nwant\n%s", text, want)
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	f := newFixture(t)
+	cred := f.mint(t, "readonly")
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			limits := defaultLimits()
+			if i%4 == 0 {
+				limits.MaxRows = 5 // some calls cut and discard their connection
+			}
+			out, err := f.query(t, cred, limits, map[string]any{"sql": "SELECT c.email AS mail, o.total FROM customers c JOIN orders o ON o.customer_id = c.id, generate_series(1, 100)"})
+			if err == nil && (out.Table.Columns[0].Source != "email" || out.Table.Columns[1].Table != "public.orders") {
+				err = errors.New("columns not resolved")
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -257,32 +257,33 @@ func analyze(node *pg_query.Node) statement {
 	st.kind = kindOf(typeName, top.Interface())
 
 	a := &analysis{writeTargets: map[*pg_query.RangeVar]bool{}, cteNames: map[string]bool{}}
-	// First pass: CTE names (so references to them are not tables) and
-	// write targets wherever they are nested.
+	a.markDDLTargets(top.Interface())
+	// One walk, parents before children: write targets are marked when their
+	// statement is visited; table references are classified after the walk,
+	// once every CTE name is known.
+	var refs []*pg_query.RangeVar
 	walk(top, func(m protoreflect.Message) {
 		switch n := m.Interface().(type) {
+		case *pg_query.RangeVar:
+			refs = append(refs, n)
+		case *pg_query.FuncCall:
+			a.functions = appendUnique(a.functions, qualifiedName(n.Funcname))
+		case *pg_query.ParamRef:
+			a.params = max(a.params, int(n.Number))
 		case *pg_query.CommonTableExpr:
 			a.cteNames[n.Ctename] = true
 		case *pg_query.InsertStmt:
 			a.markWritten(n.Relation)
-			if n != top.Interface() {
-				a.modifying = true
-			}
+			a.modifying = a.modifying || m.Interface() != top.Interface()
 		case *pg_query.UpdateStmt:
 			a.markWritten(n.Relation)
-			if n != top.Interface() {
-				a.modifying = true
-			}
+			a.modifying = a.modifying || m.Interface() != top.Interface()
 		case *pg_query.DeleteStmt:
 			a.markWritten(n.Relation)
-			if n != top.Interface() {
-				a.modifying = true
-			}
+			a.modifying = a.modifying || m.Interface() != top.Interface()
 		case *pg_query.MergeStmt:
 			a.markWritten(n.Relation)
-			if n != top.Interface() {
-				a.modifying = true
-			}
+			a.modifying = a.modifying || m.Interface() != top.Interface()
 		case *pg_query.SelectStmt:
 			if n.IntoClause != nil {
 				a.selectInto = true
@@ -293,26 +294,16 @@ func analyze(node *pg_query.Node) statement {
 			}
 		}
 	})
-	a.markDDLTargets(top.Interface())
-	// Second pass: every table reference, function call and parameter.
-	walk(top, func(m protoreflect.Message) {
-		switch n := m.Interface().(type) {
-		case *pg_query.RangeVar:
-			name := rangeVarName(n)
-			switch {
-			case a.writeTargets[n]:
-				a.written = appendUnique(a.written, name)
-			case n.Schemaname == "" && a.cteNames[n.Relname]:
-				// a reference to a CTE, not a table
-			default:
-				a.read = appendUnique(a.read, name)
-			}
-		case *pg_query.FuncCall:
-			a.functions = appendUnique(a.functions, qualifiedName(n.Funcname))
-		case *pg_query.ParamRef:
-			a.params = max(a.params, int(n.Number))
+	for _, rv := range refs {
+		switch {
+		case a.writeTargets[rv]:
+			a.written = appendUnique(a.written, rangeVarName(rv))
+		case rv.Schemaname == "" && a.cteNames[rv.Relname]:
+			// a reference to a CTE, not a table
+		default:
+			a.read = appendUnique(a.read, rangeVarName(rv))
 		}
-	})
+	}
 
 	st.params = a.params
 	st.facts = policy.Statement{
@@ -471,6 +462,8 @@ func refusalOf(stmt any) string {
 		return "transaction control statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, PREPARE TRANSACTION, ...) are not allowed: Airlock runs each call in its own transaction"
 	case *pg_query.DiscardStmt:
 		return "DISCARD is not allowed: it resets the session Airlock set up"
+	case *pg_query.DeallocateStmt:
+		return "DEALLOCATE is not allowed: Airlock's driver manages prepared statements"
 	case *pg_query.VariableSetStmt:
 		if n.Kind == pg_query.VariableSetKind_VAR_RESET_ALL {
 			return "RESET ALL is not allowed: it resets the limits Airlock set"

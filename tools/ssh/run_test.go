@@ -22,7 +22,7 @@ import (
 // env resolves *_env from a map and *_file from disk.
 type env map[string]string
 
-func (e env) Getenv(name string) (string, bool) { v, ok := e[name]; return v, ok }
+func (e env) Getenv(name string) (string, bool)    { v, ok := e[name]; return v, ok }
 func (e env) ReadFile(path string) ([]byte, error) { return os.ReadFile(path) }
 
 // hostSpec is a resource pointing at srv with its host key pinned and its

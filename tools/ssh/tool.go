@@ -127,10 +127,12 @@ func (*RunSSH) Decode(raw json.RawMessage) (tools.Args, error) {
 		return nil, invalid("stdin is %d bytes; at most %d (1 MiB) are accepted", len(a.Stdin), MaxStdinBytes)
 	}
 	if v, ok := fields["timeout_s"]; ok {
-		var n json.Number
+		var raw any
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.UseNumber()
-		if err := dec.Decode(&n); err != nil {
+		_ = dec.Decode(&raw)
+		n, isNumber := raw.(json.Number)
+		if !isNumber {
 			return nil, invalid("timeout_s must be a whole number of seconds from 1 to %d", MaxTimeoutSeconds)
 		}
 		i, err := n.Int64()
