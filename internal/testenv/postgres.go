@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -76,8 +77,9 @@ func isExecutable(path string) bool {
 }
 
 // PostgreSQL starts a private PostgreSQL server for this test and stops it in
-// t.Cleanup. The cluster is initialised once per test process into a template
-// and copied for each call (about 0.25 s).
+// t.Cleanup. The cluster is initialised once into a template (shared by the
+// test processes of a run, see initTemplate) and copied for each call (about
+// 0.25 s).
 func PostgreSQL(t testing.TB) *Postgres {
 	t.Helper()
 	bin, err := PostgreSQLBinDir()
@@ -147,9 +149,18 @@ func PostgreSQL(t testing.TB) *Postgres {
 	return pg
 }
 
-// initTemplate runs initdb once into a fresh directory and returns its data dir.
+// initTemplate returns the data directory of an initialised cluster to copy.
+// It is shared by test processes through a directory in os.TempDir named
+// after the binaries and the initdb options, created atomically (initdb into
+// a scratch directory, then rename), so a test run pays for initdb once.
 func initTemplate(bin, runAs string) (string, error) {
-	dir, err := os.MkdirTemp("", "airlock-pgtemplate-")
+	args := []string{"-U", "postgres", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"}
+	key := sha256.Sum256([]byte(strings.Join(append([]string{bin, runAs}, args...), "\x00")))
+	final := filepath.Join(os.TempDir(), fmt.Sprintf("airlock-testenv-pg-%x", key[:6]))
+	if _, err := os.Stat(filepath.Join(final, "data", "PG_VERSION")); err == nil {
+		return filepath.Join(final, "data"), nil
+	}
+	dir, err := os.MkdirTemp("", "airlock-pginit-")
 	if err != nil {
 		return "", err
 	}
@@ -158,16 +169,23 @@ func initTemplate(bin, runAs string) (string, error) {
 	}
 	if runAs != "" {
 		if out, err := exec.Command("chown", runAs, dir).CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
 			return "", fmt.Errorf("chown %s: %v: %s", dir, err, out)
 		}
 	}
-	data := filepath.Join(dir, "data")
-	args := []string{filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--no-sync",
-		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"}
-	if out, err := command(runAs, args...).CombinedOutput(); err != nil {
+	full := append([]string{filepath.Join(bin, "initdb"), "-D", filepath.Join(dir, "data")}, args...)
+	if out, err := command(runAs, full...).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
 		return "", fmt.Errorf("%v: %s", err, out)
 	}
-	return data, nil
+	if err := os.Rename(dir, final); err != nil {
+		// Another test process got there first: use its template.
+		os.RemoveAll(dir)
+		if _, serr := os.Stat(filepath.Join(final, "data", "PG_VERSION")); serr != nil {
+			return "", fmt.Errorf("installing the template: %v", err)
+		}
+	}
+	return filepath.Join(final, "data"), nil
 }
 
 func makeTraversable(t testing.TB, dir string) {

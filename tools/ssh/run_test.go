@@ -123,12 +123,17 @@ func TestRunExitCodeAndStreams(t *testing.T) {
 func TestWrongPrincipalRefused(t *testing.T) {
 	srv := testenv.OpenSSH(t)
 	res := openHost(t, srv, nil)
+	// A certificate for another principal, presented for the test user.
 	cred := mint(t, res, "stranger", "call-wrong-principal")
+	cred.principals = []string{srv.User}
 	_, err := res.Run(context.Background(), cred, Command{Line: "true", Timeout: 10 * time.Second})
 	if !errors.Is(err, ErrAuthFailed) || !errors.Is(err, tools.ErrRefused) {
 		t.Fatalf("got %v, want ErrAuthFailed", err)
 	}
-	t.Logf("error: %v", err)
+	if !strings.Contains(err.Error(), "did not accept the certificate for "+srv.User+" (serial "+cred.Handle()+")") {
+		t.Errorf("error %q", err)
+	}
+	waitForLog(t, srv, "name is not a listed principal")
 }
 
 func TestExpiredCertificateRefused(t *testing.T) {
