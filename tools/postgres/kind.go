@@ -126,6 +126,10 @@ func (Kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 	cfg.MaxConns = adminMaxConns
 	cfg.MinConns = 0
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	// Admin work is rare (mint, revoke, column metadata) and must not fail
+	// on a connection the server dropped while it sat idle (a restart):
+	// check every connection before use.
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "airlock"
 	}
