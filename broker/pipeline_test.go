@@ -29,7 +29,7 @@ import (
 
 type mapEnv map[string]string
 
-func (e mapEnv) Getenv(k string) (string, bool)     { v, ok := e[k]; return v, ok }
+func (e mapEnv) Getenv(k string) (string, bool)    { v, ok := e[k]; return v, ok }
 func (e mapEnv) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
 
 // spyLeases records the credentials handed out, so a test can look for the

@@ -84,7 +84,7 @@ With --config, resources' kinds and labels come from the config; otherwise a
 case's resource has the kind of its tool and no labels.`,
 		Example: `  airlock policy test --config examples/policies/airlock.yaml \
     --policy examples/policies/postgres.yaml examples/policies/postgres.cases.yaml`,
-		Args:    cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := policy.Load(policyPath)
 			if err != nil {

@@ -34,7 +34,7 @@ talks to it through pipes. Logs go to stderr.
 
 Identity: with auth.mode oidc the caller proves who it is with a bearer token,
 verified exactly as over HTTP: --token-file (read again on every call), else
-$AIRLOCK_TOKEN, else the token cached by `+"`airlock login`"+` (refreshed before it
+$AIRLOCK_TOKEN, else the token cached by ` + "`airlock login`" + ` (refreshed before it
 expires). With auth.mode none the caller is the local identity: --as (with
 --groups), else identity: in the config file.
 
