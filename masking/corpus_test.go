@@ -209,7 +209,9 @@ var valueGens = map[string]func(g *gen) string{
 	"slack_token": func(g *gen) string {
 		return "xox" + g.pick("b", "p", "a", "r", "s") + "-" + g.digits(12) + "-" + g.digits(13) + "-" + g.chars(24, alphaNum)
 	},
-	"stripe_key":     func(g *gen) string { return g.pick("sk_live_", "rk_live_", "sk_test_") + g.chars(24+g.r.IntN(75), alphaNum) },
+	"stripe_key": func(g *gen) string {
+		return g.pick("sk_live_", "rk_live_", "sk_test_") + g.chars(24+g.r.IntN(75), alphaNum)
+	},
 	"google_api_key": func(g *gen) string { return "AIza" + g.chars(35, b64url) },
 	"url_password":   func(g *gen) string { return g.chars(6+g.r.IntN(14), alphaNum+"!*~") },
 	"bearer_token":   func(g *gen) string { return g.chars(20+g.r.IntN(40), alphaNum+"-._~") + g.pick("", "=", "==") },
@@ -313,16 +315,26 @@ var nearMisses = []func(g *gen) string{
 	func(g *gen) string {
 		return fmt.Sprintf("id %s-%s-%s-%s-%s", g.chars(8, "0123456789abcdef"), g.chars(4, "0123456789abcdef"), g.chars(4, "0123456789abcdef"), g.chars(4, "0123456789abcdef"), g.chars(12, "0123456789abcdef"))
 	},
-	func(g *gen) string { return "commit " + g.chars(40, "0123456789abcdef") + " sha256:" + g.chars(64, "0123456789abcdef") },
+	func(g *gen) string {
+		return "commit " + g.chars(40, "0123456789abcdef") + " sha256:" + g.chars(64, "0123456789abcdef")
+	},
 	func(g *gen) string {
 		return fmt.Sprintf("at %d-%02d-%02dT%02d:%02d:%02d.%03dZ ts=%d", 2020+g.r.IntN(6), 1+g.r.IntN(12), 1+g.r.IntN(28), g.r.IntN(24), g.r.IntN(60), g.r.IntN(60), g.r.IntN(1000), 1600000000+g.r.IntN(1e8))
 	},
-	func(g *gen) string { return fmt.Sprintf("date %04d-%02d-%02d", 1990+g.r.IntN(40), 1+g.r.IntN(12), 1+g.r.IntN(28)) },
-	func(g *gen) string { return "ssn-like " + g.pick("000", "666", "912") + "-" + g.digits(2) + "-" + g.digits(4) },
+	func(g *gen) string {
+		return fmt.Sprintf("date %04d-%02d-%02d", 1990+g.r.IntN(40), 1+g.r.IntN(12), 1+g.r.IntN(28))
+	},
+	func(g *gen) string {
+		return "ssn-like " + g.pick("000", "666", "912") + "-" + g.digits(2) + "-" + g.digits(4)
+	},
 	func(g *gen) string { return fmt.Sprintf("call 555-%03d-%04d ext", g.r.IntN(200), g.r.IntN(10000)) },
 	func(g *gen) string { return "phone-like 123-456-" + g.digits(4) },
-	func(g *gen) string { return "mac " + strings.ToLower(g.chars(2, "0123456789ABCDEF")) + ":1a:2b:3c:4d:5e and time 10:23:45" },
-	func(g *gen) string { return "npm install @types/node@" + fmt.Sprint(18+g.r.IntN(4)) + ".1.2 user@localhost" },
+	func(g *gen) string {
+		return "mac " + strings.ToLower(g.chars(2, "0123456789ABCDEF")) + ":1a:2b:3c:4d:5e and time 10:23:45"
+	},
+	func(g *gen) string {
+		return "npm install @types/node@" + fmt.Sprint(18+g.r.IntN(4)) + ".1.2 user@localhost"
+	},
 	func(g *gen) string { return "token ghp_short and sk_live_x and AKIAshort " + g.chars(12, alphaNum) },
 	func(g *gen) string { return "bearer of bad news, Bearer authentication, eyJ not a jwt" },
 	func(g *gen) string { return "std::vector<int> a::b Foo::Bar and IBAN DE00 1234 5678 9012 3456 78" },

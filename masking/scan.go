@@ -865,7 +865,7 @@ func pemEnd(s string, from int) (end int, open bool) {
 func (p *Profile) matchUnderscore(s string, i, floor int) (match, bool) {
 	if p.on(detGitHubToken) {
 		if i >= 3 && i-3 >= floor && s[i-3] == 'g' && s[i-2] == 'h' && strings.IndexByte("pousr", s[i-1]) >= 0 && boundaryBefore(s, i-3) {
-			if end := runOf(s, i+1, &alnum, 255); end-(i+1) >= 20 && s[i] == '_' && at(s, end) != '_' {
+			if end := runOf(s, i+1, &alnum, 255); end-(i+1) >= 20 {
 				return p.found(detGitHubToken, i-3, end)
 			}
 		}
@@ -880,7 +880,7 @@ func (p *Profile) matchUnderscore(s string, i, floor int) (match, bool) {
 	if p.on(detStripeKey) && i >= 2 && i-2 >= floor && (s[i-2] == 's' || s[i-2] == 'r') && s[i-1] == 'k' && boundaryBefore(s, i-2) &&
 		(strings.HasPrefix(s[i:], "_live_") || (s[i-2] == 's' && strings.HasPrefix(s[i:], "_test_"))) {
 		start := i + 6
-		if end := runOf(s, start, &alnum, 255); end-start >= 16 && at(s, end) != '_' {
+		if end := runOf(s, start, &alnum, 255); end-start >= 16 {
 			return p.found(detStripeKey, i-2, end)
 		}
 	}

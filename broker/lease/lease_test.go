@@ -1,0 +1,233 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/tools"
+)
+
+// fakeResource records mints and revocations, and checks that each lease is
+// in the store before its credential is minted. The real backends are tested
+// against real servers in tools/*.
+type fakeResource struct {
+	t        *testing.T
+	st       *store.Store
+	reusable bool
+	mintErr  error
+	orphans  []string
+
+	mu      sync.Mutex
+	minted  []string
+	revoked []string
+}
+
+type fakeCred struct{ handle string }
+
+func (c fakeCred) Handle() string       { return c.handle }
+func (c fakeCred) String() string       { return "[REDACTED]" }
+func (c fakeCred) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+func (r *fakeResource) Spec() tools.ResourceSpec {
+	return tools.ResourceSpec{Name: "db", Kind: "fake", Grants: map[string]tools.Grant{"ro": {TTL: 10 * time.Minute}}}
+}
+
+func (r *fakeResource) Handle(leaseID string) string { return "role_" + leaseID[:8] }
+
+func (r *fakeResource) Mint(ctx context.Context, req tools.MintRequest) (tools.Credential, error) {
+	l, err := r.st.Lease(ctx, req.LeaseID)
+	if err != nil || l.State != store.LeasePending || l.Handle != req.Handle {
+		r.t.Errorf("minting lease %s that is not recorded as pending with its handle: %+v, %v", req.LeaseID, l, err)
+	}
+	if r.mintErr != nil {
+		return nil, r.mintErr
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.minted = append(r.minted, req.Handle)
+	return fakeCred{handle: req.Handle}, nil
+}
+
+func (r *fakeResource) Revoke(_ context.Context, ref tools.LeaseRef) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked = append(r.revoked, ref.Handle)
+	return nil
+}
+
+func (r *fakeResource) Orphans(context.Context) ([]string, error) { return r.orphans, nil }
+func (r *fakeResource) Reusable() bool                            { return r.reusable }
+func (r *fakeResource) Close()                                    {}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func setup(t *testing.T, reusable bool) (*Manager, *fakeResource, *store.Store, *clock, *[]string) {
+	t.Helper()
+	st, err := store.Open(context.Background(), "sqlite://:memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	res := &fakeResource{t: t, st: st, reusable: reusable}
+	clk := &clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	var mu sync.Mutex
+	var events []string
+	m, err := New(Config{
+		Store:   st,
+		Resolve: func(string) (tools.Resource, bool) { return res, true },
+		OnEvent: func(_ context.Context, ev Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev.Type)
+			return nil
+		},
+		Clock: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, res, st, clk, &events
+}
+
+var alice = policy.Identity{Subject: "alice", Issuer: "https://idp"}
+
+func TestAcquireReusesWhileEnoughTTLIsLeft(t *testing.T) {
+	m, res, _, clk, events := setup(t, true)
+	ctx := context.Background()
+	first, err := m.Acquire(ctx, res, "ro", alice, "call-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(4 * time.Minute) // 6 of 10 minutes left: more than half
+	second, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	if !second.Reused || second.Record.ID != first.Record.ID {
+		t.Errorf("want the lease reused, got %+v", second.Record)
+	}
+	bob, _ := m.Acquire(ctx, res, "ro", policy.Identity{Subject: "bob"}, "call-3")
+	if bob.Record.ID == first.Record.ID {
+		t.Error("another identity got alice's lease")
+	}
+	clk.Advance(2 * time.Minute) // 4 of 10 left: less than half
+	third, _ := m.Acquire(ctx, res, "ro", alice, "call-4")
+	if third.Reused || third.Record.ID == first.Record.ID {
+		t.Error("a lease with less than half its ttl left was reused")
+	}
+	if len(res.minted) != 3 {
+		t.Errorf("minted %d, want 3", len(res.minted))
+	}
+	if (*events)[1] != "lease.reused" {
+		t.Errorf("events %v", *events)
+	}
+}
+
+func TestSweepRevokesAtExpiry(t *testing.T) {
+	m, res, st, clk, _ := setup(t, true)
+	ctx := context.Background()
+	l, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	m.Sweep(ctx)
+	if len(res.revoked) != 0 {
+		t.Fatal("revoked before expiry")
+	}
+	clk.Advance(10*time.Minute + time.Second)
+	m.Sweep(ctx)
+	if len(res.revoked) != 1 || res.revoked[0] != l.Record.Handle {
+		t.Fatalf("revoked %v, want %s", res.revoked, l.Record.Handle)
+	}
+	got, _ := st.Lease(ctx, l.Record.ID)
+	if got.State != store.LeaseRevoked {
+		t.Errorf("state %s", got.State)
+	}
+	if m.Live() != 0 {
+		t.Errorf("live = %d", m.Live())
+	}
+	// An expired lease is not reused.
+	next, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	if next.Reused {
+		t.Error("a revoked lease was reused")
+	}
+}
+
+func TestSingleUseCredentialsAreRevokedOnRelease(t *testing.T) {
+	m, res, _, _, _ := setup(t, false)
+	ctx := context.Background()
+	l, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	m.Release(ctx, res, l)
+	if len(res.revoked) != 1 {
+		t.Errorf("revoked %v", res.revoked)
+	}
+	l2, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	if l2.Reused {
+		t.Error("single-use credential reused")
+	}
+}
+
+func TestMintFailureIsRecordedAndCleanedUp(t *testing.T) {
+	m, res, st, _, events := setup(t, true)
+	res.mintErr = errors.New("permission denied to create role")
+	ctx := context.Background()
+	if _, err := m.Acquire(ctx, res, "ro", alice, "call-1"); err == nil {
+		t.Fatal("want an error")
+	}
+	live, _ := st.LiveLeases(ctx)
+	if len(live) != 0 {
+		t.Errorf("a failed mint left a live lease: %+v", live)
+	}
+	if len(res.revoked) != 1 {
+		t.Errorf("a failed mint must revoke whatever may exist, revoked %v", res.revoked)
+	}
+	if (*events)[len(*events)-1] != "lease.failed" {
+		t.Errorf("events %v", *events)
+	}
+}
+
+// Start-up revokes expired leases and backend credentials no live lease owns,
+// and leaves live leases (another process may hold them) alone.
+func TestRecover(t *testing.T) {
+	m, res, st, clk, _ := setup(t, true)
+	ctx := context.Background()
+	live, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	res.orphans = []string{"role_orphan1", live.Record.Handle}
+	// A lease left by a crashed process, already expired.
+	crashed := store.Lease{ID: "00000000-dead", CallID: "c", Resource: "db", Kind: "fake", Grant: "ro", Subject: "x", Handle: "role_crashed",
+		State: store.LeaseActive, CreatedAt: clk.Now().Add(-time.Hour), ExpiresAt: clk.Now().Add(-time.Minute)}
+	if err := st.InsertLease(ctx, crashed); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(ctx, []tools.Resource{res}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"role_crashed": true, "role_orphan1": true}
+	if len(res.revoked) != 2 || !want[res.revoked[0]] || !want[res.revoked[1]] {
+		t.Errorf("revoked %v, want %v", res.revoked, want)
+	}
+}
+
+func TestCloseRevokesWhatThisProcessHolds(t *testing.T) {
+	m, res, _, _, _ := setup(t, true)
+	ctx := context.Background()
+	m.Start(ctx)
+	a, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	b, _ := m.Acquire(ctx, res, "ro", policy.Identity{Subject: "bob"}, "call-2")
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.revoked) != 2 {
+		t.Errorf("revoked %v, want %s and %s", res.revoked, a.Record.Handle, b.Record.Handle)
+	}
+}
