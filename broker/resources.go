@@ -25,8 +25,8 @@ type ResourceInfo struct {
 }
 
 // mayUse reports which tools the identity might use on a resource: a tool
-// counts when policy allows, or would ask approval for, its minimal call
-// (the arguments {"resource": name}; for tools that need more, no facts).
+// counts when policy allows, or would ask approval for, its smallest call
+// ({"resource": name}, or the tool's Example when it needs more).
 func (b *Broker) mayUse(st *State, id policy.Identity, res tools.Resource) []string {
 	spec := res.Spec()
 	var usable []string
@@ -42,7 +42,11 @@ func (b *Broker) mayUse(st *State, id policy.Identity, res tools.Resource) []str
 			Now:      b.cfg.Clock(),
 		}
 		raw, _ := json.Marshal(in.Args)
+		if ex, ok := t.(tools.Exampler); ok {
+			raw = ex.Example(spec.Name)
+		}
 		if args, err := t.Decode(raw); err == nil {
+			_ = json.Unmarshal(args.Canonical(), &in.Args)
 			in.SetFacts(t.Facts(args))
 		}
 		if d := st.Policy.Evaluate(in); d.Effect == policy.Allow || d.Effect == policy.Approve {

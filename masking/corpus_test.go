@@ -272,6 +272,12 @@ var contexts = []string{
 	` %6d | Rosa Alvarez | {V} | t | 2024-02-%02d`,
 	`WARN [worker-%d] retrying job for {V} after %dms`,
 	`INSERT INTO customers VALUES (%d, '{V}', now()); -- batch %d`,
+	`["x%d", "{V}"]`,
+	`|{V}|%d|`,
+	`Reply-To: Ops <{V}>; retry=%d`,
+	`value ({V}) at line %d.`,
+	`k%d={V};next=%d`,
+	`	{V}	%d	tab separated`,
 }
 
 var valueContexts = map[string][]string{

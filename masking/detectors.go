@@ -51,7 +51,7 @@ var builtins = []builtin{
 		rule: "shape, then github.com/nyaruka/phonenumbers IsValidNumber (region US when no +CC)", anchors: digits, partial: true,
 		naive: `\+?\d{1,3}?[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}`},
 	{id: detPaymentCard, name: "payment_card", what: "payment card number, 13-19 digits, optional uniform space/dash separators",
-		rule: "Luhn checksum + issuer range and length (Visa, Mastercard 51-55/2221-2720, Amex 34/37, Discover, JCB, Diners)", anchors: digits, partial: true,
+		rule: "Luhn checksum + issuer prefix and issued length: Visa 4 (13/16/19), Mastercard 51-55, 2221-2720 (16), Amex 34/37 (15), Discover 6011/644-649/65/622126-622925 (16/19), JCB 3528-3589 (16/19), Diners 300-305/3095/36/38/39 (14/16); printed layouts 4-4-4-4(-3), 4-6-5, 4-6-4", anchors: digits, partial: true,
 		naive: `\b(?:\d[ -]?){12,18}\d\b`},
 	{id: detUSSSN, name: "us_ssn", what: "US social security number ddd-dd-dddd / ddd dd dddd (bare 9 digits only after an \"ssn\" keyword)",
 		rule: "area not 000/666/9xx, group not 00, serial not 0000", anchors: digits,

@@ -1,7 +1,9 @@
 package masking
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +24,7 @@ var detectorCases = map[string][]struct{ in, want string }{
 		{"+1 415 555 2671 / +14155552671", "[PHONE] / [PHONE]"},
 		{"intl +44 20 7946 0958 and +49 30 12345678", "intl [PHONE] and [PHONE]"},
 		{"1-415-555-2671", "[PHONE]"},
+		{"value (818-616-3483) and [212-555-0188]", "value ([PHONE]) and [[PHONE]]"},
 		{"bad 123-456-7890 and 4155552671 (bare) and +1 123 456 7890", "bad 123-456-7890 and 4155552671 (bare) and +1 123 456 7890"},
 	},
 	"payment_card": {
@@ -32,6 +35,7 @@ var detectorCases = map[string][]struct{ in, want string }{
 		{"luhn fails 4111 1111 1111 1112", "luhn fails 4111 1111 1111 1112"},
 		{"mixed seps 4111 1111-1111 1111, no issuer 9111111111111111", "mixed seps 4111 1111-1111 1111, no issuer 9111111111111111"},
 		{"uuid-ish 3854-205349866372 x4111111111111111", "uuid-ish 3854-205349866372 x4111111111111111"},
+		{"17 digits 38878355048967050", "17 digits 38878355048967050"},
 	},
 	"us_ssn": {
 		{"ssn 123-45-6789", "ssn [US_SSN]"},
@@ -165,5 +169,18 @@ func TestProfileSelectsDetectors(t *testing.T) {
 	got, c, _ := p.MaskText("a@example.com 4111111111111111 AKIAIOSFODNN7EXAMPLE")
 	if got != "[EMAIL] 4111111111111111 AKIAIOSFODNN7EXAMPLE" || c["email"] != 1 || len(c) != 1 {
 		t.Errorf("got %q %v", got, c)
+	}
+}
+
+// docs/masking.md documents every detector.
+func TestDocsListEveryDetector(t *testing.T) {
+	doc, err := os.ReadFile("../docs/masking.md")
+	if err != nil {
+		t.Skip("docs not found:", err)
+	}
+	for _, b := range builtins {
+		if !strings.Contains(string(doc), "| `"+b.name+"` |") {
+			t.Errorf("docs/masking.md has no row for %s", b.name)
+		}
 	}
 }

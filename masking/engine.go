@@ -35,13 +35,15 @@ type Profile struct {
 
 // detector is one enabled detector: a built-in or a user regex.
 type detector struct {
-	name     string
-	label    string // "[EMAIL]"
-	id       detectorID
-	builtin  bool
-	partial  bool
-	re       *regexp.Regexp
-	keywords []string // lowercased
+	name  string
+	label string // "[EMAIL]"
+	// labelValue is label boxed once, so a redacted table cell costs no allocation.
+	labelValue any
+	id         detectorID
+	builtin    bool
+	partial    bool
+	re         *regexp.Regexp
+	keywords   []string // lowercased
 }
 
 // Counts maps a detector or rule name to the number of values it masked.

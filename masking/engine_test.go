@@ -169,3 +169,46 @@ func TestCleanInputIsNotCopied(t *testing.T) {
 		t.Errorf("%.0f allocations on clean input", allocs)
 	}
 }
+
+// A panic inside masking is an error, never unmasked output.
+func TestFailsClosedOnPanic(t *testing.T) {
+	p := allProfile(t, ReplaceRedact)
+	broken := *p
+	broken.replace = ReplaceHash // without its HMAC pool: appendHash panics
+	out, _, err := broken.MaskText("mail a@example.com")
+	if !errors.Is(err, ErrInternal) || out != "" {
+		t.Errorf("MaskText = %q, %v; want ErrInternal and no output", out, err)
+	}
+	if _, err := broken.MaskTable([]ColumnRef{{"t", "c"}}, [][]any{{"a@example.com"}}); !errors.Is(err, ErrInternal) {
+		t.Errorf("MaskTable err = %v", err)
+	}
+	if _, _, err := broken.MaskObject(map[string]any{"a": "a@example.com"}); !errors.Is(err, ErrInternal) {
+		t.Errorf("MaskObject err = %v", err)
+	}
+	w := broken.NewWriter(discard{})
+	_, _ = w.Write([]byte("a@example.com"))
+	if err := w.Close(); !errors.Is(err, ErrInternal) {
+		t.Errorf("Writer err = %v", err)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	p := allProfile(t, ReplaceHash)
+	in := "a@example.com +44 20 7946 0958 4111111111111111 (415) 555-2671"
+	want, _, _ := p.MaskText(in)
+	done := make(chan string)
+	for range 8 {
+		go func() {
+			var last string
+			for range 200 {
+				last, _, _ = p.MaskText(in)
+			}
+			done <- last
+		}()
+	}
+	for range 8 {
+		if got := <-done; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -31,13 +32,104 @@ func recoverInto(err *error) {
 }
 
 func (p *Profile) mask(s string) (string, Counts) {
-	ms := p.matches(s, nil)
-	if len(ms) == 0 {
-		return s, nil
+	var counts Counts
+	out := p.maskInto(s, &counts)
+	return out, counts
+}
+
+// matchPool recycles the slices that hold extra (non-single-pass) matches.
+var matchPool = sync.Pool{New: func() any { return new([]match) }}
+
+// maskInto masks s and adds what it replaced to *counts, creating the map
+// only when something is found. It returns s itself when nothing is.
+//
+// Single-pass matches are written out as the scanner finds them, merged with
+// the (usually empty, sorted) extra matches; overlapping matches coalesce.
+func (p *Profile) maskInto(s string, counts *Counts) string {
+	var extra []match
+	if p.extra {
+		buf := matchPool.Get().(*[]match)
+		extra = p.extraMatches(s, (*buf)[:0])
+		if len(extra) > 1 {
+			extra = coalesce(extra, 0, extra)
+		}
+		defer func() {
+			if cap(extra) <= 4096 {
+				*buf = extra[:0]
+				matchPool.Put(buf)
+			}
+		}()
 	}
-	counts := make(Counts, 4)
-	b := p.apply(make([]byte, 0, len(s)+16*len(ms)), s, ms, counts)
-	return unsafe.String(unsafe.SliceData(b), len(b)), counts
+	m, ok := p.next(s, 0, 0)
+	if !ok && len(extra) == 0 {
+		return s
+	}
+	var e emitter
+	e.out = make([]byte, 0, len(s)+len(s)/16+32)
+	var cur match
+	have, ei := false, 0
+	for ok || ei < len(extra) {
+		var c match
+		if ok && (ei == len(extra) || m.start <= extra[ei].start) {
+			c = m
+			if m.open {
+				ok = false
+			} else {
+				m, ok = p.next(s, m.end, m.end)
+			}
+		} else {
+			c = extra[ei]
+			ei++
+		}
+		if have && c.start < cur.end {
+			cur.end = max(cur.end, c.end) // overlap: one replacement, first detector
+			continue
+		}
+		if have {
+			e.emit(p, s, cur)
+		}
+		cur, have = c, true
+	}
+	e.emit(p, s, cur)
+	e.out = append(e.out, s[e.pos:]...)
+	if *counts == nil {
+		*counts = make(Counts, 4)
+	}
+	e.addCounts(*counts)
+	return unsafe.String(unsafe.SliceData(e.out), len(e.out))
+}
+
+// emitter writes input and replacements in order and counts them.
+type emitter struct {
+	out     []byte
+	pos     int
+	builtin [numBuiltins]int
+	custom  map[string]int
+}
+
+func (e *emitter) emit(p *Profile, s string, m match) {
+	e.out = append(e.out, s[e.pos:m.start]...)
+	e.out = p.appendReplacement(e.out, m.det, s[m.start:m.end])
+	e.pos = m.end
+	if m.det.builtin {
+		e.builtin[m.det.id]++
+		return
+	}
+	if e.custom == nil {
+		e.custom = map[string]int{}
+	}
+	e.custom[m.det.name]++
+}
+
+func (e *emitter) addCounts(c Counts) {
+	for id, n := range e.builtin {
+		if n > 0 {
+			c[builtinByID[id].name] += n
+		}
+	}
+	for name, n := range e.custom {
+		c[name] += n
+	}
 }
 
 // matches returns every match in s, sorted and non-overlapping, appended to
@@ -45,6 +137,9 @@ func (p *Profile) mask(s string) (string, Counts) {
 func (p *Profile) matches(s string, dst []match) []match {
 	base := len(dst)
 	for m, ok := p.next(s, 0, 0); ok; m, ok = p.next(s, m.end, m.end) {
+		if dst == nil {
+			dst = make([]match, 0, 16)
+		}
 		dst = append(dst, m)
 		if m.open {
 			break
@@ -205,18 +300,6 @@ func rarest(kw string) int {
 		}
 	}
 	return best
-}
-
-// apply writes s with every match replaced to dst, counting per detector.
-func (p *Profile) apply(dst []byte, s string, ms []match, counts Counts) []byte {
-	pos := 0
-	for _, m := range ms {
-		dst = append(dst, s[pos:m.start]...)
-		dst = p.appendReplacement(dst, m.det, s[m.start:m.end])
-		counts[m.det.name]++
-		pos = m.end
-	}
-	return append(dst, s[pos:]...)
 }
 
 // appendReplacement writes the replacement for val found by d.

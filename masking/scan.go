@@ -244,12 +244,16 @@ func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
 			return p.found(detIPv4, i, g.end[3])
 		}
 	}
-	if p.on(detPaymentCard) {
+	if p.on(detPaymentCard) && g.digits >= 13 {
+		var cum [maxGroups + 1]int
+		for x := 0; x < g.n; x++ {
+			cum[x+1] = cum[x] + g.len(x)
+		}
 		for k := g.n; k >= 1; k-- {
-			d := g.digitsOf(s, k, buf[:0])
-			if len(d) < 13 || len(d) > 19 || !boundaryAfter(s, g.end[k-1]) || !uniformCardSeps(s, &g, k) {
+			if cum[k] < 13 || cum[k] > 19 || !boundaryAfter(s, g.end[k-1]) || !uniformCardSeps(s, &g, k) {
 				continue
 			}
+			d := g.digitsOf(s, k, buf[:0])
 			if luhn(d) && cardIssuer(d) {
 				return p.found(detPaymentCard, i, g.end[k-1])
 			}
@@ -340,11 +344,11 @@ func cardIssuer(d []byte) bool {
 	case p2 == 34 || p2 == 37: // American Express
 		return l == 15
 	case p4 == 6011 || (p3 >= 644 && p3 <= 649) || p2 == 65 || (p6 >= 622126 && p6 <= 622925): // Discover
-		return l >= 16 && l <= 19
+		return l == 16 || l == 19
 	case p4 >= 3528 && p4 <= 3589: // JCB
-		return l >= 16 && l <= 19
+		return l == 16 || l == 19
 	case (p3 >= 300 && p3 <= 305) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39: // Diners Club
-		return l >= 14 && l <= 19
+		return l == 14 || l == 16
 	}
 	return false
 }
@@ -404,8 +408,10 @@ func (p *Profile) matchPhone(s string, i, floor int, g *numGroups) (match, bool)
 		}
 		return match{}, false
 	}
+	// "(415) 555-2671": the parenthesis belongs to the number only when it
+	// closes after the area code; "(415-555-2671)" is a number in parentheses.
+	paren := i >= 1 && s[i-1] == '(' && i-1 >= floor && g.n >= 2 && g.len(0) == 3 && g.sep(s, 0)[0] == ')'
 	start := i
-	paren := i >= 1 && s[i-1] == '(' && i-1 >= floor
 	if paren {
 		start = i - 1
 	}
@@ -531,20 +537,26 @@ func nanpValid(national uint64) bool {
 // intlMemo caches libphonenumber's verdict for other country codes, keyed by
 // (country code, national length, first 7 national digits) — the same depth
 // as nanpMemo, checked by TestPhoneMemo across 36 countries. It is a
-// direct-mapped table: a collision only costs a library call.
-var intlMemo [1 << 16]atomic.Uint64
+// 2-way set-associative table (2 MB): a collision only costs a library call.
+var intlMemo [1 << 18]atomic.Uint64
 
 func intlValid(cc int, national []byte) bool {
 	key := uint64(cc)<<30 | uint64(len(national))<<25 | atou(national[:min(7, len(national))])
 	key = key<<1 | 1 // never zero
-	slot := &intlMemo[(key*0x9e3779b97f4a7c15)>>48]
-	if v := slot.Load(); v>>1 == key {
-		return v&1 == 1
+	h := (key * 0x9e3779b97f4a7c15) >> 46
+	for _, slot := range [2]*atomic.Uint64{&intlMemo[h], &intlMemo[h^1]} { // 2-way
+		if v := slot.Load(); v>>1 == key {
+			return v&1 == 1
+		}
 	}
 	valid := libValid(cc, national)
 	v := key << 1
 	if valid {
 		v |= 1
+	}
+	slot := &intlMemo[h]
+	if slot.Load() != 0 {
+		slot = &intlMemo[h^1]
 	}
 	slot.Store(v)
 	return valid

@@ -71,7 +71,8 @@ var ruleDetectors = map[string]*detector{}
 
 func init() {
 	for _, r := range []string{RuleColumn, RuleField, RuleK8sSecret, RuleLastApplied, RuleEnvSecret} {
-		ruleDetectors[r] = &detector{name: r, label: "[" + strings.ToUpper(r) + "]"}
+		label := "[" + strings.ToUpper(r) + "]"
+		ruleDetectors[r] = &detector{name: r, label: label, labelValue: label}
 	}
 }
 
@@ -135,7 +136,7 @@ func (p *Profile) replaceWhole(v any, d *detector, allowPartial bool) any {
 			return string(appendPartial(nil, s))
 		}
 	}
-	return d.label
+	return d.labelValue
 }
 
 var (
@@ -159,10 +160,13 @@ func (p *Profile) maskValue(v any, counts Counts) (any, error) {
 	case nil, bool, float32, float64, time.Time, time.Duration, [16]byte:
 		return v, nil
 	case string:
-		return p.maskString(t, counts), nil
+		if out := p.maskString(t, counts); !sameString(out, t) {
+			return out, nil
+		}
+		return v, nil // unchanged: no new interface value (no allocation)
 	case []byte:
 		s := unsafe.String(unsafe.SliceData(t), len(t))
-		if out := p.maskString(s, counts); len(out) != len(s) || unsafe.StringData(out) != unsafe.StringData(s) {
+		if out := p.maskString(s, counts); !sameString(out, s) {
 			return []byte(out), nil
 		}
 		return t, nil
@@ -224,11 +228,13 @@ func (p *Profile) maskValue(v any, counts Counts) (any, error) {
 }
 
 func (p *Profile) maskString(s string, counts Counts) string {
-	out, c := p.mask(s)
-	if c != nil {
-		counts.Add(c)
-	}
-	return out
+	return p.maskInto(s, &counts)
+}
+
+// sameString reports whether a and b are the same string in memory: the
+// masker returns its input itself when it changed nothing.
+func sameString(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
 }
 
 func (p *Profile) maskInt(n int64, v any, counts Counts) any {
@@ -252,10 +258,9 @@ func (p *Profile) maskUint(n uint64, v any, counts Counts) any {
 // maskStringer masks the text form of a non-string value; when something is
 // found the value becomes the masked string.
 func (p *Profile) maskStringer(s string, v any, counts Counts) any {
-	out, c := p.mask(s)
-	if c == nil {
+	out := p.maskInto(s, &counts)
+	if sameString(out, s) {
 		return v
 	}
-	counts.Add(c)
 	return strings.Clone(out)
 }

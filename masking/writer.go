@@ -116,7 +116,8 @@ func (w *Writer) flush(final bool) (err error) {
 		if m.open && !final {
 			// The END line is beyond the window: drop until it arrives.
 			w.inPEM = true
-			pos = len(s)
+			pos, cut = len(s), len(s)
+			break
 		}
 		cut = max(cut, pos)
 	}

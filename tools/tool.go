@@ -197,3 +197,11 @@ type Streams struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 }
+
+// Exampler is implemented by tools whose smallest call needs more than a
+// resource name. Example returns the arguments of a harmless, representative
+// call on the resource; list_resources asks policy about it to tell whether
+// the caller may use the tool there at all.
+type Exampler interface {
+	Example(resource string) json.RawMessage
+}

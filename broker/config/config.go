@@ -163,6 +163,15 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := cfg.validate(file); err != nil {
 		return nil, err
 	}
+	// Files a resource names are relative to the config file, wherever
+	// airlock runs from.
+	for i := range cfg.Resources {
+		r := &cfg.Resources[i]
+		for _, p := range []*string{&r.AdminDSNFile, &r.KnownHostsFile, &r.CAKeyFile, &r.KubeconfigFile} {
+			*p = cfg.Path(*p)
+		}
+	}
+	cfg.Masking.HashKeyFile = cfg.Path(cfg.Masking.HashKeyFile)
 	return &cfg, nil
 }
 

@@ -29,6 +29,46 @@ var migrations = []string{
 	);
 	CREATE INDEX leases_state_expires ON leases (state, expires_at);
 	CREATE INDEX leases_resource_state ON leases (resource, state);`,
+
+	// 2: approvals and the decisions on them. state is the stored state;
+	// "expired" is computed on read from expires_at (see approvals.go).
+	// arguments are the masked arguments, for display; the unmasked ones
+	// only enter through digest.
+	`CREATE TABLE approvals (
+		id              TEXT PRIMARY KEY,
+		digest          TEXT NOT NULL,
+		call_id         TEXT NOT NULL,
+		subject         TEXT NOT NULL,
+		email           TEXT NOT NULL,
+		issuer          TEXT NOT NULL,
+		tool            TEXT NOT NULL,
+		resource        TEXT NOT NULL,
+		arguments       TEXT NOT NULL,
+		rule            TEXT NOT NULL,
+		rules           TEXT NOT NULL,
+		approver_groups TEXT NOT NULL,
+		min_approvers   INTEGER NOT NULL CHECK (min_approvers >= 1),
+		policy_version  TEXT NOT NULL,
+		state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'consumed')),
+		created_at      INTEGER NOT NULL,
+		expires_at      INTEGER NOT NULL,
+		decided_at      INTEGER,
+		consumed_at     INTEGER,
+		consumed_by     TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX approvals_digest_state ON approvals (digest, state, expires_at);
+	CREATE INDEX approvals_state_created ON approvals (state, created_at);
+	CREATE TABLE approval_decisions (
+		approval_id TEXT NOT NULL REFERENCES approvals (id),
+		subject     TEXT NOT NULL,
+		issuer      TEXT NOT NULL,
+		email       TEXT NOT NULL,
+		verdict     TEXT NOT NULL CHECK (verdict IN ('approve', 'deny')),
+		reason      TEXT NOT NULL,
+		via         TEXT NOT NULL,
+		decided_at  INTEGER NOT NULL,
+		PRIMARY KEY (approval_id, subject, issuer)
+	);`,
 }
 
 // migrate brings the schema up to date. Each step runs in its own write

@@ -71,7 +71,7 @@ func WithSSHDConfig(lines ...string) SSHDOption {
 	return func(c *sshdConfig) { c.extra = append(c.extra, lines...) }
 }
 
-var sshUserOnce sync.Mutex
+var sshUserMu sync.Mutex
 
 // OpenSSH starts a private sshd for this test and stops it in t.Cleanup. It
 // needs /usr/sbin/sshd and root (to create the test user and to run sshd);
@@ -256,8 +256,8 @@ func (s *SSHD) Processes() ([]string, error) {
 // leaves the password locked ("!"), and sshd refuses locked accounts even for
 // key logins, so the password becomes "*" (no password login possible).
 func ensureSSHUser(name string) error {
-	sshUserOnce.Lock()
-	defer sshUserOnce.Unlock()
+	sshUserMu.Lock()
+	defer sshUserMu.Unlock()
 	if _, err := user.Lookup(name); err != nil {
 		out, err := exec.Command("useradd", "-m", "-s", "/bin/bash", name).CombinedOutput()
 		if err != nil {

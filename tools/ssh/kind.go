@@ -268,6 +268,9 @@ func (r *Resource) acquireSession(ctx context.Context) (release func(), err erro
 	case r.sessions <- struct{}{}:
 		return func() { <-r.sessions }, nil
 	case <-ctx.Done():
+		if cause := context.Cause(ctx); !errors.Is(cause, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("resource %s: waiting for a session slot: %w", r.spec.Name, cause)
+		}
 		return nil, fmt.Errorf("resource %s: %d sessions were already open until the call's time ran out: %w", r.spec.Name, cap(r.sessions), ErrSessionsBusy)
 	}
 }

@@ -1,0 +1,817 @@
+package approval
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// Sentinel errors. Callers match them with errors.Is.
+var (
+	// ErrNotFound: no approval has this id.
+	ErrNotFound = errors.New("approval not found")
+	// ErrInvalid: a request or decision is missing something it needs.
+	ErrInvalid = errors.New("invalid approval input")
+	// ErrForbidden: the caller neither requested the approval nor may decide it.
+	ErrForbidden = errors.New("only the requester or an approver may see this approval")
+	// ErrSelfApproval: the approver is the requester (same subject and issuer).
+	ErrSelfApproval = errors.New("you cannot decide your own request")
+	// ErrNotApprover: the approver is in none of the rule's approver groups.
+	ErrNotApprover = errors.New("you are not in any of this approval's approver groups")
+	// ErrAlreadyDecided: this approver has already decided this approval.
+	ErrAlreadyDecided = errors.New("you have already decided this approval")
+
+	// The approval is not in a state that allows what was asked.
+	ErrExpired     = errors.New("approval has expired")
+	ErrConsumed    = errors.New("approval has already been used")
+	ErrDenied      = errors.New("approval was denied")
+	ErrApproved    = errors.New("approval is already approved")
+	ErrNotApproved = errors.New("approval is not approved yet")
+)
+
+// State is where an approval is in its life.
+//
+//	pending ──min approvals──▶ approved ──Consume──▶ consumed
+//	   │                          │
+//	   ├──one deny──▶ denied      │
+//	   └──expire passes───────────┴──▶ expired
+type State string
+
+// States. Expired is computed on read from ExpiresAt; the other states are
+// stored.
+const (
+	Pending  State = "pending"
+	Approved State = "approved"
+	Denied   State = "denied"
+	Expired  State = "expired"
+	Consumed State = "consumed"
+)
+
+// Verdict is what an approver decides.
+type Verdict string
+
+// Verdicts.
+const (
+	Approve Verdict = "approve"
+	Deny    Verdict = "deny"
+)
+
+// Where a decision was made; Decision.Via.
+const (
+	ViaWeb      = "web"
+	ViaAPI      = "api"
+	ViaCLILocal = "cli-local"
+)
+
+// maxReason bounds a decision's reason, in bytes.
+const maxReason = 1000
+
+// Principal names a person: the requester of an approval or an approver.
+// Groups are deliberately absent: membership is checked when a decision is
+// made, from the approver's verified identity.
+type Principal struct {
+	Subject string `json:"subject"`
+	Email   string `json:"email,omitempty"`
+	Issuer  string `json:"issuer,omitempty"`
+}
+
+// Is reports whether p is the person id proves (same subject and issuer).
+func (p Principal) Is(id policy.Identity) bool {
+	return p.Subject == id.Subject && p.Issuer == id.Issuer
+}
+
+// Decision is one approver's verdict.
+type Decision struct {
+	Approver Principal `json:"approver"`
+	Verdict  Verdict   `json:"verdict"`
+	Reason   string    `json:"reason,omitempty"`
+	Via      string    `json:"via"`
+	At       time.Time `json:"at"`
+}
+
+// Approval is one call held for human approval.
+type Approval struct {
+	ID string `json:"id"`
+	// Digest binds the approval to (requester, tool, resource, unmasked
+	// canonical arguments, policy version): the same call made again has
+	// the same digest and uses this approval.
+	Digest    string          `json:"digest"`
+	CallID    string          `json:"call_id"`
+	Requester Principal       `json:"requester"`
+	Tool      string          `json:"tool"`
+	Resource  string          `json:"resource"`
+	Arguments json.RawMessage `json:"arguments"` // masked
+	// Rule is the rule that asked for approval; Rules every rule that matched.
+	Rule          string           `json:"rule"`
+	Rules         []policy.Match   `json:"rules"`
+	Approvers     policy.Approvers `json:"approvers"`
+	PolicyVersion string           `json:"policy_version"`
+
+	State      State      `json:"state"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	DecidedAt  time.Time  `json:"decided_at,omitzero"`
+	ConsumedAt time.Time  `json:"consumed_at,omitzero"`
+	ConsumedBy string     `json:"consumed_by,omitempty"` // the call id that used it
+	Decisions  []Decision `json:"decisions"`
+
+	// URL is the approval page, when a public URL is configured.
+	URL string `json:"url,omitempty"`
+}
+
+// Approvals counts the approve verdicts so far.
+func (a Approval) Approvals() int {
+	n := 0
+	for _, d := range a.Decisions {
+		if d.Verdict == Approve {
+			n++
+		}
+	}
+	return n
+}
+
+// MayDecide reports whether id is in one of the approver groups and is not
+// the requester.
+func (a Approval) MayDecide(id policy.Identity) bool {
+	return !a.Requester.Is(id) && inAnyGroup(id, a.Approvers.Groups)
+}
+
+// MaySee reports whether id requested the approval or may decide it.
+func (a Approval) MaySee(id policy.Identity) bool {
+	return a.Requester.Is(id) || inAnyGroup(id, a.Approvers.Groups)
+}
+
+func inAnyGroup(id policy.Identity, groups []string) bool {
+	for _, g := range groups {
+		if id.InGroup(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// Store is the persistence the manager needs; *store.Store implements it.
+type Store interface {
+	RequestApproval(ctx context.Context, a store.Approval, now time.Time) (store.Approval, bool, error)
+	DecideApproval(ctx context.Context, id string, d store.ApprovalDecision, now time.Time) (store.Approval, error)
+	ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (store.Approval, error)
+	Approval(ctx context.Context, id string) (store.Approval, error)
+	ListApprovals(ctx context.Context, f store.ApprovalFilter, now time.Time) ([]store.Approval, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Event types passed to Config.OnEvent.
+const (
+	EventDecided          = "approval.decided"           // a decision was recorded
+	EventRefused          = "approval.refused"           // a decision attempt was refused; Data["reason"] says why
+	EventWebhookDelivered = "approval.webhook_delivered" // a receiver answered 2xx
+	EventWebhookFailed    = "approval.webhook_failed"    // one attempt failed; Data["final"] when retries are exhausted
+)
+
+// Event reports something that happened to an approval outside a tool call
+// (a decision, a webhook delivery), for the transcript. It never holds a
+// webhook secret or a full webhook URL (only its host).
+type Event struct {
+	Type       string
+	ApprovalID string
+	CallID     string // the call that requested the approval
+	// Subject and Issuer name who acted (the approver); empty for webhooks.
+	Subject, Issuer string
+	Tool, Resource  string
+	Data            map[string]any
+}
+
+// WebhookConfig is one receiver of new approvals.
+type WebhookConfig struct {
+	URL        string `yaml:"url"`
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
+	// Format is "" or "json" (the signed Payload), or "slack" (an incoming
+	// webhook message, also signed).
+	Format string `yaml:"format"`
+	// Secret is resolved from SecretEnv or SecretFile by the caller.
+	Secret Secret `yaml:"-"`
+}
+
+// String names the webhook by host and format only: a webhook URL can be a
+// credential (Slack's are).
+func (w WebhookConfig) String() string {
+	return fmt.Sprintf("webhook(%s, %s)", hostOf(w.URL), w.format())
+}
+
+// LogValue keeps URLs and secrets out of logs.
+func (w WebhookConfig) LogValue() slog.Value { return slog.StringValue(w.String()) }
+
+func (w WebhookConfig) format() string {
+	if w.Format == "" {
+		return FormatJSON
+	}
+	return w.Format
+}
+
+// Webhook formats.
+const (
+	FormatJSON  = "json"
+	FormatSlack = "slack"
+)
+
+// Secret is a webhook signing secret. It does not print.
+type Secret []byte
+
+func (Secret) String() string   { return "[REDACTED]" }
+func (Secret) GoString() string { return "[REDACTED]" }
+
+// LogValue redacts the secret in slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+// MarshalJSON redacts the secret.
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+
+// minSecret is the shortest signing secret accepted, in bytes.
+const minSecret = 16
+
+// Config configures a Manager.
+type Config struct {
+	Store    Store
+	Webhooks []WebhookConfig
+	// PublicURL is airlock's public URL (its /mcp endpoint, say); links in
+	// webhooks use its origin. Required when webhooks are configured.
+	PublicURL string
+	// Wait is how long a held call waits for a decision (default 60s);
+	// Expire how long an approval may be decided and then used (default 15m).
+	Wait, Expire time.Duration
+	// PollInterval is how often a waiting call rereads the store, which is
+	// how it notices a decision made by another process (default 300ms).
+	PollInterval time.Duration
+	// ProgressInterval is how often Wait calls its progress func (default 5s).
+	ProgressInterval time.Duration
+	// Notifier tells waiting calls about changes made in this process
+	// (default: an in-process notifier).
+	Notifier Notifier
+	// OnEvent receives decisions, refused decisions and webhook outcomes
+	// for the transcript. Its errors are logged.
+	OnEvent func(ctx context.Context, ev Event) error
+
+	// Webhook delivery: attempts per delivery (default 5), the delay before
+	// the second attempt, doubling after (default 3s, so ~45s in all), the
+	// timeout of one attempt (default 10s), and the deliveries queued per
+	// webhook before new ones are dropped and reported (default 256).
+	WebhookAttempts int
+	WebhookBackoff  time.Duration
+	WebhookTimeout  time.Duration
+	WebhookQueue    int
+
+	Clock      func() time.Time
+	Logger     *slog.Logger
+	HTTPClient *http.Client
+}
+
+// CheckAndSetDefaults validates the config and fills in defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.Store == nil {
+		return errors.New("approval: Store is required")
+	}
+	if c.Wait == 0 {
+		c.Wait = 60 * time.Second
+	}
+	if c.Expire == 0 {
+		c.Expire = 15 * time.Minute
+	}
+	switch {
+	case c.Wait < 0 || c.Expire < 0:
+		return errors.New("approvals: wait and expire must be positive")
+	case c.Wait >= c.Expire:
+		return fmt.Errorf("approvals: wait (%s) must be shorter than expire (%s)", c.Wait, c.Expire)
+	}
+	if c.PublicURL != "" {
+		if _, err := originOf(c.PublicURL); err != nil {
+			return err
+		}
+	}
+	for i, w := range c.Webhooks {
+		if err := checkWebhook(w, c.PublicURL); err != nil {
+			return fmt.Errorf("approvals.webhooks[%d]: %w", i, err)
+		}
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 300 * time.Millisecond
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = 5 * time.Second
+	}
+	if c.Notifier == nil {
+		c.Notifier = NewLocalNotifier()
+	}
+	if c.OnEvent == nil {
+		c.OnEvent = func(context.Context, Event) error { return nil }
+	}
+	if c.WebhookAttempts <= 0 {
+		c.WebhookAttempts = 5
+	}
+	if c.WebhookBackoff <= 0 {
+		c.WebhookBackoff = 3 * time.Second
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = 10 * time.Second
+	}
+	if c.WebhookQueue <= 0 {
+		c.WebhookQueue = 256
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{
+			// A redirect would send a signed payload somewhere else (and
+			// turn the POST into a GET): treat it as a failure.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return nil
+}
+
+func checkWebhook(w WebhookConfig, publicURL string) error {
+	u, err := url.Parse(w.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("url must be an absolute http(s) URL (host %q)", hostOf(w.URL))
+	}
+	switch w.format() {
+	case FormatJSON:
+		if len(w.Secret) < minSecret {
+			return fmt.Errorf("%s: a signing secret of at least %d bytes is required (secret_env or secret_file)", w, minSecret)
+		}
+	case FormatSlack:
+	default:
+		return fmt.Errorf("%s: unknown format %q (json or slack)", w, w.Format)
+	}
+	if publicURL == "" {
+		return fmt.Errorf("%s: public_url is required to link approvers to the approval page", w)
+	}
+	return nil
+}
+
+// originOf returns scheme://host of a URL.
+func originOf(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("approvals: public_url %q must be an absolute http(s) URL", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
+}
+
+// Manager creates, decides, waits for and consumes approvals, and tells
+// webhooks about new ones.
+type Manager struct {
+	cfg    Config
+	origin string // of PublicURL; "" when not configured
+	hooks  []*sender
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New returns a Manager; it starts nothing (see Start).
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	m := &Manager{cfg: cfg}
+	if cfg.PublicURL != "" {
+		m.origin, _ = originOf(cfg.PublicURL)
+	}
+	for _, w := range cfg.Webhooks {
+		m.hooks = append(m.hooks, &sender{m: m, hook: w, host: hostOf(w.URL), queue: make(chan delivery, cfg.WebhookQueue)})
+	}
+	return m, nil
+}
+
+// RequestInput is what the broker knows about a call held for approval.
+type RequestInput struct {
+	Requester policy.Identity
+	Tool      string
+	Resource  string
+	// Arguments are the canonical arguments, masked for display.
+	Arguments json.RawMessage
+	// ArgumentsDigest is sha256 of the canonical, unmasked arguments.
+	ArgumentsDigest []byte
+	// Decision is the policy decision (effect approve): its rules, messages,
+	// approvers and policy version.
+	Decision policy.Decision
+	CallID   string
+}
+
+// Digest binds an approval to one call: requester (subject and issuer),
+// tool, resource, the digest of the unmasked canonical arguments, and the
+// policy version. Fields are JSON-encoded as a list, so no two inputs
+// share an encoding.
+func Digest(requester policy.Identity, tool, resource string, argumentsDigest []byte, policyVersion string) string {
+	enc, _ := json.Marshal([]string{
+		"airlock-approval-v1", requester.Subject, requester.Issuer, tool, resource,
+		hex.EncodeToString(argumentsDigest), policyVersion,
+	})
+	sum := sha256.Sum256(enc)
+	return hex.EncodeToString(sum[:])
+}
+
+// Request returns the approval for a held call: an approved, unconsumed,
+// unexpired one with the same digest (the call may proceed after Consume);
+// else a pending one with the same digest (keep waiting); else a new
+// pending approval, in which case created is true and every webhook is
+// told about it, asynchronously: Request never waits for a receiver.
+func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool, error) {
+	if err := in.check(); err != nil {
+		return Approval{}, false, err
+	}
+	now := m.cfg.Clock()
+	rules, err := json.Marshal(in.Decision.Matched)
+	if err != nil {
+		return Approval{}, false, fmt.Errorf("encoding matched rules: %w", err)
+	}
+	args := in.Arguments
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	minApprovers := in.Decision.Approvers.Min
+	if minApprovers < 1 {
+		minApprovers = 1
+	}
+	rec := store.Approval{
+		ID:             uuid.NewString(),
+		Digest:         Digest(in.Requester, in.Tool, in.Resource, in.ArgumentsDigest, in.Decision.PolicyVersion),
+		CallID:         in.CallID,
+		Subject:        in.Requester.Subject,
+		Email:          in.Requester.Email,
+		Issuer:         in.Requester.Issuer,
+		Tool:           in.Tool,
+		Resource:       in.Resource,
+		Arguments:      args,
+		Rule:           in.Decision.Rule,
+		Rules:          rules,
+		ApproverGroups: in.Decision.Approvers.Groups,
+		MinApprovers:   minApprovers,
+		PolicyVersion:  in.Decision.PolicyVersion,
+		State:          store.ApprovalPending,
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(m.cfg.Expire),
+	}
+	got, created, err := m.cfg.Store.RequestApproval(ctx, rec, now)
+	if err != nil {
+		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
+	}
+	a := m.fromRecord(got, now)
+	if created {
+		m.notifyWebhooks(ctx, a)
+	}
+	return a, created, nil
+}
+
+func (in RequestInput) check() error {
+	switch {
+	case in.Requester.Subject == "":
+		return fmt.Errorf("%w: no requester", ErrInvalid)
+	case in.Tool == "" || in.Resource == "":
+		return fmt.Errorf("%w: no tool or resource", ErrInvalid)
+	case len(in.ArgumentsDigest) != sha256.Size:
+		return fmt.Errorf("%w: arguments digest must be %d bytes of sha256", ErrInvalid, sha256.Size)
+	case in.Decision.Effect != policy.Approve:
+		return fmt.Errorf("%w: decision effect is %q, not approve", ErrInvalid, in.Decision.Effect)
+	case in.Decision.Approvers == nil || len(in.Decision.Approvers.Groups) == 0:
+		return fmt.Errorf("%w: rule %q names no approver groups", ErrInvalid, in.Decision.Rule)
+	case len(in.Arguments) > 0 && !json.Valid(in.Arguments):
+		return fmt.Errorf("%w: arguments are not JSON", ErrInvalid)
+	}
+	return nil
+}
+
+// Wait waits up to wait (the configured wait if zero) for approval id to
+// leave the pending state, and returns it as it then is: a pending
+// approval after wait means "still undecided". It notices decisions made
+// in this process through the Notifier at once, and decisions made by
+// another process on the same store by polling every PollInterval.
+// progress, when not nil, is called at once and every ProgressInterval with
+// a sentence for the agent. A cancelled ctx returns ctx.Err().
+func (m *Manager) Wait(ctx context.Context, id string, wait time.Duration, progress func(msg string)) (Approval, error) {
+	if wait <= 0 {
+		wait = m.cfg.Wait
+	}
+	changed, unsubscribe := m.cfg.Notifier.Subscribe(id)
+	defer unsubscribe()
+
+	a, err := m.Get(ctx, id)
+	if err != nil || a.State != Pending {
+		return a, err
+	}
+	started := time.Now()
+	say := func() {
+		if progress != nil {
+			progress(progressMessage(a, wait-time.Since(started)))
+		}
+	}
+	say()
+
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(m.cfg.PollInterval)
+	defer poll.Stop()
+	tell := time.NewTicker(m.cfg.ProgressInterval)
+	defer tell.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return a, ctx.Err()
+		case <-tell.C:
+			say()
+			continue
+		case <-changed:
+		case <-poll.C:
+		case <-deadline.C:
+			return m.Get(ctx, id)
+		}
+		if a, err = m.Get(ctx, id); err != nil || a.State != Pending {
+			return a, err
+		}
+	}
+}
+
+func progressMessage(a Approval, left time.Duration) string {
+	msg := fmt.Sprintf("waiting for approval from %s (id %s", strings.Join(a.Approvers.Groups, " or "), a.ID)
+	if a.Approvers.Min > 1 {
+		msg += fmt.Sprintf(", %d of %d approvals", a.Approvals(), a.Approvers.Min)
+	}
+	if left > 0 {
+		msg += fmt.Sprintf(", %s left", left.Round(time.Second))
+	}
+	return msg + ")"
+}
+
+// Decide records approver's verdict on approval id. The approver must be in
+// one of the rule's approver groups and must not be the requester; each
+// approver counts once; one deny denies; Approvers.Min distinct approvals
+// approve. A decision on an approval that is expired, consumed, denied or
+// already approved is refused with ErrExpired, ErrConsumed, ErrDenied or
+// ErrApproved. Every decision and every refusal is reported to OnEvent.
+func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identity, v Verdict, reason, via string) (Approval, error) {
+	a, err := m.decide(ctx, id, approver, v, reason, via)
+	if err != nil {
+		m.emit(ctx, Event{
+			Type: EventRefused, ApprovalID: id, CallID: a.CallID,
+			Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
+			Data: map[string]any{"verdict": v, "via": via, "reason": refusalReason(err), "error": err.Error()},
+		})
+		return a, err
+	}
+	m.cfg.Notifier.Publish(id)
+	m.emit(ctx, Event{
+		Type: EventDecided, ApprovalID: id, CallID: a.CallID,
+		Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
+		Data: map[string]any{
+			"verdict": v, "reason": reason, "via": via, "state": a.State,
+			"approvals": a.Approvals(), "min": a.Approvers.Min, "requester": a.Requester.Subject,
+		},
+	})
+	m.cfg.Logger.Info("approval decided", "approval_id", id, "approver", approver.Subject, "verdict", string(v), "via", via, "state", string(a.State))
+	return a, nil
+}
+
+func (m *Manager) decide(ctx context.Context, id string, approver policy.Identity, v Verdict, reason, via string) (Approval, error) {
+	switch {
+	case v != Approve && v != Deny:
+		return Approval{}, fmt.Errorf("%w: verdict %q (approve or deny)", ErrInvalid, v)
+	case via != ViaWeb && via != ViaAPI && via != ViaCLILocal:
+		return Approval{}, fmt.Errorf("%w: via %q (web, api or cli-local)", ErrInvalid, via)
+	case approver.Subject == "":
+		return Approval{}, fmt.Errorf("%w: no approver", ErrInvalid)
+	case len(reason) > maxReason:
+		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
+	}
+	a, err := m.Get(ctx, id)
+	if err != nil {
+		return Approval{}, err
+	}
+	// Requester and groups never change after creation, so they are
+	// checked outside the store's transaction.
+	if a.Requester.Is(approver) {
+		return a, fmt.Errorf("approval %s: %w", id, ErrSelfApproval)
+	}
+	if !inAnyGroup(approver, a.Approvers.Groups) {
+		return a, fmt.Errorf("approval %s: %w (%s)", id, ErrNotApprover, strings.Join(a.Approvers.Groups, ", "))
+	}
+	now := m.cfg.Clock()
+	rec, err := m.cfg.Store.DecideApproval(ctx, id, store.ApprovalDecision{
+		Subject: approver.Subject, Issuer: approver.Issuer, Email: approver.Email,
+		Verdict: string(v), Reason: reason, Via: via, At: now,
+	}, now)
+	switch {
+	case errors.Is(err, store.ErrApprovalState):
+		cur := m.fromRecord(rec, now)
+		return cur, fmt.Errorf("approval %s: %w", id, stateError(cur.State))
+	case errors.Is(err, store.ErrDuplicateDecision):
+		return m.fromRecord(rec, now), fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
+	case errors.Is(err, store.ErrNotFound):
+		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
+	case err != nil:
+		return a, fmt.Errorf("deciding approval %s: %w", id, err)
+	}
+	return m.fromRecord(rec, now), nil
+}
+
+// stateError is why an approval in state s cannot be decided or consumed.
+func stateError(s State) error {
+	switch s {
+	case Expired:
+		return ErrExpired
+	case Consumed:
+		return ErrConsumed
+	case Denied:
+		return ErrDenied
+	case Approved:
+		return ErrApproved
+	default:
+		return ErrNotApproved
+	}
+}
+
+// refusalReason is the short reason recorded with approval.refused.
+func refusalReason(err error) string {
+	for _, r := range []struct {
+		err    error
+		reason string
+	}{
+		{ErrInvalid, "invalid"},
+		{ErrNotFound, "not_found"},
+		{ErrSelfApproval, "self_approval"},
+		{ErrNotApprover, "not_approver"},
+		{ErrAlreadyDecided, "already_decided"},
+		{ErrExpired, "expired"},
+		{ErrConsumed, "consumed"},
+		{ErrDenied, "denied"},
+		{ErrApproved, "already_approved"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	return "error"
+}
+
+// Consume marks approval id as used by callID. It succeeds exactly once for
+// an approved, unexpired approval; otherwise it returns ErrConsumed,
+// ErrExpired, ErrDenied, ErrNotApproved or ErrNotFound, and the call must
+// not run.
+func (m *Manager) Consume(ctx context.Context, id, callID string) error {
+	now := m.cfg.Clock()
+	rec, err := m.cfg.Store.ConsumeApproval(ctx, id, callID, now)
+	switch {
+	case errors.Is(err, store.ErrApprovalState):
+		return fmt.Errorf("approval %s: %w", id, stateError(m.fromRecord(rec, now).State))
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("approval %s: %w", id, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("consuming approval %s: %w", id, err)
+	}
+	m.cfg.Notifier.Publish(id)
+	return nil
+}
+
+// Get returns approval id, or ErrNotFound. It does not check who asks.
+func (m *Manager) Get(ctx context.Context, id string) (Approval, error) {
+	rec, err := m.cfg.Store.Approval(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Approval{}, fmt.Errorf("reading approval %s: %w", id, err)
+	}
+	return m.fromRecord(rec, m.cfg.Clock()), nil
+}
+
+// Status returns approval id to the requester or an approver, for the
+// approval_status tool; anyone else gets ErrForbidden.
+func (m *Manager) Status(ctx context.Context, id string, who policy.Identity) (Approval, error) {
+	a, err := m.Get(ctx, id)
+	if err != nil {
+		return Approval{}, err
+	}
+	if !a.MaySee(who) {
+		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrForbidden)
+	}
+	return a, nil
+}
+
+// ListFilter selects approvals for List.
+type ListFilter struct {
+	// Viewer, when set, restricts the list to approvals the viewer
+	// requested or may decide (by group). Nil lists everything (local CLI).
+	Viewer *policy.Identity
+	// State selects one state; empty selects all.
+	State State
+	Limit int // default 100
+}
+
+// List returns approvals, pending ones first, then the most recent.
+func (m *Manager) List(ctx context.Context, f ListFilter) ([]Approval, error) {
+	sf := store.ApprovalFilter{State: string(f.State), Limit: f.Limit}
+	if f.Viewer != nil {
+		if f.Viewer.Subject == "" {
+			return nil, fmt.Errorf("%w: viewer without a subject", ErrInvalid)
+		}
+		sf.Subject, sf.Issuer, sf.Groups = f.Viewer.Subject, f.Viewer.Issuer, f.Viewer.Groups
+	}
+	now := m.cfg.Clock()
+	recs, err := m.cfg.Store.ListApprovals(ctx, sf, now)
+	if err != nil {
+		return nil, fmt.Errorf("listing approvals: %w", err)
+	}
+	out := make([]Approval, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, m.fromRecord(r, now))
+	}
+	return out, nil
+}
+
+// PageURL is the approval page of id, or "" without a public URL.
+func (m *Manager) PageURL(id string) string {
+	if m.origin == "" {
+		return ""
+	}
+	return m.origin + "/ui/approvals/" + url.PathEscape(id)
+}
+
+func (m *Manager) apiURL(id string) string {
+	if m.origin == "" {
+		return ""
+	}
+	return m.origin + "/api/approvals/" + url.PathEscape(id)
+}
+
+func (m *Manager) fromRecord(r store.Approval, now time.Time) Approval {
+	if r.ID == "" {
+		return Approval{}
+	}
+	a := Approval{
+		ID:            r.ID,
+		Digest:        r.Digest,
+		CallID:        r.CallID,
+		Requester:     Principal{Subject: r.Subject, Email: r.Email, Issuer: r.Issuer},
+		Tool:          r.Tool,
+		Resource:      r.Resource,
+		Arguments:     json.RawMessage(r.Arguments),
+		Rule:          r.Rule,
+		Approvers:     policy.Approvers{Groups: r.ApproverGroups, Min: r.MinApprovers},
+		PolicyVersion: r.PolicyVersion,
+		State:         State(r.StateAt(now)),
+		CreatedAt:     r.CreatedAt,
+		ExpiresAt:     r.ExpiresAt,
+		DecidedAt:     r.DecidedAt,
+		ConsumedAt:    r.ConsumedAt,
+		ConsumedBy:    r.ConsumedBy,
+		Decisions:     make([]Decision, 0, len(r.Decisions)),
+		URL:           m.PageURL(r.ID),
+	}
+	if err := json.Unmarshal(r.Rules, &a.Rules); err != nil {
+		m.cfg.Logger.Warn("approval has unreadable rules", "approval_id", r.ID, "error", err)
+	}
+	for _, d := range r.Decisions {
+		a.Decisions = append(a.Decisions, Decision{
+			Approver: Principal{Subject: d.Subject, Email: d.Email, Issuer: d.Issuer},
+			Verdict:  Verdict(d.Verdict), Reason: d.Reason, Via: d.Via, At: d.At,
+		})
+	}
+	return a
+}
+
+// emit reports an event; the report outlives the request.
+func (m *Manager) emit(ctx context.Context, ev Event) {
+	if err := m.cfg.OnEvent(context.WithoutCancel(ctx), ev); err != nil {
+		m.cfg.Logger.Error("recording approval event failed", "type", ev.Type, "approval_id", ev.ApprovalID, "error", err)
+	}
+}
