@@ -12,6 +12,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/lease"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/policy"
@@ -42,12 +44,23 @@ type Leases interface {
 	Release(ctx context.Context, res tools.Resource, l *lease.Lease)
 }
 
+// Approvals holds calls for human decisions.
+type Approvals interface {
+	Request(ctx context.Context, in approval.RequestInput) (approval.Approval, bool, error)
+	Wait(ctx context.Context, id string, wait time.Duration, progress func(msg string)) (approval.Approval, error)
+	Consume(ctx context.Context, id, callID string) error
+	Status(ctx context.Context, id string, who policy.Identity) (approval.Approval, error)
+}
+
 // Call is one tool call as it arrives from an MCP client.
 type Call struct {
 	Tool      string
 	Arguments json.RawMessage
 	Identity  policy.Identity
 	SessionID string
+	// Progress, when set, tells the client what a long stage is waiting for
+	// (MCP progress notifications).
+	Progress func(message string)
 }
 
 // Result is what goes back to the agent.
@@ -75,6 +88,8 @@ type Config struct {
 	Tools    []tools.Tool
 	Recorder Recorder
 	Leases   Leases
+	// Approvals holds calls decided `approve`; without it they are refused.
+	Approvals Approvals
 	Metrics  *Metrics
 	Logger   *slog.Logger
 	Clock    func() time.Time
@@ -277,17 +292,96 @@ func (b *Broker) decide(ctx context.Context, c *call) *Result {
 	return nil
 }
 
-// approve holds calls whose decision asks for a human. Until approvals are
-// wired to webhooks and the web page, such calls are refused.
+// approve holds calls whose decision asks for a human: it finds or creates
+// the approval bound to this exact call, waits for a decision while telling
+// the client, and lets the call through only with an approval it consumes.
 func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	if c.decision.Effect != policy.Approve {
 		return nil
 	}
-	msg := ""
-	if c.decision.Message != "" {
-		msg = " (" + strings.TrimSuffix(c.decision.Message, ".") + ")"
+	if b.cfg.Approvals == nil {
+		return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, parenthesized(c.decision.Message))
 	}
-	return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, msg)
+	canonical := c.args.Canonical()
+	masked, _, err := b.maskArguments(c.st, canonical)
+	if err != nil {
+		return refuse("failed", "The call was refused because its arguments could not be masked for the approvers.")
+	}
+	shown, err := json.Marshal(masked)
+	if err != nil {
+		return refuse("failed", "The call was refused because its arguments could not be encoded for the approvers.")
+	}
+	digest := sha256.Sum256(canonical)
+	a, created, err := b.cfg.Approvals.Request(ctx, approval.RequestInput{
+		Requester: c.Identity, Tool: c.Tool, Resource: c.args.ResourceName(),
+		Arguments: shown, ArgumentsDigest: digest[:], Decision: c.decision, CallID: c.id,
+	})
+	if err != nil {
+		b.recordFailure(ctx, c, "approval", err)
+		return refuse("failed", "The call needs approval, but the approval could not be created: %s", sentence(err.Error()))
+	}
+	if err := b.record(ctx, c, "approval.requested", map[string]any{
+		"approval_id": a.ID, "created": created, "state": a.State, "approvers": a.Approvers, "expires_at": a.ExpiresAt,
+	}); err != nil {
+		return refuse("failed", "The call was refused because its approval request could not be recorded.")
+	}
+	if a.State == approval.Pending {
+		progress := c.Progress
+		if progress == nil {
+			progress = func(string) {}
+		}
+		started := b.cfg.Clock()
+		got, err := b.cfg.Approvals.Wait(ctx, a.ID, 0, progress)
+		b.cfg.Metrics.observeStage("approval", b.cfg.Clock().Sub(started))
+		switch {
+		case err == nil:
+			a = got
+		case ctx.Err() == nil:
+			b.recordFailure(ctx, c, "approval", err)
+			return refuse("failed", "Waiting for approval %s failed: %s", a.ID, sentence(err.Error()))
+		}
+	}
+	switch a.State {
+	case approval.Approved:
+		if err := b.cfg.Approvals.Consume(ctx, a.ID, c.id); err != nil {
+			b.recordFailure(ctx, c, "approval", err)
+			return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
+		}
+		if err := b.record(ctx, c, "approval.consumed", map[string]any{"approval_id": a.ID, "decisions": a.Decisions}); err != nil {
+			return refuse("failed", "The call was refused because the use of its approval could not be recorded.")
+		}
+		return nil
+	case approval.Denied:
+		who, why := "an approver", ""
+		if n := len(a.Decisions); n > 0 {
+			last := a.Decisions[n-1]
+			who = last.Approver.Subject
+			if last.Reason != "" {
+				why = ": " + last.Reason
+			}
+		}
+		return refuse("approval_denied", "Approval %s was denied by %s%s; the call was not run.", a.ID, who, why)
+	case approval.Expired:
+		return refuse("approval_expired", "Approval %s expired without a decision; call again with the same arguments to request a new one.", a.ID)
+	case approval.Consumed:
+		return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
+	}
+	r := refuse("pending", "Held for approval by %s (approval %s, until %s)%s: the call has not run. Call %s again with the same arguments once it is approved, or check with approval_status {\"id\": %q}.",
+		strings.Join(a.Approvers.Groups, " or "), a.ID, a.ExpiresAt.UTC().Format(time.RFC3339), parenthesized(c.decision.Message), c.Tool, a.ID)
+	m := r.Structured.(map[string]any)
+	m["approval_id"], m["expires_at"] = a.ID, a.ExpiresAt
+	if a.URL != "" {
+		m["approval_url"] = a.URL
+	}
+	return r
+}
+
+// parenthesized renders an optional message as " (message)".
+func parenthesized(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return " (" + strings.TrimSuffix(msg, ".") + ")"
 }
 
 // acquireLease mints or reuses a credential for the decision's grant.

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"unsafe"
 )
 
@@ -37,30 +36,20 @@ func (p *Profile) mask(s string) (string, Counts) {
 	return out, counts
 }
 
-// matchPool recycles the slices that hold extra (non-single-pass) matches.
-var matchPool = sync.Pool{New: func() any { return new([]match) }}
-
 // maskInto masks s and adds what it replaced to *counts, creating the map
 // only when something is found. It returns s itself when nothing is.
 //
 // Single-pass matches are written out as the scanner finds them, merged with
 // the (usually empty, sorted) extra matches; overlapping matches coalesce.
 func (p *Profile) maskInto(s string, counts *Counts) string {
-	var extra []match
+	var extra []match // allocated only when an extra detector finds something
 	if p.extra {
-		buf := matchPool.Get().(*[]match)
-		extra = p.extraMatches(s, (*buf)[:0])
+		extra = p.extraMatches(s, nil)
 		if len(extra) > 1 {
 			extra = coalesce(extra, 0, extra)
 		}
-		defer func() {
-			if cap(extra) <= 4096 {
-				*buf = extra[:0]
-				matchPool.Put(buf)
-			}
-		}()
 	}
-	m, ok := p.next(s, 0, 0)
+	m, ok := p.next(s, 0, 0, 0)
 	if !ok && len(extra) == 0 {
 		return s
 	}
@@ -75,7 +64,7 @@ func (p *Profile) maskInto(s string, counts *Counts) string {
 			if m.open {
 				ok = false
 			} else {
-				m, ok = p.next(s, m.end, m.end)
+				m, ok = p.next(s, m.end, m.end, m.end)
 			}
 		} else {
 			c = extra[ei]
@@ -136,7 +125,7 @@ func (e *emitter) addCounts(c Counts) {
 // dst. It allocates nothing when there is nothing to find.
 func (p *Profile) matches(s string, dst []match) []match {
 	base := len(dst)
-	for m, ok := p.next(s, 0, 0); ok; m, ok = p.next(s, m.end, m.end) {
+	for m, ok := p.next(s, 0, 0, 0); ok; m, ok = p.next(s, m.end, m.end, m.end) {
 		if dst == nil {
 			dst = make([]match, 0, 16)
 		}
@@ -203,6 +192,10 @@ func (p *Profile) awsSecrets(s string, dst []match) []match {
 			if k < 0 {
 				break
 			}
+			if insideLabel(s, from+k, len(kw)) {
+				from += k + len(kw)
+				continue // "[AWS_SECRET_KEY]" is our own replacement, not a keyword
+			}
 			k += from + len(kw)
 			from = k
 			lo, hi := max(k, scanned), min(len(s), k+100)
@@ -220,6 +213,20 @@ func (p *Profile) awsSecrets(s string, dst []match) []match {
 		}
 	}
 	return dst
+}
+
+// insideLabel reports whether s[i:i+n] is part of a replacement label such as
+// "[AWS_SECRET_KEY]" or "[K8S_SECRET:3f9a1c2b7d]".
+func insideLabel(s string, i, n int) bool {
+	l := i
+	for l > 0 && (upper[s[l-1]] || digit[s[l-1]] || s[l-1] == '_') {
+		l--
+	}
+	r := i + n
+	for r < len(s) && (upper[s[r]] || digit[s[r]] || s[r] == '_') {
+		r++
+	}
+	return l > 0 && s[l-1] == '[' && r < len(s) && (s[r] == ']' || s[r] == ':')
 }
 
 // plausibleSecret rejects hex digests and words: an AWS secret key is random

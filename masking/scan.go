@@ -22,6 +22,7 @@ type match struct {
 	ctx        int
 	det        *detector
 	open       bool // an unterminated private key: runs to the end of input
+	skip       int  // on no match: where scanning may resume (0: no hint)
 }
 
 // maxTokenSpan bounds how far any single-pass detector reads from its anchor.
@@ -52,8 +53,11 @@ func init() {
 	set(&tokenURL, lower+up+digits+"_-")
 }
 
-func boundaryBefore(s string, i int) bool { return i == 0 || !alnum[s[i-1]] }
-func boundaryAfter(s string, i int) bool  { return i >= len(s) || !alnum[s[i]] }
+// boundaryAt reports a word boundary before s[i]. edge — the end of the
+// previous replaced value — is always one: in the output a replacement ends
+// with ']' there, and masking the output again must find nothing new.
+func boundaryAt(s string, i, edge int) bool { return i == edge || i == 0 || !alnum[s[i-1]] }
+func boundaryAfter(s string, i int) bool    { return i >= len(s) || !alnum[s[i]] }
 
 func skipAlnum(s string, i int) int {
 	for i < len(s) && alnum[s[i]] {
@@ -71,9 +75,11 @@ func runOf(s string, i int, class *[256]bool, max int) int {
 }
 
 // next returns the first match at or after i that starts at or after floor
-// (the end of the previous match: matches never overlap). It is the single
-// pass: a table lookup per byte, and detector code only at anchor bytes.
-func (p *Profile) next(s string, i, floor int) (match, bool) {
+// (the end of the previous match: matches never overlap). edge is where the
+// previous replacement ended (floor in MaskText; the Writer tracks it across
+// its window): look-behind context stops there. It is the single pass: a
+// table lookup per byte, and detector code only at anchor bytes.
+func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 	anchor := &p.anchor
 	for i < len(s) {
 		for i+4 <= len(s) && !anchor[s[i]] && !anchor[s[i+1]] && !anchor[s[i+2]] && !anchor[s[i+3]] {
@@ -88,8 +94,8 @@ func (p *Profile) next(s string, i, floor int) (match, bool) {
 		c := s[i]
 		switch {
 		case digit[c]:
-			if !boundaryBefore(s, i) {
-				if p.on(detIBAN) && i >= 2 && i-2 >= floor && upper[s[i-1]] && upper[s[i-2]] && boundaryBefore(s, i-2) {
+			if !boundaryAt(s, i, edge) {
+				if p.on(detIBAN) && i >= 2 && i-2 >= floor && upper[s[i-1]] && upper[s[i-2]] && boundaryAt(s, i-2, edge) {
 					if m, ok := p.matchIBAN(s, i-2); ok {
 						return m, true
 					}
@@ -97,10 +103,11 @@ func (p *Profile) next(s string, i, floor int) (match, bool) {
 				i = skipAlnum(s, i)
 				continue
 			}
-			if m, ok := p.matchNumber(s, i, floor); ok {
+			m, ok := p.matchNumber(s, i, floor, edge)
+			if ok {
 				return m, true
 			}
-			i = skipAlnum(s, i)
+			i = max(skipAlnum(s, i), m.skip)
 			continue
 		case c == '@':
 			if p.on(detEmail) {
@@ -124,7 +131,7 @@ func (p *Profile) next(s string, i, floor int) (match, bool) {
 				}
 			}
 			if p.on(detIPv6) {
-				if m, ok := p.matchIPv6(s, i, floor); ok {
+				if m, ok := p.matchIPv6(s, i, floor, edge); ok {
 					return m, true
 				}
 			}
@@ -135,27 +142,27 @@ func (p *Profile) next(s string, i, floor int) (match, bool) {
 				}
 			}
 		case c == '-':
-			if m, ok := p.matchDash(s, i, floor); ok {
+			if m, ok := p.matchDash(s, i, floor, edge); ok {
 				return m, true
 			}
 		case c == '_':
-			if m, ok := p.matchUnderscore(s, i, floor); ok {
+			if m, ok := p.matchUnderscore(s, i, floor, edge); ok {
 				return m, true
 			}
 		case c == 'A':
-			if boundaryBefore(s, i) {
+			if boundaryAt(s, i, edge) {
 				if m, ok := p.matchA(s, i); ok {
 					return m, true
 				}
 			}
 		case c == 'B' || c == 'b':
-			if p.on(detBearerToken) && boundaryBefore(s, i) {
+			if p.on(detBearerToken) && boundaryAt(s, i, edge) {
 				if m, ok := p.matchBearer(s, i); ok {
 					return m, true
 				}
 			}
 		case c == 'J':
-			if p.on(detJWT) && i >= 2 && i-2 >= floor && s[i-2] == 'e' && s[i-1] == 'y' && boundaryBefore(s, i-2) {
+			if p.on(detJWT) && i >= 2 && i-2 >= floor && s[i-2] == 'e' && s[i-1] == 'y' && boundaryAt(s, i-2, edge) {
 				if m, ok := p.matchJWT(s, i-2); ok {
 					return m, true
 				}
@@ -209,7 +216,16 @@ func parseGroups(s string, i int) (g numGroups) {
 }
 
 func (g *numGroups) sep(s string, k int) string { return s[g.end[k]:g.start[k+1]] }
-func (g *numGroups) len(k int) int              { return g.end[k] - g.start[k] }
+
+// dottedGroups counts the leading groups joined by single dots.
+func (g *numGroups) dottedGroups(s string) int {
+	n := 1
+	for n < g.n && g.sep(s, n-1) == "." {
+		n++
+	}
+	return n
+}
+func (g *numGroups) len(k int) int { return g.end[k] - g.start[k] }
 
 // digitsOf appends the digits of groups [0,k) to buf.
 func (g *numGroups) digitsOf(s string, k int, buf []byte) []byte {
@@ -219,7 +235,7 @@ func (g *numGroups) digitsOf(s string, k int, buf []byte) []byte {
 	return buf
 }
 
-func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
+func (p *Profile) matchNumber(s string, i, floor, edge int) (match, bool) {
 	// Fast reject: a digit run glued to a letter ("0dafcc", "15T10") or a
 	// short run that does not continue with a separator.
 	j := i
@@ -236,12 +252,17 @@ func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
 	if g.digits < 8 && g.n < 4 {
 		return match{}, false // shorter than any phone, SSN or card; not a dotted quad
 	}
+	if dotted := g.dottedGroups(s); dotted >= 5 {
+		// 1.2.3.4.5 is a version or an OID, and so is every part of it.
+		return match{skip: g.end[dotted-1]}, false
+	}
 	var buf [40]byte
-	if p.on(detIPv4) && g.n >= 4 && g.sep(s, 0) == "." && g.sep(s, 1) == "." && g.sep(s, 2) == "." &&
-		(g.n == 4 || g.sep(s, 3)[0] != '.') && boundaryAfter(s, g.end[3]) &&
-		!(i >= 2 && s[i-1] == '.' && digit[s[i-2]]) && !versionBefore(s, i) {
+	if p.on(detIPv4) && g.n >= 4 && g.sep(s, 0) == "." && g.sep(s, 1) == "." && g.sep(s, 2) == "." && boundaryAfter(s, g.end[3]) &&
+		!(i-2 >= edge && s[i-1] == '.' && digit[s[i-2]]) && !versionBefore(s, i, edge) {
 		if a, err := netip.ParseAddr(s[i:g.end[3]]); err == nil && a.Is4() {
-			return p.found(detIPv4, i, g.end[3])
+			m, ok := p.found(detIPv4, i, g.end[3])
+			m.ctx = max(edge, i-contextWindow) // decided by the words before it
+			return m, ok
 		}
 	}
 	if p.on(detPaymentCard) && g.digits >= 13 {
@@ -262,13 +283,15 @@ func (p *Profile) matchNumber(s string, i, floor int) (match, bool) {
 	if p.on(detUSSSN) {
 		if g.n >= 3 && g.len(0) == 3 && g.len(1) == 2 && g.len(2) == 4 {
 			s0, s1 := g.sep(s, 0), g.sep(s, 1)
-			if s0 == s1 && (s0 == "-" || s0 == " ") && !(g.n > 3 && g.sep(s, 2) == s0) && boundaryAfter(s, g.end[2]) &&
+			if s0 == s1 && (s0 == "-" || s0 == " ") && boundaryAfter(s, g.end[2]) &&
 				validSSN(g.digitsOf(s, 3, buf[:0])) {
 				return p.found(detUSSSN, i, g.end[2])
 			}
 		}
-		if g.len(0) == 9 && boundaryAfter(s, g.end[0]) && ssnKeywordBefore(s, i) && validSSN([]byte(s[i:g.end[0]])) {
-			return p.found(detUSSSN, i, g.end[0])
+		if g.len(0) == 9 && boundaryAfter(s, g.end[0]) && ssnKeywordBefore(s, i, edge) && validSSN([]byte(s[i:g.end[0]])) {
+			m, ok := p.found(detUSSSN, i, g.end[0])
+			m.ctx = max(edge, i-contextWindow)
+			return m, ok
 		}
 	}
 	if p.on(detPhone) {
@@ -358,10 +381,13 @@ func validSSN(d []byte) bool {
 	return area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
+// contextWindow is how far keyword look-behind reaches.
+const contextWindow = 24
+
 // hasFoldBefore reports whether one of the lowercase words occurs in the
-// window bytes before i (ASCII case-insensitive).
-func hasFoldBefore(s string, i, window int, words ...string) bool {
-	lo := max(i-window, 0)
+// contextWindow bytes before i, not before lo (ASCII case-insensitive).
+func hasFoldBefore(s string, i, lo int, words ...string) bool {
+	lo = max(i-contextWindow, lo, 0)
 	var buf [32]byte
 	w := buf[:0]
 	for x := lo; x < i; x++ {
@@ -383,14 +409,14 @@ func hasFoldBefore(s string, i, window int, words ...string) bool {
 	return false
 }
 
-func ssnKeywordBefore(s string, i int) bool {
-	return hasFoldBefore(s, i, 24, "ssn", "social security", "social_security")
+func ssnKeywordBefore(s string, i, edge int) bool {
+	return hasFoldBefore(s, i, edge, "ssn", "social security", "social_security")
 }
 
 // versionBefore reports a version keyword just before a dotted quad: such a
 // quad ("version 1.2.3.4", "release 10.0.1.2") is a version, not an address.
-func versionBefore(s string, i int) bool {
-	return hasFoldBefore(s, i, 24, "version", "release", "firmware", "build")
+func versionBefore(s string, i, edge int) bool {
+	return hasFoldBefore(s, i, edge, "version", "release", "firmware", "build")
 }
 
 func (p *Profile) matchPhone(s string, i, floor int, g *numGroups) (match, bool) {
@@ -623,9 +649,9 @@ func (p *Profile) matchIBAN(s string, i int) (match, bool) {
 // ---- IPv6 ----
 
 // matchIPv6 looks at the run of [0-9A-Fa-f:.] around the colon at i.
-func (p *Profile) matchIPv6(s string, i, floor int) (match, bool) {
+func (p *Profile) matchIPv6(s string, i, floor, edge int) (match, bool) {
 	l := i
-	for l > 0 && i-l < 45 && (hexDigit[s[l-1]] || s[l-1] == ':' || s[l-1] == '.') {
+	for l > floor && i-l < 45 && (hexDigit[s[l-1]] || s[l-1] == ':' || s[l-1] == '.') {
 		l--
 	}
 	r := i
@@ -639,7 +665,7 @@ func (p *Profile) matchIPv6(s string, i, floor int) (match, bool) {
 	for l < i && s[l] == '.' {
 		l++
 	}
-	if l < floor || !boundaryBefore(s, l) || !boundaryAfter(s, end) {
+	if !boundaryAt(s, l, edge) || !boundaryAfter(s, end) {
 		return match{}, false
 	}
 	cand := s[l:r]
@@ -816,18 +842,18 @@ func hasPasswordKey(key string) bool {
 // ---- fixed-prefix secrets ----
 
 // matchDash handles anchors at '-': PEM private keys, glpat-, xox?-.
-func (p *Profile) matchDash(s string, i, floor int) (match, bool) {
+func (p *Profile) matchDash(s string, i, floor, edge int) (match, bool) {
 	if p.on(detPrivateKey) && strings.HasPrefix(s[i:], "-----BEGIN ") {
 		if m, ok := p.matchPEM(s, i); ok {
 			return m, true
 		}
 	}
-	if p.on(detGitLabToken) && i >= 5 && i-5 >= floor && s[i-5:i] == "glpat" && boundaryBefore(s, i-5) {
+	if p.on(detGitLabToken) && i >= 5 && i-5 >= floor && s[i-5:i] == "glpat" && boundaryAt(s, i-5, edge) {
 		if end := runOf(s, i+1, &tokenURL, 255); end-(i+1) >= 20 && !tokenURL[at(s, end)] {
 			return p.found(detGitLabToken, i-5, end)
 		}
 	}
-	if p.on(detSlackToken) && i >= 4 && i-4 >= floor && s[i-4:i-1] == "xox" && strings.IndexByte("baprs", s[i-1]) >= 0 && boundaryBefore(s, i-4) {
+	if p.on(detSlackToken) && i >= 4 && i-4 >= floor && s[i-4:i-1] == "xox" && strings.IndexByte("baprs", s[i-1]) >= 0 && boundaryAt(s, i-4, edge) {
 		end := i + 1
 		for end < len(s) && (alnum[s[end]] || s[end] == '-') && end-i < 255 {
 			end++
@@ -874,14 +900,14 @@ func pemEnd(s string, from int) (end int, open bool) {
 }
 
 // matchUnderscore handles anchors at '_': GitHub and Stripe tokens.
-func (p *Profile) matchUnderscore(s string, i, floor int) (match, bool) {
+func (p *Profile) matchUnderscore(s string, i, floor, edge int) (match, bool) {
 	if p.on(detGitHubToken) {
-		if i >= 3 && i-3 >= floor && s[i-3] == 'g' && s[i-2] == 'h' && strings.IndexByte("pousr", s[i-1]) >= 0 && boundaryBefore(s, i-3) {
+		if i >= 3 && i-3 >= floor && s[i-3] == 'g' && s[i-2] == 'h' && strings.IndexByte("pousr", s[i-1]) >= 0 && boundaryAt(s, i-3, edge) {
 			if end := runOf(s, i+1, &alnum, 255); end-(i+1) >= 20 {
 				return p.found(detGitHubToken, i-3, end)
 			}
 		}
-		if i >= 6 && i-6 >= floor && s[i-6:i] == "github" && strings.HasPrefix(s[i:], "_pat_") && boundaryBefore(s, i-6) {
+		if i >= 6 && i-6 >= floor && s[i-6:i] == "github" && strings.HasPrefix(s[i:], "_pat_") && boundaryAt(s, i-6, edge) {
 			start := i + len("_pat_")
 			if end := runOf(s, start, &tokenURL, 255); end-start >= 20 {
 				end = start + len(strings.TrimRight(s[start:end], "-"))
@@ -889,7 +915,7 @@ func (p *Profile) matchUnderscore(s string, i, floor int) (match, bool) {
 			}
 		}
 	}
-	if p.on(detStripeKey) && i >= 2 && i-2 >= floor && (s[i-2] == 's' || s[i-2] == 'r') && s[i-1] == 'k' && boundaryBefore(s, i-2) &&
+	if p.on(detStripeKey) && i >= 2 && i-2 >= floor && (s[i-2] == 's' || s[i-2] == 'r') && s[i-1] == 'k' && boundaryAt(s, i-2, edge) &&
 		(strings.HasPrefix(s[i:], "_live_") || (s[i-2] == 's' && strings.HasPrefix(s[i:], "_test_"))) {
 		start := i + 6
 		if end := runOf(s, start, &alnum, 255); end-start >= 16 {

@@ -150,7 +150,7 @@ func wholeCardOrPhone(s string) bool {
 		probe.enable(*builtinByName["payment_card"])
 		probe.enable(*builtinByName["phone"])
 	})
-	m, ok := probe.next(s, 0, 0)
+	m, ok := probe.next(s, 0, 0, 0)
 	return ok && m.start == 0 && m.end == len(s)
 }
 

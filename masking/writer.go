@@ -27,6 +27,7 @@ type Writer struct {
 	w      io.Writer
 	buf    []byte // [0:ctx) already written (look-behind), [ctx:) pending
 	ctx    int
+	edge   int // end of the last replaced value in buf (0 when before it)
 	out    []byte
 	ms     []match
 	counts Counts
@@ -104,7 +105,8 @@ func (w *Writer) flush(final bool) (err error) {
 	}
 	out := w.out[:0]
 	pos := w.ctx
-	w.ms = w.p.pending(s, w.ctx, w.ms[:0])
+	w.ms = w.p.pending(s, w.ctx, w.edge, w.ms[:0])
+	edge := w.edge
 	for _, m := range w.ms {
 		if m.ctx >= cut {
 			break
@@ -112,7 +114,7 @@ func (w *Writer) flush(final bool) (err error) {
 		out = append(out, s[pos:m.start]...)
 		out = w.p.appendReplacement(out, m.det, s[m.start:m.end])
 		w.counts[m.det.name]++
-		pos = m.end
+		pos, edge = m.end, m.end
 		if m.open && !final {
 			// The END line is beyond the window: drop until it arrives.
 			w.inPEM = true
@@ -134,12 +136,13 @@ func (w *Writer) flush(final bool) (err error) {
 	n := copy(w.buf, w.buf[keep:])
 	w.buf = w.buf[:n]
 	w.ctx = cut - keep
+	w.edge = max(edge-keep, 0)
 	return nil
 }
 
 // pending returns the matches in s that start at or after from.
-func (p *Profile) pending(s string, from int, dst []match) []match {
-	for m, ok := p.next(s, from, from); ok; m, ok = p.next(s, m.end, m.end) {
+func (p *Profile) pending(s string, from, edge int, dst []match) []match {
+	for m, ok := p.next(s, from, from, edge); ok; m, ok = p.next(s, m.end, m.end, m.end) {
 		dst = append(dst, m)
 		if m.open {
 			break
@@ -178,12 +181,12 @@ func (w *Writer) skipPEM(final bool) bool {
 		}
 		n := copy(w.buf, w.buf[len(s)-keep:])
 		w.buf = w.buf[:n]
-		w.ctx = 0
+		w.ctx, w.edge = 0, 0
 		return false
 	}
 	n := copy(w.buf, w.buf[end:])
 	w.buf = w.buf[:n]
-	w.ctx = 0
+	w.ctx, w.edge = 0, 0
 	w.inPEM = false
 	return true
 }

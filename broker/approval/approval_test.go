@@ -333,6 +333,7 @@ func TestStatusAndList(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
 	a := f.request(t, input(sqlArgs, 1))
+	f.clock.Advance(time.Second)
 	sre := input(`{"resource":"orders","sql":"TRUNCATE x"}`, 1)
 	sre.Requester = dave
 	sre.Decision.Approvers = &policy.Approvers{Groups: []string{"sre"}, Min: 1}

@@ -25,6 +25,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/tools"
@@ -54,12 +55,13 @@ type Config struct {
 	// Policy is the policy file, relative to the config file.
 	Policy string `yaml:"policy"`
 	// Identity is who `airlock stdio` runs as when no token is given.
-	Identity *LocalIdentity `yaml:"identity"`
-	Auth     Auth           `yaml:"auth"`
-	Limits   Limits         `yaml:"limits"`
-	Leases   Leases         `yaml:"leases"`
-	Masking  masking.Config `yaml:"masking"`
-	Log      Log            `yaml:"log"`
+	Identity  *LocalIdentity `yaml:"identity"`
+	Auth      Auth           `yaml:"auth"`
+	Approvals Approvals      `yaml:"approvals"`
+	Limits    Limits         `yaml:"limits"`
+	Leases    Leases         `yaml:"leases"`
+	Masking   masking.Config `yaml:"masking"`
+	Log       Log            `yaml:"log"`
 
 	Resources []tools.ResourceSpec `yaml:"resources"`
 
@@ -86,6 +88,16 @@ type Auth struct {
 	// CLIClientID is the OAuth client `airlock login` uses, and `airlock
 	// stdio` refreshes the cached token with.
 	CLIClientID string `yaml:"cli_client_id"`
+}
+
+// Approvals configures how calls held by `approve` rules reach humans.
+type Approvals struct {
+	// Webhooks receive each new approval, signed (see docs/approvals.md).
+	Webhooks []approval.WebhookConfig `yaml:"webhooks"`
+	// Wait is how long a held call waits for a decision before it answers
+	// "pending"; Expire how long an approval may be decided and then used.
+	Wait   time.Duration `yaml:"wait"`
+	Expire time.Duration `yaml:"expire"`
 }
 
 // Limits are the defaults and ceilings for every execution; a policy rule
@@ -172,6 +184,9 @@ func Parse(data []byte, source string) (*Config, error) {
 		}
 	}
 	cfg.Masking.HashKeyFile = cfg.Path(cfg.Masking.HashKeyFile)
+	for i := range cfg.Approvals.Webhooks {
+		cfg.Approvals.Webhooks[i].SecretFile = cfg.Path(cfg.Approvals.Webhooks[i].SecretFile)
+	}
 	return &cfg, nil
 }
 
@@ -274,6 +289,30 @@ func (c *Config) validate(file *ast.File) error {
 		fail("auth.mode", "is required: set none (unauthenticated, loopback only) or oidc")
 	default:
 		fail("auth.mode", "%q is not one of none, oidc", c.Auth.Mode)
+	}
+	if c.Approvals.Wait <= 0 {
+		fail("approvals.wait", "must be a positive duration such as 60s")
+	}
+	if c.Approvals.Expire <= c.Approvals.Wait {
+		fail("approvals.expire", "must be longer than approvals.wait (for example 15m)")
+	}
+	for i, w := range c.Approvals.Webhooks {
+		key := fmt.Sprintf("approvals.webhooks[%d]", i)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			fail(key+".url", "is not an http(s) URL")
+		}
+		if w.SecretEnv != "" && w.SecretFile != "" {
+			fail(key, "set secret_env or secret_file, not both")
+		}
+		if w.SecretEnv == "" && w.SecretFile == "" && w.Format != "slack" {
+			fail(key+".secret_env", "a signing secret is required (secret_env or secret_file) so receivers can verify deliveries")
+		}
+		if w.Format != "" && w.Format != "json" && w.Format != "slack" {
+			fail(key+".format", "%q is not one of json, slack", w.Format)
+		}
+		if c.PublicURL == "" {
+			fail("public_url", "is required with approvals.webhooks: webhooks link to the approval page")
+		}
 	}
 	if c.Identity != nil && c.Identity.Subject == "" {
 		fail("identity.subject", "is required when identity is set")

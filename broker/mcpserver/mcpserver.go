@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -60,6 +61,11 @@ func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.L
 		json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`))
 	list.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &yes, DestructiveHint: &no, OpenWorldHint: &no}
 	s.AddTool(list, handler(identity, b.ListResources))
+	status := mcp.NewToolWithRawSchema(broker.ApprovalStatusTool,
+		"Check an approval a held call returned: pending (and for whom), approved (call the same tool with the same arguments again to run it), denied (with the approver's reason) or expired.",
+		json.RawMessage(`{"type":"object","properties":{"id":{"type":"string","description":"the approval id a held call returned"}},"required":["id"],"additionalProperties":false}`))
+	status.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &yes, DestructiveHint: &no, OpenWorldHint: &no}
+	s.AddTool(status, handler(identity, b.ApprovalStatus))
 	return s
 }
 
@@ -77,7 +83,7 @@ func handler(identity IdentityFunc, handle func(context.Context, broker.Call) br
 				return mcp.NewToolResultError("The arguments could not be read as JSON."), nil
 			}
 		}
-		call := broker.Call{Tool: req.Params.Name, Arguments: args, Identity: id}
+		call := broker.Call{Tool: req.Params.Name, Arguments: args, Identity: id, Progress: progress(ctx, req)}
 		if session := server.ClientSessionFromContext(ctx); session != nil {
 			call.SessionID = session.SessionID()
 		}
@@ -91,4 +97,25 @@ func toMCP(r broker.Result) *mcp.CallToolResult {
 	out.IsError = r.IsError
 	out.Meta = mcp.NewMetaFromMap(map[string]any{"airlock/call_id": r.CallID})
 	return out
+}
+
+// progress returns a function that sends MCP progress notifications for the
+// request, or nil when the client asked for none.
+func progress(ctx context.Context, req mcp.CallToolRequest) func(string) {
+	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
+		return nil
+	}
+	srv := server.ServerFromContext(ctx)
+	if srv == nil {
+		return nil
+	}
+	token := req.Params.Meta.ProgressToken
+	var n atomic.Int64
+	return func(msg string) {
+		_ = srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), map[string]any{
+			"progressToken": token,
+			"progress":      n.Add(1),
+			"message":       msg,
+		})
+	}
 }

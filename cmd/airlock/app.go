@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/lease"
 	"github.com/airlock-mcp/airlock/broker/store"
@@ -46,10 +48,11 @@ type app struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 
-	store  *store.Store
-	rec    *recorder.Recorder
-	leases *lease.Manager
-	broker *broker.Broker
+	store     *store.Store
+	rec       *recorder.Recorder
+	leases    *lease.Manager
+	approvals *approval.Manager
+	broker    *broker.Broker
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -94,10 +97,29 @@ func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, err
 		a.closeStore(state)
 		return nil, err
 	}
+	webhooks, err := resolveWebhooks(cfg)
+	if err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
+	a.approvals, err = approval.New(approval.Config{
+		Store:     a.store,
+		Webhooks:  webhooks,
+		PublicURL: cfg.PublicURL,
+		Wait:      cfg.Approvals.Wait,
+		Expire:    cfg.Approvals.Expire,
+		OnEvent:   func(ctx context.Context, ev approval.Event) error { return a.broker.RecordApproval(ctx, ev) },
+		Logger:    logger,
+	})
+	if err != nil {
+		a.closeStore(state)
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
 	a.broker, err = broker.New(broker.Config{
-		Tools:    allTools(),
-		Recorder: a.rec,
-		Leases:   a.leases,
+		Tools:     allTools(),
+		Recorder:  a.rec,
+		Leases:    a.leases,
+		Approvals: a.approvals,
 		Metrics:  broker.NewMetrics(a.registry),
 		Logger:   logger,
 	}, state)
@@ -120,7 +142,33 @@ func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, err
 		logger.Warn("could not revoke every credential an earlier run left behind", "error", err)
 	}
 	a.leases.Start(ctx)
+	a.approvals.Start(ctx)
 	return a, nil
+}
+
+// resolveWebhooks reads each webhook's signing secret from the environment
+// variable or file the config names.
+func resolveWebhooks(cfg *config.Config) ([]approval.WebhookConfig, error) {
+	env := config.OSEnvironment{Dir: cfg.Dir}
+	out := make([]approval.WebhookConfig, len(cfg.Approvals.Webhooks))
+	for i, w := range cfg.Approvals.Webhooks {
+		switch {
+		case w.SecretEnv != "":
+			v, ok := env.Getenv(w.SecretEnv)
+			if !ok || v == "" {
+				return nil, fmt.Errorf("approvals.webhooks[%d].secret_env names %s, which is not set in the environment", i, w.SecretEnv)
+			}
+			w.Secret = approval.Secret(v)
+		case w.SecretFile != "":
+			b, err := env.ReadFile(w.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("approvals.webhooks[%d].secret_file: %w", i, err)
+			}
+			w.Secret = approval.Secret(strings.TrimSpace(string(b)))
+		}
+		out[i] = w
+	}
+	return out, nil
 }
 
 func (a *app) closeStore(state *broker.State) {
@@ -162,6 +210,9 @@ func (a *app) reload() error {
 // close revokes every live lease and closes everything, in order.
 func (a *app) close(ctx context.Context) error {
 	var errs []error
+	if err := a.approvals.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := a.leases.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}

@@ -56,7 +56,7 @@ transcript. The agent never sees a secret.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newPolicyCmd(), newTranscriptsCmd(), newConfigCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newApprovalsCmd(), newPolicyCmd(), newTranscriptsCmd(), newConfigCmd(), newVersionCmd())
 	return root
 }
 

@@ -97,6 +97,16 @@ func runServe(ctx context.Context, cfgPath string) error {
 		}
 		mux.Handle(rs.MetadataPath(), rs.MetadataHandler())
 		guard = rs.Middleware
+		// Approvers decide through the JSON API with their own tokens.
+		api := a.approvals.APIHandler(func(r *http.Request) (policy.Identity, error) {
+			raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || raw == "" {
+				return policy.Identity{}, errors.New("an Authorization: Bearer token is required")
+			}
+			return verifier.Verify(r.Context(), raw)
+		})
+		mux.Handle("/api/approvals", http.MaxBytesHandler(api, 64<<10))
+		mux.Handle("/api/approvals/", http.MaxBytesHandler(api, 64<<10))
 		identity = func(ctx context.Context) (policy.Identity, error) {
 			id, ok := authn.IdentityFromContext(ctx)
 			if !ok {

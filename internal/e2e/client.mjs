@@ -35,13 +35,20 @@ try {
   out.tools = listed.tools.map((t) => ({ name: t.name, inputSchema: t.inputSchema, annotations: t.annotations }));
   for (const call of plan.calls ?? []) {
     try {
-      const res = await client.callTool({ name: call.name, arguments: call.arguments }, undefined, { timeout: call.timeout_ms ?? 60000 });
+      const progress = [];
+      const options = { timeout: call.timeout_ms ?? 60000 };
+      if (call.progress) {
+        options.onprogress = (p) => progress.push(p.message ?? "");
+        options.resetTimeoutOnProgress = true;
+      }
+      const res = await client.callTool({ name: call.name, arguments: call.arguments }, undefined, options);
       out.results.push({
         name: call.name,
         isError: res.isError === true,
         structuredContent: res.structuredContent ?? null,
         text: (res.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("\n"),
         meta: res._meta ?? null,
+        progress,
       });
     } catch (err) {
       // A protocol-level error (JSON-RPC error), as opposed to a tool result.

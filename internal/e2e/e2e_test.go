@@ -6,6 +6,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
 )
@@ -82,6 +87,18 @@ func newDemo(t *testing.T, listen string) *demo {
 	pg.ExecDB(t, "shop", string(seed))
 
 	d := &demo{pg: pg, dir: t.TempDir()}
+	// The demo policy also covers the demo's SSH host; these tests do not
+	// call it, but its grant must exist for the policy to load.
+	_, caKey, _ := ed25519.GenerateKey(rand.Reader)
+	caPEM, err := ssh.MarshalPrivateKey(caKey, "e2e user CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "user_ca"), pem.EncodeToMemory(caPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	sshHostKey, _ := ssh.NewPublicKey(hostPub)
 	policyPath := filepath.Join(repoRoot(t), "examples", "demo", "policy.yaml")
 	cfg := fmt.Sprintf(`listen: %s
 policy: %s
@@ -98,7 +115,14 @@ resources:
     grants:
       readonly:  {roles: [shop_reader], ttl: 10m}
       readwrite: {roles: [shop_writer], ttl: 5m, access: read_write}
-`, listen, policyPath)
+  - name: demo-host
+    kind: ssh
+    address: 127.0.0.1:1
+    host_key: %q
+    ca_key_file: ./user_ca
+    grants:
+      operator: {principals: [nobody], ttl: 2m}
+`, listen, policyPath, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshHostKey))))
 	d.config = filepath.Join(d.dir, "airlock.yaml")
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -121,6 +145,7 @@ type result struct {
 	StructuredContent map[string]any `json:"structuredContent"`
 	Text              string         `json:"text"`
 	Meta              map[string]any `json:"meta"`
+	Progress          []string       `json:"progress"`
 	ProtocolError     *struct {
 		Code    *int   `json:"code"`
 		Message string `json:"message"`
@@ -140,6 +165,7 @@ type transcript struct {
 type call struct {
 	Name      string `json:"name"`
 	Arguments any    `json:"arguments"`
+	Progress  bool   `json:"progress,omitempty"`
 }
 
 // runClient runs the TypeScript SDK client with a plan and returns what it saw.

@@ -73,9 +73,20 @@ type KubeCluster struct {
 
 	private bool
 	dir     string
-	etcd    *exec.Cmd
-	api     *exec.Cmd
+	etcd    *child
+	api     *child
 	stopped sync.Once
+}
+
+// child is a started process; done is closed when it has exited.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
 }
 
 var kubeShared struct {
@@ -90,7 +101,9 @@ func Kube(t testing.TB) *KubeCluster {
 	t.Helper()
 	dir := kubeBinDir(t)
 	kubeShared.once.Do(func() {
+		start := time.Now()
 		kubeShared.k, kubeShared.err = startKube(dir, false)
+		t.Logf("kube-apiserver shared by this test binary: ready in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if kubeShared.err != nil {
 		t.Fatalf("starting kube-apiserver: %v", kubeShared.err)
@@ -103,10 +116,12 @@ func Kube(t testing.TB) *KubeCluster {
 func KubePrivate(t testing.TB) *KubeCluster {
 	t.Helper()
 	dir := kubeBinDir(t)
+	start := time.Now()
 	k, err := startKube(dir, true)
 	if err != nil {
 		t.Fatalf("starting kube-apiserver: %v", err)
 	}
+	t.Logf("private kube-apiserver ready in %s", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(k.shutdown)
 	return k
 }
@@ -118,19 +133,12 @@ func (k *KubeCluster) Stop(t testing.TB) {
 	if !k.private {
 		t.Fatal("Stop on the shared kube-apiserver would break other tests; use testenv.KubePrivate")
 	}
-	k.stopped.Do(func() {
-		_ = k.api.Process.Kill()
-		_ = k.api.Wait()
-	})
+	k.stopped.Do(k.api.kill)
 }
 
 func (k *KubeCluster) shutdown() {
-	k.stopped.Do(func() {
-		_ = k.api.Process.Kill()
-		_ = k.api.Wait()
-	})
-	_ = k.etcd.Process.Kill()
-	_ = k.etcd.Wait()
+	k.stopped.Do(k.api.kill)
+	k.etcd.kill()
 	_ = os.RemoveAll(k.dir)
 }
 
@@ -217,11 +225,11 @@ func startKube(binDir string, private bool) (_ *KubeCluster, err error) {
 	k := &KubeCluster{private: private, dir: dir}
 	defer func() {
 		if err != nil {
-			if k.api != nil && k.api.Process != nil {
-				_ = k.api.Process.Kill()
+			if k.api != nil {
+				k.api.kill()
 			}
-			if k.etcd != nil && k.etcd.Process != nil {
-				_ = k.etcd.Process.Kill()
+			if k.etcd != nil {
+				k.etcd.kill()
 			}
 			_ = os.RemoveAll(dir)
 		}
@@ -272,7 +280,7 @@ func startKube(binDir string, private bool) (_ *KubeCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	startReaper(dir, k.etcd.Process.Pid, k.api.Process.Pid)
+	startReaper(dir, k.etcd.cmd.Process.Pid, k.api.cmd.Process.Pid)
 
 	k.URL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	k.CAData = pki.caPEM
@@ -316,8 +324,10 @@ func (k *KubeCluster) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		if k.api.ProcessState != nil {
-			break
+		select {
+		case <-k.api.done:
+			return fmt.Errorf("kube-apiserver exited during start-up; log:\n%s", logTail(filepath.Join(k.dir, "kube-apiserver.log")))
+		default:
 		}
 		resp, err := client.Get(k.URL + "/readyz")
 		if err == nil {
@@ -336,7 +346,7 @@ func (k *KubeCluster) waitReady(timeout time.Duration) error {
 
 // startChild starts a control-plane process logging to DIR/NAME.log. It gets
 // SIGKILL when the test process dies (Pdeathsig); the reaper covers the rest.
-func startChild(dir, name, bin string, args ...string) (*exec.Cmd, error) {
+func startChild(dir, name, bin string, args ...string) (*child, error) {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -348,8 +358,9 @@ func startChild(dir, name, bin string, args ...string) (*exec.Cmd, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait() }()
-	return cmd, nil
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	return c, nil
 }
 
 // startReaper starts a detached shell that waits for this test process to
@@ -406,7 +417,7 @@ func logTail(path string) string {
 
 type kubePKI struct {
 	caCert, servingCert, servingKey, saKey, saPub string
-	caPEM, adminCertPEM, adminKeyPEM           []byte
+	caPEM, adminCertPEM, adminKeyPEM              []byte
 }
 
 // writeKubePKI generates a CA, a serving certificate for 127.0.0.1, an admin

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/approval"
+	"github.com/airlock-mcp/airlock/broker/authn"
+	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
+)
+
+// approvalsClient is where the approvals commands read and decide: the
+// server's JSON API with the approver's token, or the store itself.
+type approvalsClient interface {
+	list(ctx context.Context) ([]approval.Approval, error)
+	get(ctx context.Context, id string) (approval.Approval, error)
+	decide(ctx context.Context, id string, v approval.Verdict, reason string) (approval.Approval, error)
+	close()
+}
+
+func newApprovalsCmd() *cobra.Command {
+	var (
+		cfgPath, server, tokenFile string
+		as                         string
+		groups                     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "approvals",
+		Short: "List, show, approve and deny calls held for human approval",
+		Long: `Calls that a policy rule with effect: approve holds wait for approvers. These
+commands decide them.
+
+With OIDC (auth.mode oidc), they call the server's API as you: the token comes
+from --token-file, $AIRLOCK_TOKEN or "airlock login", and the server is
+--server or the origin of public_url in the config.
+
+Without OIDC (a local, single-operator setup where you hold the store), --as
+NAME --groups G1,G2 names the approver and the commands work on the store
+directly; the transcript records that the decision came from the local CLI.
+
+Either way the same rules hold: the approver must be in the rule's approver
+groups and must not be the requester, and min distinct approvers are needed.`,
+		Example: `  airlock approvals list --config airlock.yaml
+  airlock approvals approve 3f0c... --reason "ticket OPS-142" --config airlock.yaml
+  airlock approvals deny 3f0c... --reason "not during the freeze" --as dora --groups dba --config airlock.yaml`,
+	}
+	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file (store, public_url, auth)")
+	cmd.PersistentFlags().StringVar(&server, "server", "", "airlock's base URL for the API (default: the origin of public_url)")
+	cmd.PersistentFlags().StringVar(&tokenFile, "token-file", "", "file holding your bearer token (API mode)")
+	cmd.PersistentFlags().StringVar(&as, "as", "", "local mode: decide on the store directly as this approver")
+	cmd.PersistentFlags().StringSliceVar(&groups, "groups", nil, "local mode: the approver's groups (comma-separated)")
+
+	open := func(ctx context.Context) (approvalsClient, error) {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		if as != "" {
+			if cfg.Auth.Mode == config.AuthOIDC {
+				return nil, errors.New("--as is for setups without OIDC; with auth.mode oidc, log in (airlock login) and decide through the server")
+			}
+			return openLocalApprovals(ctx, cfg, policy.Identity{Subject: as, Groups: groups, Method: "cli-local"})
+		}
+		if cfg.Auth.Mode != config.AuthOIDC {
+			return nil, errors.New("without OIDC, name yourself: --as NAME --groups G1,G2 (the decision is made on the store and recorded as from the local CLI)")
+		}
+		base := server
+		if base == "" {
+			u, err := url.Parse(cfg.PublicURL)
+			if err != nil || u.Host == "" {
+				return nil, errors.New("no server: pass --server or set public_url in the config")
+			}
+			base = u.Scheme + "://" + u.Host
+		}
+		token, err := approverToken(ctx, cfg, tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return &apiApprovals{base: strings.TrimSuffix(base, "/"), token: token}, nil
+	}
+
+	var reason string
+	list := &cobra.Command{
+		Use: "list", Short: "List approvals you requested or may decide, pending first", Args: cobra.NoArgs,
+		Example: "  airlock approvals list --config airlock.yaml",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			as, err := c.list(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tSTATE\tREQUESTER\tTOOL\tRESOURCE\tRULE\tEXPIRES")
+			for _, a := range as {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Requester.Subject, a.Tool, a.Resource, a.Rule, a.ExpiresAt.Local().Format(time.DateTime))
+			}
+			return w.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show one approval: the call, the rules that asked, the decisions", Args: cobra.ExactArgs(1),
+		Example: "  airlock approvals show 3f0c... --config airlock.yaml",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			a, err := c.get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			out, _ := json.MarshalIndent(a, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			return nil
+		},
+	}
+	decide := func(v approval.Verdict) *cobra.Command {
+		c := &cobra.Command{
+			Use:     string(v) + " ID",
+			Short:   strings.ToUpper(string(v)[:1]) + string(v)[1:] + " a held call",
+			Args:    cobra.ExactArgs(1),
+			Example: fmt.Sprintf("  airlock approvals %s 3f0c... --reason \"...\" --config airlock.yaml", v),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer c.close()
+				a, err := c.decide(cmd.Context(), args[0], v, reason)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "approval %s is now %s (%d of %d approvals)\n", a.ID, a.State, a.Approvals(), max(a.Approvers.Min, 1))
+				return nil
+			},
+		}
+		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the transcript and shown to the requester)")
+		return c
+	}
+	cmd.AddCommand(list, show, decide(approval.Approve), decide(approval.Deny))
+	return cmd
+}
+
+// approverToken finds the approver's bearer token: --token-file,
+// $AIRLOCK_TOKEN, or the cache `airlock login` fills.
+func approverToken(ctx context.Context, cfg *config.Config, tokenFile string) (string, error) {
+	if tokenFile != "" || os.Getenv(authn.TokenEnv) != "" {
+		return authn.StdioToken(tokenFile)
+	}
+	tok, err := authn.CachedToken(ctx, loginConfig(cfg))
+	if err != nil {
+		return "", fmt.Errorf("no token (%v): run airlock login, or set %s or --token-file", err, authn.TokenEnv)
+	}
+	return tok.AccessToken, nil
+}
+
+// localApprovals decides on the store directly (setups without OIDC).
+type localApprovals struct {
+	st  *store.Store
+	m   *approval.Manager
+	who policy.Identity
+}
+
+func openLocalApprovals(ctx context.Context, cfg *config.Config, who policy.Identity) (*localApprovals, error) {
+	st, err := store.Open(ctx, cfg.StoreURL())
+	if err != nil {
+		return nil, err
+	}
+	rec, err := recorder.New(st.DB())
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	m, err := approval.New(approval.Config{
+		Store:     st,
+		PublicURL: cfg.PublicURL,
+		Wait:      cfg.Approvals.Wait,
+		Expire:    cfg.Approvals.Expire,
+		OnEvent: func(ctx context.Context, ev approval.Event) error {
+			return broker.RecordApprovalEvent(ctx, rec, ev)
+		},
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &localApprovals{st: st, m: m, who: who}, nil
+}
+
+func (l *localApprovals) list(ctx context.Context) ([]approval.Approval, error) {
+	return l.m.List(ctx, approval.ListFilter{Viewer: &l.who})
+}
+
+func (l *localApprovals) get(ctx context.Context, id string) (approval.Approval, error) {
+	return l.m.Status(ctx, id, l.who)
+}
+
+func (l *localApprovals) decide(ctx context.Context, id string, v approval.Verdict, reason string) (approval.Approval, error) {
+	return l.m.Decide(ctx, id, l.who, v, reason, approval.ViaCLILocal)
+}
+
+func (l *localApprovals) close() { _ = l.st.Close() }
+
+// apiApprovals calls the server's approvals API with the approver's token.
+type apiApprovals struct {
+	base, token string
+}
+
+func (c *apiApprovals) do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("airlock answered HTTP %d", resp.StatusCode)
+	}
+	return json.Unmarshal(data, out)
+}
+
+func (c *apiApprovals) list(ctx context.Context) ([]approval.Approval, error) {
+	var out struct {
+		Approvals []approval.Approval `json:"approvals"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/approvals", nil, &out)
+	return out.Approvals, err
+}
+
+func (c *apiApprovals) get(ctx context.Context, id string) (a approval.Approval, err error) {
+	err = c.do(ctx, http.MethodGet, "/api/approvals/"+url.PathEscape(id), nil, &a)
+	return a, err
+}
+
+func (c *apiApprovals) decide(ctx context.Context, id string, v approval.Verdict, reason string) (a approval.Approval, err error) {
+	err = c.do(ctx, http.MethodPost, "/api/approvals/"+url.PathEscape(id)+"/"+string(v), map[string]string{"reason": reason}, &a)
+	return a, err
+}
+
+func (c *apiApprovals) close() {}
