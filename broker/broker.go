@@ -90,9 +90,9 @@ type Config struct {
 	Leases   Leases
 	// Approvals holds calls decided `approve`; without it they are refused.
 	Approvals Approvals
-	Metrics  *Metrics
-	Logger   *slog.Logger
-	Clock    func() time.Time
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	Clock     func() time.Time
 }
 
 // CheckAndSetDefaults validates the config and fills in defaults.

@@ -120,8 +120,8 @@ func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, err
 		Recorder:  a.rec,
 		Leases:    a.leases,
 		Approvals: a.approvals,
-		Metrics:  broker.NewMetrics(a.registry),
-		Logger:   logger,
+		Metrics:   broker.NewMetrics(a.registry),
+		Logger:    logger,
 	}, state)
 	if err != nil {
 		a.closeStore(state)
