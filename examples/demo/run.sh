@@ -128,11 +128,16 @@ Register it in your MCP client:
 Then ask the agent, for example:
   "Using airlock, show me the customers in the shop database."    (emails and cards come back masked)
   "Using airlock, drop the orders table."                          (denied by rule no-ddl)
-  "Using airlock, mark order 3 as shipped."                        (needs a DBA's approval: refused until approvals are set up)
+  "Using airlock, mark order 3 as shipped."                        (held for a DBA's approval: see below)
   "Using airlock, check the disk space and uptime of demo-host."   (run_ssh with a certificate minted for the call)
   "Using airlock, run rm -rf /tmp/x on demo-host."                 (denied by rule no-recursive-rm)
 
 $ssh_note
+
+Approve a held write (the agent's call waits up to 60 s, then answers
+"pending" with the approval id; after approval the same call runs):
+  $airlock approvals list    --config $config --as dora --groups dba
+  $airlock approvals approve ID --config $config --as dora --groups dba --reason "looks right"
 
 Review what happened:
   $airlock transcripts list --config $config
