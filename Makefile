@@ -7,8 +7,11 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 E2E      := internal/e2e
 # Packages with benchmarks, each measured against a baseline in the same run.
-BENCH_PKGS := ./policy/ ./masking/ ./tools/postgres/ ./tools/ssh/ ./broker/...
+BENCH_PKGS := ./policy/ ./masking/ ./tools/postgres/ ./tools/ssh/ ./tools/kubernetes/ ./broker/...
 FUZZTIME ?= 30s
+# Test servers built from the module proxy, cached outside the work tree
+# (see internal/testenv.TestBinDir).
+TESTBIN  ?= $(or $(AIRLOCK_TEST_BIN_DIR),$(shell go env GOCACHE | xargs dirname)/airlock/testbin)
 
 .PHONY: all build demo test test-deps test-servers e2e-deps bench fuzz lint clean
 
@@ -25,14 +28,15 @@ demo: build
 ## server and Node.js (.ci/run installs them on a fresh machine).
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	AIRLOCK_TEST_BIN_DIR=$(TESTBIN) $(GO) test -race -count=1 -timeout 25m ./...
 
 ## test-deps: what the tests need besides Go: the MCP SDK and conformance suite
 ## (npm), and test servers built from the module proxy (cached in .cache/bin).
 test-deps: e2e-deps test-servers
 
 test-servers:
-	internal/tools/hydra/build.sh .cache/bin >/dev/null
+	internal/tools/hydra/build.sh $(TESTBIN) >/dev/null
+	internal/tools/kube/build.sh $(TESTBIN) >/dev/null
 
 e2e-deps: $(E2E)/node_modules/.package-lock.json
 
@@ -40,8 +44,8 @@ $(E2E)/node_modules/.package-lock.json: $(E2E)/package.json $(E2E)/package-lock.
 	cd $(E2E) && npm ci --no-audit --no-fund
 
 ## bench: benchmarks with their baselines (see docs/benchmarks.md).
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS)
+bench: test-servers
+	AIRLOCK_TEST_BIN_DIR=$(TESTBIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS)
 
 ## fuzz: each fuzz target for FUZZTIME (seeds are in testdata/fuzz).
 fuzz:

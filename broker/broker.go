@@ -366,8 +366,8 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	case approval.Consumed:
 		return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
 	}
-	r := refuse("pending", "Held for approval by %s (approval %s, until %s)%s: the call has not run. Call %s again with the same arguments once it is approved, or check with approval_status {\"id\": %q}.",
-		strings.Join(a.Approvers.Groups, " or "), a.ID, a.ExpiresAt.UTC().Format(time.RFC3339), parenthesized(c.decision.Message), c.Tool, a.ID)
+	r := refuse("pending", "Held for approval by %s under rule %q%s (approval %s, until %s): the call has not run. Call %s again with the same arguments once it is approved, or check with approval_status {\"id\": %q}.",
+		strings.Join(a.Approvers.Groups, " or "), c.decision.Rule, parenthesized(c.decision.Message), a.ID, a.ExpiresAt.UTC().Format(time.RFC3339), c.Tool, a.ID)
 	m := r.Structured.(map[string]any)
 	m["approval_id"], m["expires_at"] = a.ID, a.ExpiresAt
 	if a.URL != "" {

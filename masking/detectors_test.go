@@ -103,6 +103,7 @@ var detectorCases = map[string][]struct{ in, want string }{
 	},
 	"url_password": {
 		{"postgres://u:secret@h/db", "postgres://u:[URL_PASSWORD]@h/db"},
+		{"smtp://me@example.com:pw@mail.example.com", "smtp://[URL_PASSWORD]@mail.example.com"},
 		{"host=db user=app password=hunter2 dbname=x", "host=db user=app password=[URL_PASSWORD] dbname=x"},
 		{"Server=x;Pwd=p@ss;Database=y", "Server=x;Pwd=[URL_PASSWORD];Database=y"},
 		{`{"password": "s3cret", "user": "a"}`, `{"password": "[URL_PASSWORD]", "user": "a"}`},

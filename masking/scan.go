@@ -384,26 +384,26 @@ func validSSN(d []byte) bool {
 // contextWindow is how far keyword look-behind reaches.
 const contextWindow = 24
 
-// hasFoldBefore reports whether one of the lowercase words occurs in the
-// contextWindow bytes before i, not before lo (ASCII case-insensitive).
+// hasFoldBefore reports whether one of the lowercase words occurs on the
+// same line in the contextWindow bytes before i, not before lo (ASCII
+// case-insensitive), outside our own replacement labels ("[US_SSN]").
 func hasFoldBefore(s string, i, lo int, words ...string) bool {
 	lo = max(i-contextWindow, lo, 0)
-	var buf [32]byte
-	w := buf[:0]
-	for x := lo; x < i; x++ {
-		c := s[x]
-		if c == '\n' {
-			w = w[:0] // same line only
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		w = append(w, c)
+	if nl := strings.LastIndexByte(s[lo:i], '\n'); nl >= 0 {
+		lo += nl + 1
 	}
+	// A replacement is an edge too: what preceded it belonged to it.
+	if rb := strings.LastIndexByte(s[lo:i], ']'); rb >= 0 {
+		if lb := strings.LastIndexByte(s[max(0, lo+rb-64):lo+rb], '['); lb >= 0 && isMaskToken(s[max(0, lo+rb-64)+lb:lo+rb+1]) {
+			lo += rb + 1
+		}
+	}
+	w := s[lo:i]
 	for _, word := range words {
-		if bytes.Contains(w, []byte(word)) {
-			return true
+		for k := 0; k+len(word) <= len(w); k++ {
+			if strings.EqualFold(w[k:k+len(word)], word) && !insideLabel(s, lo+k, len(word)) {
+				return true
+			}
 		}
 	}
 	return false
@@ -758,6 +758,12 @@ func (p *Profile) matchURLUserinfo(s string, i int) (match, bool) {
 		if c == '/' || c == '?' || c == '#' || c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`' {
 			break
 		}
+		if c == '[' { // skip our own "[EMAIL:3f9a1c2b7d]": its colon separates nothing
+			if e := strings.IndexByte(s[k:min(len(s), k+64)], ']'); e > 0 && isMaskToken(s[k:k+e+1]) {
+				k += e
+				continue
+			}
+		}
 		if c == ':' && colon < 0 {
 			colon = k
 		}
@@ -765,10 +771,17 @@ func (p *Profile) matchURLUserinfo(s string, i int) (match, bool) {
 			at = k
 		}
 	}
-	if at < 0 || colon < 0 || colon > at || colon+1 == at || isMaskToken(s[colon+1:at]) {
+	if at < 0 || colon < 0 || colon > at || colon+1 == at || isMaskToken(s[colon+1:at]) || isMaskToken(s[j:at]) {
 		return match{}, false
 	}
-	return match{start: colon + 1, end: at, ctx: i, det: p.enabled[detURLPassword]}, true
+	start := colon + 1
+	// A user part that holds a value of its own (smtp://me@example.com:pw@host)
+	// is masked with the password: matches never overlap, and the scanner has
+	// already passed the user part's anchors.
+	if inner, ok := p.next(s[:colon], i+3, i+3, i+3); ok {
+		start = inner.start
+	}
+	return match{start: start, end: at, ctx: i, det: p.enabled[detURLPassword]}, true
 }
 
 // matchKeyPassword masks the value of password=..., passwd=..., pwd=...

@@ -106,11 +106,17 @@ func (w *Writer) flush(final bool) (err error) {
 	out := w.out[:0]
 	pos := w.ctx
 	w.ms = w.p.pending(s, w.ctx, w.edge, w.ms[:0])
-	edge := w.edge
-	for _, m := range w.ms {
-		if m.ctx >= cut {
-			break
+	// This step owns every match whose evidence begins before the cut, and
+	// every match before those (matches are sorted by start, not by ctx). All
+	// of them end within the carry-over, so each was seen whole.
+	owned := 0
+	for i, m := range w.ms {
+		if m.ctx < cut {
+			owned = i + 1
 		}
+	}
+	edge := w.edge
+	for _, m := range w.ms[:owned] {
 		out = append(out, s[pos:m.start]...)
 		out = w.p.appendReplacement(out, m.det, s[m.start:m.end])
 		w.counts[m.det.name]++

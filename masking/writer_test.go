@@ -112,3 +112,24 @@ func TestWriterPropagatesErrors(t *testing.T) {
 		t.Error("Close hid the write error")
 	}
 }
+
+// A match whose evidence starts before the Writer's cut but whose value comes
+// after another match that starts after the cut (an e-mail inside the user
+// part of a URL) is still owned by the step that saw its evidence.
+func TestWriterOwnsMatchesByEvidence(t *testing.T) {
+	p := piiProfile(t)
+	firstCut := writerContext + writerChunk // buffer capacity minus the carry-over
+	for shift := -6; shift <= 6; shift++ {
+		url := "postgres://a@b.com:pw@host/db"
+		pre := strings.Repeat("filler words\n", firstCut/13+2)[:firstCut+shift]
+		in := pre + url + "\n" + strings.Repeat("more\n", 8000)
+		want, _, _ := p.MaskText(in)
+		if !strings.Contains(want, "[URL_PASSWORD]@host") {
+			t.Fatalf("MaskText did not mask the password: %q", want[len(pre):len(pre)+60])
+		}
+		got, _ := writeSplit(t, p, in, rand.New(rand.NewPCG(5, 6)), 1<<20)
+		if got != want {
+			t.Errorf("shift %d: writer %q, want %q", shift, got[len(pre)-5:len(pre)+40], want[len(pre)-5:len(pre)+40])
+		}
+	}
+}

@@ -375,7 +375,7 @@ func (c *Config) validate(file *ast.File) error {
 }
 
 // KnownKinds lists the resource kinds this build serves.
-var KnownKinds = []string{"postgres", "ssh"}
+var KnownKinds = []string{"postgres", "ssh", "kubernetes"}
 
 func validName(s string) bool {
 	for _, r := range s {

@@ -21,6 +21,7 @@ import (
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
 	"github.com/airlock-mcp/airlock/tools"
+	"github.com/airlock-mcp/airlock/tools/kubernetes"
 	"github.com/airlock-mcp/airlock/tools/postgres"
 	"github.com/airlock-mcp/airlock/tools/ssh"
 )
@@ -28,7 +29,7 @@ import (
 // kinds is the explicit list of resource kinds this build serves.
 func kinds() map[string]tools.Kind {
 	out := map[string]tools.Kind{}
-	for _, k := range []tools.Kind{postgres.NewKind(), ssh.NewKind()} {
+	for _, k := range []tools.Kind{postgres.NewKind(), ssh.NewKind(), kubernetes.NewKind()} {
 		out[k.Name()] = k
 	}
 	return out
@@ -39,6 +40,7 @@ func allTools() []tools.Tool {
 	var out []tools.Tool
 	out = append(out, postgres.Tools()...)
 	out = append(out, ssh.Tools()...)
+	out = append(out, kubernetes.Tools()...)
 	return out
 }
 

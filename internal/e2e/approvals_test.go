@@ -41,8 +41,8 @@ func webhookReceiver(t *testing.T) (*httptest.Server, <-chan map[string]any) {
 func (d *demo) withApprovals(t *testing.T, hookURL, wait string) {
 	t.Helper()
 	cfg, _ := os.ReadFile(d.config)
-	extra := fmt.Sprintf("public_url: http://127.0.0.1:8080/mcp\napprovals:\n  wait: %s\n  expire: 5m\n  webhooks:\n    - url: %s\n      secret_env: E2E_WEBHOOK_SECRET\n", wait, hookURL)
-	os.WriteFile(d.config, append(cfg, []byte(extra)...), 0o600)
+	approvals := fmt.Sprintf("public_url: http://127.0.0.1:8080/mcp\napprovals:\n  wait: %s\n  expire: 5m\n  webhooks:\n    - url: %s\n      secret_env: E2E_WEBHOOK_SECRET\n", wait, hookURL)
+	os.WriteFile(d.config, []byte(strings.Replace(string(cfg), "approvals: {wait: 1s, expire: 5m}\n", approvals, 1)), 0o600)
 }
 
 func approvalsCLI(t *testing.T, d *demo, args ...string) (string, error) {

@@ -41,7 +41,14 @@ try {
         options.onprogress = (p) => progress.push(p.message ?? "");
         options.resetTimeoutOnProgress = true;
       }
-      const res = await client.callTool({ name: call.name, arguments: call.arguments }, undefined, options);
+      // repeat: time the same call n more times after this one (a warm-up).
+      let res = await client.callTool({ name: call.name, arguments: call.arguments }, undefined, options);
+      const timings = [];
+      for (let i = 0; i < (call.repeat ?? 0); i++) {
+        const t0 = process.hrtime.bigint();
+        res = await client.callTool({ name: call.name, arguments: call.arguments }, undefined, options);
+        timings.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
       out.results.push({
         name: call.name,
         isError: res.isError === true,
@@ -49,6 +56,7 @@ try {
         text: (res.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("\n"),
         meta: res._meta ?? null,
         progress,
+        timings_ms: timings,
       });
     } catch (err) {
       // A protocol-level error (JSON-RPC error), as opposed to a tool result.

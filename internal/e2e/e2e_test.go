@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -104,6 +105,7 @@ func newDemo(t *testing.T, listen string) *demo {
 policy: %s
 store: sqlite://./airlock.db
 auth: {mode: none}
+approvals: {wait: 1s, expire: 5m}
 identity: {subject: e2e-agent, email: agent@example.com, groups: [eng]}
 log: {level: debug}
 resources:
@@ -146,6 +148,7 @@ type result struct {
 	Text              string         `json:"text"`
 	Meta              map[string]any `json:"meta"`
 	Progress          []string       `json:"progress"`
+	Timings           []float64      `json:"timings_ms"`
 	ProtocolError     *struct {
 		Code    *int   `json:"code"`
 		Message string `json:"message"`
@@ -170,6 +173,11 @@ type call struct {
 
 // runClient runs the TypeScript SDK client with a plan and returns what it saw.
 func runClient(t *testing.T, plan map[string]any) transcript {
+	t.Helper()
+	return runClientB(t, plan)
+}
+
+func runClientB(t testing.TB, plan map[string]any) transcript {
 	t.Helper()
 	nodeBin := node(t)
 	raw, _ := json.Marshal(plan)
@@ -261,9 +269,10 @@ func checkScenario(t *testing.T, tr transcript) {
 	if !r[2].IsError || !strings.Contains(r[2].Text, "no-ddl") || !strings.Contains(r[2].Text, "DDL is not allowed") {
 		t.Errorf("DROP: want a denial by no-ddl, got %+v", r[2])
 	}
-	// A write needs approval, which this setup cannot give: refused, saying so.
-	if !r[3].IsError || !strings.Contains(r[3].Text, "writes-need-a-dba") || !strings.Contains(strings.ToLower(r[3].Text), "approval") {
-		t.Errorf("UPDATE: want an approval refusal, got %+v", r[3])
+	// A write needs a DBA's approval: nobody decides within approvals.wait,
+	// so the agent is told it is pending, by which rule, with the id.
+	if !r[3].IsError || r[3].StructuredContent["outcome"] != "pending" || !strings.Contains(r[3].Text, "writes-need-a-dba") || r[3].StructuredContent["approval_id"] == nil {
+		t.Errorf("UPDATE: want a pending approval, got %+v", r[3])
 	}
 	// An unknown resource lists what the caller may use.
 	if !r[4].IsError || !strings.Contains(r[4].Text, `"nope"`) || !strings.Contains(r[4].Text, "shop") {
@@ -376,20 +385,38 @@ func verifyTranscript(t *testing.T, d *demo) {
 
 type serveProc struct {
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *lockedBuffer
 	exited chan error
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startServe(t *testing.T, d *demo, port int) *serveProc {
 	t.Helper()
 	cmd := exec.Command(airlockBin, "serve", "--config", d.config)
 	cmd.Env = d.env
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	log := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serveProc{cmd: cmd, log: &log, exited: make(chan error, 1)}
+	p := &serveProc{cmd: cmd, log: log, exited: make(chan error, 1)}
 	go func() { p.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {

@@ -27,7 +27,7 @@ import (
 
 // The Hydra binary is built from the tools module internal/tools/hydra (its own
 // go.mod, so Hydra never enters airlock's module graph) and cached under
-// .cache/bin/hydra-<first 16 hex of sha256(internal/tools/hydra/go.sum)>: a new
+// TestBinDir()/hydra-<first 16 hex of sha256(internal/tools/hydra/go.sum)>: a new
 // go.sum means a new binary, an unchanged one is never rebuilt.
 //
 // Hydra(t) looks for the binary in this order:
@@ -56,6 +56,11 @@ type HydraOptions struct {
 	PublicPort int
 	// AccessTokenTTL is the access token lifespan; zero means Hydra's default (1h).
 	AccessTokenTTL time.Duration
+	// LoginURL and ConsentURL are the login and consent app of the
+	// authorization code flow (Hydra's urls.login and urls.consent), for
+	// tests that log a browser in; a test serves them itself, accepting the
+	// challenges through AdminURL.
+	LoginURL, ConsentURL string
 }
 
 // HydraClient is an OAuth 2.0 client registered with Hydra.
@@ -130,6 +135,12 @@ func HydraWith(t testing.TB, opts HydraOptions) *HydraInstance {
 		"SERVE_ADMIN_PORT="+strconv.Itoa(adminPort),
 		"LOG_LEVEL=warn",
 	)
+	if opts.LoginURL != "" {
+		env = append(env, "URLS_LOGIN="+opts.LoginURL)
+	}
+	if opts.ConsentURL != "" {
+		env = append(env, "URLS_CONSENT="+opts.ConsentURL)
+	}
 	if opts.AccessTokenTTL > 0 {
 		env = append(env, "TTL_ACCESS_TOKEN="+opts.AccessTokenTTL.String())
 	}
@@ -389,7 +400,10 @@ func hydraBinary(t testing.TB) string {
 		Unavailable(t, "Ory Hydra", hydraBuildHint(), err)
 	}
 	h := sha256.Sum256(sum)
-	binDir := filepath.Join(root, ".cache/bin")
+	binDir, err := TestBinDir()
+	if err != nil {
+		Unavailable(t, "Ory Hydra", hydraBuildHint(), err)
+	}
 	bin := filepath.Join(binDir, "hydra-"+hex.EncodeToString(h[:])[:16])
 	if _, err := os.Stat(bin); err == nil {
 		return bin
@@ -424,7 +438,7 @@ func hydraBinary(t testing.TB) string {
 var hydraBuildMu sync.Mutex
 
 func hydraBuildHint() string {
-	return "build it with `internal/tools/hydra/build.sh .cache/bin` (needs go and gcc) or set " + hydraBinEnv
+	return "run `make test-deps` (builds it with internal/tools/hydra/build.sh into " + TestBinDirEnv + " or the user cache directory; needs go and gcc) or set " + hydraBinEnv
 }
 
 // repoRoot is the main module's root, found from this file's location.

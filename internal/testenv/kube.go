@@ -29,7 +29,9 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -37,7 +39,7 @@ import (
 // kube-apiserver and etcd are built from the tools module internal/tools/kube
 // (its own go.mod, so Kubernetes' server code never enters airlock's module
 // graph) by internal/tools/kube/build.sh into
-// .cache/bin/<first 16 hex of sha256(internal/tools/kube/go.sum)>/ — a new go.sum
+// TestBinDir()/<first 16 hex of sha256(internal/tools/kube/go.sum)>/ — a new go.sum
 // means new binaries. The build takes minutes, so tests never start it: when
 // the binaries are missing the test is Unavailable with the command to run.
 //
@@ -56,7 +58,8 @@ const KubeServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 // KubeCluster is a running kube-apiserver with its etcd on loopback:
 // authorization by RBAC, no controller-manager, no kubelet (Pods stay
 // Pending), no ServiceAccount admission (Pods need no default
-// ServiceAccount).
+// ServiceAccount). The aggregated ClusterRoles (view, edit, admin) are
+// filled once at start, as kube-controller-manager would.
 type KubeCluster struct {
 	// URL is the API server's https URL on 127.0.0.1.
 	URL string
@@ -192,7 +195,7 @@ func (k *KubeCluster) WaitAllowed(t testing.TB, user string, groups []string, at
 // the test as Unavailable.
 func kubeBinDir(t testing.TB) string {
 	t.Helper()
-	hint := "run `make test-deps` (builds them with internal/tools/kube/build.sh .cache/bin, about 4 minutes cold) or set " + kubeBinDirEnv
+	hint := "run `make test-deps` (builds them with internal/tools/kube/build.sh into the test binary directory, about 4 minutes cold on two idle cores) or set " + kubeBinDirEnv
 	dir := os.Getenv(kubeBinDirEnv)
 	if dir == "" {
 		root, err := repoRoot()
@@ -204,7 +207,11 @@ func kubeBinDir(t testing.TB) string {
 			Unavailable(t, "kube-apiserver", hint, err)
 		}
 		h := sha256.Sum256(sum)
-		dir = filepath.Join(root, ".cache/bin", hex.EncodeToString(h[:])[:16])
+		binDir, err := TestBinDir()
+		if err != nil {
+			Unavailable(t, "kube-apiserver", hint, err)
+		}
+		dir = filepath.Join(binDir, hex.EncodeToString(h[:])[:16])
 	}
 	for _, name := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
@@ -305,7 +312,45 @@ func startKube(binDir string, private bool) (_ *KubeCluster, err error) {
 	if err := k.waitReady(60 * time.Second); err != nil {
 		return nil, err
 	}
+	if err := k.aggregateClusterRoles(); err != nil {
+		return nil, fmt.Errorf("aggregating ClusterRoles: %w", err)
+	}
 	return k, nil
+}
+
+// aggregateClusterRoles does once what kube-controller-manager's
+// clusterrole-aggregation controller keeps doing: fill the rules of
+// aggregated ClusterRoles (admin, edit, view) from the ClusterRoles their
+// selectors match. Without it the built-in "view" grants nothing.
+func (k *KubeCluster) aggregateClusterRoles() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	roles, err := k.Admin.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, cr := range roles.Items {
+		if cr.AggregationRule == nil {
+			continue
+		}
+		var rules []rbacv1.PolicyRule
+		for _, sel := range cr.AggregationRule.ClusterRoleSelectors {
+			s, err := metav1.LabelSelectorAsSelector(&sel)
+			if err != nil {
+				return err
+			}
+			for _, src := range roles.Items {
+				if src.Name != cr.Name && s.Matches(labels.Set(src.Labels)) {
+					rules = append(rules, src.Rules...)
+				}
+			}
+		}
+		cr.Rules = rules
+		if _, err := k.Admin.RbacV1().ClusterRoles().Update(ctx, &cr, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitReady polls /readyz as the admin.

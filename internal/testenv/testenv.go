@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -25,6 +26,25 @@ func Unavailable(t testing.TB, component, how string, err error) {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
+}
+
+// TestBinDirEnv names the directory test servers built from the module
+// proxy (Hydra, kube-apiserver, etcd) are cached in.
+const TestBinDirEnv = "AIRLOCK_TEST_BIN_DIR"
+
+// TestBinDir is where `make test-deps` puts the test servers it builds:
+// $AIRLOCK_TEST_BIN_DIR, else airlock/testbin in the user's cache directory,
+// outside the work tree so that a fresh clone on the same machine reuses
+// them. Binaries are keyed by the hash of their tools module's go.sum.
+func TestBinDir() (string, error) {
+	if d := os.Getenv(TestBinDirEnv); d != "" {
+		return d, nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory for test binaries (set %s): %w", TestBinDirEnv, err)
+	}
+	return filepath.Join(cache, "airlock", "testbin"), nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
