@@ -148,12 +148,15 @@ func (b *Broker) Tools() []tools.Tool {
 	return out
 }
 
-// Swap installs a new state for calls that start from now on and returns the
-// old one once every call that was using it has finished.
-func (b *Broker) Swap(st *State) (old *State) {
-	old = b.state.Swap(st)
-	old.inflight.Wait()
-	return old
+// Swap installs a new state for calls that start from now on. Calls in
+// flight finish on the state they started with; the old state's resources
+// that st does not carry over are closed once the last of them is done.
+func (b *Broker) Swap(st *State) {
+	old := b.state.Swap(st)
+	go func() {
+		old.inflight.Wait()
+		closeReplaced(old, st)
+	}()
 }
 
 // State returns the state new calls use.
@@ -210,9 +213,14 @@ func (b *Broker) Handle(ctx context.Context, in Call) Result {
 }
 
 func (b *Broker) begin(in Call) *call {
-	st := b.state.Load()
-	st.inflight.Add(1)
-	return &call{Call: in, id: uuid.NewString(), start: b.cfg.Clock(), st: st}
+	for {
+		st := b.state.Load()
+		st.inflight.Add(1)
+		if b.state.Load() == st {
+			return &call{Call: in, id: uuid.NewString(), start: b.cfg.Clock(), st: st}
+		}
+		st.inflight.Done() // swapped meanwhile: run on the new state
+	}
 }
 
 // refuse returns a result that stops the call, with the reason for the agent.

@@ -97,8 +97,8 @@ func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*
 	}, nil
 }
 
-// CloseReplaced closes the resources of old that next no longer uses.
-func CloseReplaced(old, next *State) {
+// closeReplaced closes the resources of old that next no longer uses.
+func closeReplaced(old, next *State) {
 	for name, r := range old.Resources {
 		if n, ok := next.Resources[name]; !ok || n != r {
 			r.Close()

@@ -202,8 +202,7 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
-	old := a.broker.Swap(next)
-	broker.CloseReplaced(old, next)
+	a.broker.Swap(next)
 	a.cfg = cfg
 	a.logger.Info("configuration reloaded", "policy_version", next.Policy.Version(), "resources", len(next.Resources))
 	return nil
