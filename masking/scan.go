@@ -112,6 +112,15 @@ func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 		case c == '@':
 			if p.on(detEmail) {
 				if m, ok := p.matchEmail(s, i, floor); ok {
+					// The local part was scanned before its '@' was seen, as if
+					// the text went on; once it is replaced, what precedes it
+					// ends there. Rescan that stretch so masking the output
+					// again finds nothing new ("0::0X@0.AA" → "[IPV6][EMAIL]").
+					if from := max(floor, m.start-rescanWindow); from < m.start {
+						if inner, ok := p.next(s[:m.start], from, floor, edge); ok {
+							return inner, true
+						}
+					}
 					return m, true
 				}
 			}
@@ -380,6 +389,11 @@ func validSSN(d []byte) bool {
 	area, group, serial := prefixNum(d, 3), prefixNum(d[3:], 2), prefixNum(d[5:], 4)
 	return area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
+
+// rescanWindow bounds the stretch before an e-mail address that is scanned
+// again once the address is known (longer than any candidate that can end
+// where an address begins).
+const rescanWindow = 128
 
 // contextWindow is how far keyword look-behind reaches.
 const contextWindow = 24
@@ -668,15 +682,23 @@ func (p *Profile) matchIPv6(s string, i, floor, edge int) (match, bool) {
 	if !boundaryAt(s, l, edge) || !boundaryAfter(s, end) {
 		return match{}, false
 	}
-	cand := s[l:r]
+	if isIPv6(s[l:r]) {
+		return p.found(detIPv6, l, r)
+	}
+	// "::1..10.0.0.1": when the dotted tail does not make an embedded IPv4,
+	// the address is the part before it (and the tail is read on its own).
+	if dot := strings.IndexByte(s[l:r], '.'); dot > 0 && isIPv6(s[l:l+dot]) {
+		return p.found(detIPv6, l, l+dot)
+	}
+	return match{}, false
+}
+
+func isIPv6(cand string) bool {
 	if strings.Count(cand, ":") < 2 || strings.IndexAny(cand, digits) < 0 {
-		return match{}, false
+		return false
 	}
 	a, err := netip.ParseAddr(cand)
-	if err != nil || !a.Is6() {
-		return match{}, false
-	}
-	return p.found(detIPv6, l, r)
+	return err == nil && a.Is6()
 }
 
 // ---- email ----

@@ -152,9 +152,12 @@ type CallSummary struct {
 func (r *Recorder) Calls(ctx context.Context, f Filter) ([]CallSummary, error) {
 	where, args := f.where()
 	// MAX over text picks the non-empty value: an attribute is set on the
-	// events that know it and empty on the others.
+	// events that know it and empty on the others. The subject is the
+	// caller's, from the call's first event: later events of the call can
+	// name someone else (the approver of approval.decided).
 	rows, err := r.read.QueryContext(ctx, `
-		SELECT e.call_id, MAX(e.session_id), MIN(e.time), MAX(e.time), MAX(e.subject), MAX(e.tool),
+		SELECT e.call_id, MAX(e.session_id), MIN(e.time), MAX(e.time),
+			(SELECT f.subject FROM transcript_events f WHERE f.call_id = e.call_id ORDER BY f.seq LIMIT 1), MAX(e.tool),
 			MAX(e.resource), MAX(e.effect), COUNT(*),
 			(SELECT l.type FROM transcript_events l WHERE l.call_id = e.call_id ORDER BY l.seq DESC LIMIT 1)
 		FROM transcript_events e

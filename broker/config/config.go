@@ -58,6 +58,7 @@ type Config struct {
 	Identity  *LocalIdentity `yaml:"identity"`
 	Auth      Auth           `yaml:"auth"`
 	Approvals Approvals      `yaml:"approvals"`
+	UI        *UI            `yaml:"ui"`
 	Limits    Limits         `yaml:"limits"`
 	Leases    Leases         `yaml:"leases"`
 	Masking   masking.Config `yaml:"masking"`
@@ -98,6 +99,22 @@ type Approvals struct {
 	// "pending"; Expire how long an approval may be decided and then used.
 	Wait   time.Duration `yaml:"wait"`
 	Expire time.Duration `yaml:"expire"`
+}
+
+// UI configures the web pages for approvers and reviewers (/ui), which need
+// auth.mode oidc: people log in with the same provider.
+type UI struct {
+	// ClientID and the secret identify the UI's confidential OAuth client
+	// (redirect URI: <public_url origin>/ui/callback).
+	ClientID         string `yaml:"client_id"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// SessionKeyEnv names 32 bytes, base64, that seal session cookies; every
+	// replica needs the same. Unset: a random key per process.
+	SessionKeyEnv string `yaml:"session_key_env"`
+	// ReviewersGroup may read every transcript; others see their own calls
+	// and those they were asked to approve.
+	ReviewersGroup string `yaml:"reviewers_group"`
 }
 
 // Limits are the defaults and ceilings for every execution; a policy rule
@@ -184,6 +201,9 @@ func Parse(data []byte, source string) (*Config, error) {
 		}
 	}
 	cfg.Masking.HashKeyFile = cfg.Path(cfg.Masking.HashKeyFile)
+	if cfg.UI != nil {
+		cfg.UI.ClientSecretFile = cfg.Path(cfg.UI.ClientSecretFile)
+	}
 	for i := range cfg.Approvals.Webhooks {
 		cfg.Approvals.Webhooks[i].SecretFile = cfg.Path(cfg.Approvals.Webhooks[i].SecretFile)
 	}
@@ -312,6 +332,17 @@ func (c *Config) validate(file *ast.File) error {
 		}
 		if c.PublicURL == "" {
 			fail("public_url", "is required with approvals.webhooks: webhooks link to the approval page")
+		}
+	}
+	if u := c.UI; u != nil {
+		if c.Auth.Mode != AuthOIDC {
+			fail("ui", "needs auth.mode oidc: people log in to the pages with your identity provider")
+		}
+		if u.ClientID == "" {
+			fail("ui.client_id", "is required: the UI's OAuth client (redirect URI <public_url origin>/ui/callback)")
+		}
+		if (u.ClientSecretEnv == "") == (u.ClientSecretFile == "") {
+			fail("ui.client_secret_env", "set exactly one of client_secret_env or client_secret_file")
 		}
 	}
 	if c.Identity != nil && c.Identity.Subject == "" {

@@ -193,7 +193,7 @@ func (h *Handler) transcriptsPage(w http.ResponseWriter, r *http.Request, s *ses
 
 // export downloads the selected transcript as JSON lines. A reviewer with
 // no filter gets the complete chain (checkable with
-// `airlock transcripts verify --file`); otherwise every event of each
+// recorder.VerifyJSONL); otherwise every event of each
 // selected call, oldest call first.
 func (h *Handler) export(w http.ResponseWriter, r *http.Request, s *session) {
 	f, rf, err := parseFilter(r)
@@ -411,7 +411,7 @@ func buildCall(callID string, evs []recorder.Event) callView {
 				v.Class = "deny"
 			}
 			v.Fields = scalarFields(data, "approval_id")
-			if ev.Subject != "" {
+			if ev.Subject != "" && ev.Type != recorder.TypeApprovalRequested {
 				v.Fields = append([]kv{{"by", ev.Subject}}, v.Fields...)
 			}
 			for _, id := range approvalIDs([]recorder.Event{ev}) {
@@ -473,6 +473,10 @@ func approvalTitle(typ string, data map[string]any) string {
 			return "Approval decided: " + v
 		}
 		return "Approval decided"
+	case "approval.consumed":
+		return "Approval used by this call"
+	case "approval.refused":
+		return "Decision refused"
 	}
 	return typ
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +22,7 @@ import (
 	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/mcpserver"
+	"github.com/airlock-mcp/airlock/broker/web"
 	"github.com/airlock-mcp/airlock/policy"
 )
 
@@ -107,6 +111,14 @@ func runServe(ctx context.Context, cfgPath string) error {
 		})
 		mux.Handle("/api/approvals", http.MaxBytesHandler(api, 64<<10))
 		mux.Handle("/api/approvals/", http.MaxBytesHandler(api, 64<<10))
+		if cfg.UI != nil {
+			ui, err := newUI(cfg, a, logger)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/ui/", http.MaxBytesHandler(ui, 64<<10))
+			mux.Handle("/ui", http.RedirectHandler("/ui/", http.StatusFound))
+		}
 		identity = func(ctx context.Context) (policy.Identity, error) {
 			id, ok := authn.IdentityFromContext(ctx)
 			if !ok {
@@ -186,4 +198,45 @@ func runServe(ctx context.Context, cfgPath string) error {
 			return err
 		}
 	}
+}
+
+// newUI builds the pages for approvers and reviewers, with their OAuth
+// client's secret and the session key resolved from the environment.
+func newUI(cfg *config.Config, a *app, logger *slog.Logger) (*web.Handler, error) {
+	env := config.OSEnvironment{Dir: cfg.Dir}
+	secret := ""
+	if n := cfg.UI.ClientSecretEnv; n != "" {
+		secret, _ = env.Getenv(n)
+		if secret == "" {
+			return nil, fmt.Errorf("ui.client_secret_env names %s, which is not set in the environment", n)
+		}
+	} else {
+		b, err := env.ReadFile(cfg.UI.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("ui.client_secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	key := make([]byte, 32)
+	if n := cfg.UI.SessionKeyEnv; n != "" {
+		v, _ := env.Getenv(n)
+		decoded, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+		if err != nil || len(decoded) != 32 {
+			return nil, fmt.Errorf("ui.session_key_env names %s, which must hold 32 bytes in base64 (openssl rand -base64 32)", n)
+		}
+		key = decoded
+	} else if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return web.New(web.Config{
+		Approvals:      a.approvals,
+		Recorder:       a.rec,
+		OIDC:           *cfg.Auth.OIDC,
+		ClientID:       cfg.UI.ClientID,
+		ClientSecret:   secret,
+		PublicURL:      cfg.PublicURL,
+		SessionKey:     key,
+		ReviewersGroup: cfg.UI.ReviewersGroup,
+		Logger:         logger,
+	})
 }
