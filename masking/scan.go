@@ -114,9 +114,10 @@ func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 				if m, ok := p.matchEmail(s, i, floor); ok {
 					// The local part was scanned before its '@' was seen, as if
 					// the text went on; once it is replaced, what precedes it
-					// ends there. Rescan that stretch so masking the output
+					// ends there. Only an IPv6 run (through ':') can have
+					// reached into it; rescan that stretch so masking the output
 					// again finds nothing new ("0::0X@0.AA" → "[IPV6][EMAIL]").
-					if from := max(floor, m.start-rescanWindow); from < m.start {
+					if from := max(floor, m.start-rescanWindow); from < m.start && s[m.start-1] == ':' {
 						if inner, ok := p.next(s[:m.start], from, floor, edge); ok {
 							return inner, true
 						}

@@ -150,7 +150,7 @@ func TestKubectlThroughTypeScriptSDK(t *testing.T) {
 // their ratio.
 func BenchmarkKubectlGetVsPeer(b *testing.B) {
 	s := newKubeSetup(b)
-	peer := filepath.Join(repoRoot(b), "internal", "e2e", "node_modules", ".bin", "kubernetes-mcp-server")
+	peer := filepath.Join(repoRoot(b), "internal", "e2e", "node_modules", "kubernetes-mcp-server-linux-amd64", "bin", "kubernetes-mcp-server-linux-amd64")
 	if _, err := os.Stat(peer); err != nil {
 		testenv.Unavailable(b, "kubernetes-mcp-server", "run `make e2e-deps`", err)
 	}
