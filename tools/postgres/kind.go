@@ -407,8 +407,13 @@ func (r *Resource) Revoke(ctx context.Context, lease tools.LeaseRef) error {
 			break
 		}
 		if code == "2BP01" { // dependent_objects_still_exist
-			if _, err2 := pool.Exec(ctx, "REASSIGN OWNED BY "+ident+" TO CURRENT_USER"); err2 == nil {
-				_, _ = pool.Exec(ctx, "DROP OWNED BY "+ident)
+			// Objects a read_write lease created go to a role that can do
+			// nothing, never to the admin: a SECURITY DEFINER function or a
+			// view left behind must not run with the admin's privileges.
+			if err2 := ensureRetiredOwner(ctx, pool); err2 == nil {
+				if _, err2 = pool.Exec(ctx, "REASSIGN OWNED BY "+ident+" TO "+pgx.Identifier{RetiredOwner}.Sanitize()); err2 == nil {
+					_, _ = pool.Exec(ctx, "DROP OWNED BY "+ident)
+				}
 			}
 		}
 		select { // object_in_use: a terminated backend has not exited yet
@@ -419,6 +424,26 @@ func (r *Resource) Revoke(ctx context.Context, lease tools.LeaseRef) error {
 	}
 	if err != nil {
 		return fmt.Errorf("revoking postgres role %s for resource %s: %w", role, r.spec.Name, adminError(err))
+	}
+	return nil
+}
+
+// RetiredOwner owns what read_write leases created once their roles are
+// dropped: NOLOGIN, member of nothing, granted nothing. Its name lacks the
+// lease prefix, so orphan cleanup leaves it alone.
+const RetiredOwner = "retired_by_airlock"
+
+// ensureRetiredOwner creates RetiredOwner if it is missing and makes the
+// admin a member of it, which REASSIGN OWNED requires.
+func ensureRetiredOwner(ctx context.Context, pool *pgxpool.Pool) error {
+	ident := pgx.Identifier{RetiredOwner}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+ident+" NOLOGIN NOINHERIT"); err != nil && pgErrorCode(err) != "42710" { // duplicate_object
+		return err
+	}
+	if _, err := pool.Exec(ctx, "GRANT "+ident+" TO CURRENT_USER"); err != nil && pgErrorCode(err) != "0LP01" {
+		// 0LP01 (invalid_grant_operation): the admin is a superuser or
+		// already a member; REASSIGN works either way.
+		return err
 	}
 	return nil
 }

@@ -207,3 +207,51 @@ func TestExpiredRoleIsRefused(t *testing.T) {
 		t.Fatalf("query with an expired role: %v, want ErrLoginRefused with SQLSTATE 28P01", err)
 	}
 }
+
+// What a read_write lease created outlives its role, owned by a role that
+// can do nothing — never by the admin, so a SECURITY DEFINER function left
+// behind cannot run with the admin's privileges.
+func TestRevokeHandsCreatedObjectsToAPowerlessRole(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.pg.Exec(t, "GRANT CREATE ON SCHEMA public TO app_readwrite")
+	cred := f.mint(t, "readwrite")
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=%s password=%s sslmode=disable", f.pg.Port, cred.Handle(), cred.password.Reveal())
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"CREATE TABLE left_behind (x int)",
+		"CREATE FUNCTION peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM pg_authid'",
+		"GRANT EXECUTE ON FUNCTION peek() TO PUBLIC",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	conn.Close(ctx)
+	if err := f.resource.Revoke(ctx, tools.LeaseRef{Handle: cred.Handle()}); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	owners := f.pg.Query(t, "postgres", `SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'left_behind'
+		UNION ALL SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'peek'`)
+	if len(owners) != 2 || owners[0] != RetiredOwner || owners[1] != RetiredOwner {
+		t.Fatalf("owners after revoke = %v, want %s for both", owners, RetiredOwner)
+	}
+	// The function now runs as the powerless owner: reading pg_authid fails.
+	reader := f.mint(t, "readonly")
+	rdsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=%s password=%s sslmode=disable", f.pg.Port, reader.Handle(), reader.password.Reveal())
+	rc, err := pgx.Connect(ctx, rdsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close(ctx)
+	var n int64
+	if err := rc.QueryRow(ctx, "SELECT peek()").Scan(&n); pgErrorCode(err) != "42501" {
+		t.Fatalf("the left-behind SECURITY DEFINER function: %v (n=%d), want SQLSTATE 42501", err, n)
+	}
+	if orphans, _ := f.resource.Orphans(ctx); slices.Contains(orphans, RetiredOwner) {
+		t.Errorf("orphan cleanup would drop %s", RetiredOwner)
+	}
+}
