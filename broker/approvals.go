@@ -20,7 +20,7 @@ const ApprovalStatusTool = "approval_status"
 func (b *Broker) ApprovalStatus(ctx context.Context, in Call) Result {
 	in.Tool = ApprovalStatusTool
 	c := b.begin(in)
-	defer c.st.inflight.Done()
+	defer c.st.inflight.leave()
 	if r := b.receive(ctx, c); r != nil {
 		return b.finish(ctx, c, r)
 	}

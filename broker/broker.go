@@ -42,6 +42,9 @@ type Recorder interface {
 type Leases interface {
 	Acquire(ctx context.Context, res tools.Resource, grant string, id policy.Identity, callID string) (*lease.Lease, error)
 	Release(ctx context.Context, res tools.Resource, l *lease.Lease)
+	// RevokeResource revokes every lease held for a resource that a reload
+	// removed or changed (its grants may have narrowed).
+	RevokeResource(ctx context.Context, res tools.Resource)
 }
 
 // Approvals holds calls for human decisions.
@@ -80,7 +83,48 @@ type State struct {
 	Masking   *masking.Engine
 	Limits    tools.Limits
 
-	inflight sync.WaitGroup
+	inflight inflight
+}
+
+// inflight counts the calls running on a State. Once retired (replaced by a
+// reload) it admits no new calls, and done closes when the last one ends.
+type inflight struct {
+	mu      sync.Mutex
+	n       int
+	retired bool
+	done    chan struct{}
+}
+
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.retired {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.retired && f.n == 0 {
+		close(f.done)
+	}
+}
+
+// retire admits no more calls and returns a channel closed when none runs.
+func (f *inflight) retire() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.retired {
+		f.retired, f.done = true, make(chan struct{})
+		if f.n == 0 {
+			close(f.done)
+		}
+	}
+	return f.done
 }
 
 // Config configures a Broker.
@@ -153,9 +197,10 @@ func (b *Broker) Tools() []tools.Tool {
 // that st does not carry over are closed once the last of them is done.
 func (b *Broker) Swap(st *State) {
 	old := b.state.Swap(st)
+	done := old.inflight.retire()
 	go func() {
-		old.inflight.Wait()
-		closeReplaced(old, st)
+		<-done
+		b.retire(old, st)
 	}()
 }
 
@@ -181,7 +226,7 @@ type call struct {
 // Handle runs one tool call through every stage, in order.
 func (b *Broker) Handle(ctx context.Context, in Call) Result {
 	c := b.begin(in)
-	defer c.st.inflight.Done()
+	defer c.st.inflight.leave()
 
 	if r := b.receive(ctx, c); r != nil {
 		return b.finish(ctx, c, r)
@@ -215,11 +260,9 @@ func (b *Broker) Handle(ctx context.Context, in Call) Result {
 func (b *Broker) begin(in Call) *call {
 	for {
 		st := b.state.Load()
-		st.inflight.Add(1)
-		if b.state.Load() == st {
+		if st.inflight.enter() { // a retired state admits none: load the new one
 			return &call{Call: in, id: uuid.NewString(), start: b.cfg.Clock(), st: st}
 		}
-		st.inflight.Done() // swapped meanwhile: run on the new state
 	}
 }
 

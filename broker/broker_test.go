@@ -81,16 +81,29 @@ func (fakeCred) Handle() string       { return "h" }
 func (fakeCred) String() string       { return "[REDACTED]" }
 func (fakeCred) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
 
-type fakeResource struct{ spec tools.ResourceSpec }
+type fakeResource struct {
+	spec    tools.ResourceSpec
+	mu      sync.Mutex
+	closed  bool
+	revoked int
+}
+
+func (r *fakeResource) isClosed() bool   { r.mu.Lock(); defer r.mu.Unlock(); return r.closed }
+func (r *fakeResource) revocations() int { r.mu.Lock(); defer r.mu.Unlock(); return r.revoked }
 
 func (r *fakeResource) Spec() tools.ResourceSpec { return r.spec }
 func (r *fakeResource) Mint(context.Context, tools.MintRequest) (tools.Credential, error) {
 	return fakeCred{}, nil
 }
-func (r *fakeResource) Revoke(context.Context, tools.LeaseRef) error { return nil }
-func (r *fakeResource) Orphans(context.Context) ([]string, error)    { return nil, nil }
-func (r *fakeResource) Reusable() bool                               { return true }
-func (r *fakeResource) Close()                                       {}
+func (r *fakeResource) Revoke(context.Context, tools.LeaseRef) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked++
+	return nil
+}
+func (r *fakeResource) Orphans(context.Context) ([]string, error) { return nil, nil }
+func (r *fakeResource) Reusable() bool                            { return true }
+func (r *fakeResource) Close()                                    { r.mu.Lock(); r.closed = true; r.mu.Unlock() }
 
 // flakyRecorder fails appends of the given event types.
 type flakyRecorder struct {
@@ -367,4 +380,48 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A reload does not disturb a call in flight: it finishes on the state it
+// started with; the replaced resource's leases are revoked and the resource
+// closed only after that call ends.
+func TestSwapWaitsForCallsInFlight(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	h.tool.output = func() *tools.Output {
+		close(started)
+		<-release
+		return &tools.Output{Table: &tools.Table{Columns: []tools.Column{{Name: "x"}}, Rows: [][]any{{"ok"}}}}
+	}
+	done := make(chan Result, 1)
+	go func() { done <- h.call(t, eng, `{"resource":"db1","query":"select"}`) }()
+	<-started
+
+	old := h.broker.State()
+	oldRes := old.Resources["db1"].(*fakeResource)
+	h.broker.Swap(&State{
+		Policy:    old.Policy,
+		Resources: map[string]tools.Resource{"db1": &fakeResource{spec: oldRes.spec}},
+		Masking:   old.Masking,
+		Limits:    old.Limits,
+	})
+	time.Sleep(50 * time.Millisecond)
+	if oldRes.isClosed() {
+		t.Fatal("the replaced resource was closed while a call was using it")
+	}
+	close(release)
+	if r := <-done; r.IsError {
+		t.Fatalf("the call in flight failed across the reload: %s", r.Text)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !oldRes.isClosed() {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced resource was never closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if oldRes.revocations() != 1 {
+		t.Errorf("revocations of the replaced resource's lease = %d, want 1", oldRes.revocations())
+	}
 }

@@ -74,7 +74,7 @@ func (b *Broker) usableResources(st *State, id policy.Identity, kind string) []s
 func (b *Broker) ListResources(ctx context.Context, in Call) Result {
 	in.Tool = ListResourcesTool
 	c := b.begin(in)
-	defer c.st.inflight.Done()
+	defer c.st.inflight.leave()
 	if r := b.receive(ctx, c); r != nil {
 		return b.finish(ctx, c, r)
 	}

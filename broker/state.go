@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -97,10 +98,12 @@ func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*
 	}, nil
 }
 
-// closeReplaced closes the resources of old that next no longer uses.
-func closeReplaced(old, next *State) {
+// retire revokes the leases of old's resources that next removed or
+// changed, then closes those resources.
+func (b *Broker) retire(old, next *State) {
 	for name, r := range old.Resources {
 		if n, ok := next.Resources[name]; !ok || n != r {
+			b.cfg.Leases.RevokeResource(context.Background(), r)
 			r.Close()
 		}
 	}

@@ -95,6 +95,8 @@ type Lease struct {
 	Credential tools.Credential
 	// Reused is true when this call reuses a lease minted for an earlier one.
 	Reused bool
+
+	res tools.Resource // the resource object that minted it
 }
 
 type key struct{ subject, issuer, resource, grant string }
@@ -138,7 +140,7 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 			if err := m.cfg.OnEvent(ctx, Event{Type: "lease.reused", Lease: l.Record, CallID: callID}); err != nil {
 				return nil, err
 			}
-			return &Lease{Record: l.Record, Credential: l.Credential, Reused: true}, nil
+			return &Lease{Record: l.Record, Credential: l.Credential, Reused: true, res: l.res}, nil
 		}
 	}
 
@@ -187,7 +189,7 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 		m.revoke(context.WithoutCancel(ctx), res, &Lease{Record: rec, Credential: cred}, "could not record lease")
 		return nil, err
 	}
-	l := &Lease{Record: rec, Credential: cred}
+	l := &Lease{Record: rec, Credential: cred, res: res}
 	m.mu.Lock()
 	m.live[rec.ID] = l
 	if res.Reusable() {
@@ -250,6 +252,22 @@ func (m *Manager) revoke(ctx context.Context, res tools.Resource, l *Lease, why 
 		m.cfg.Logger.Error("recording lease revocation", "lease_id", rec.ID, "error", err)
 	}
 	m.cfg.Logger.Info("lease revoked", "lease_id", rec.ID, "resource", rec.Resource, "grant", rec.Grant, "reason", why)
+}
+
+// RevokeResource revokes every lease this process holds on a resource: a
+// reload removed it or changed it, and its grants may have narrowed.
+func (m *Manager) RevokeResource(ctx context.Context, res tools.Resource) {
+	m.mu.Lock()
+	var held []*Lease
+	for _, l := range m.live {
+		if l.res == res {
+			held = append(held, l)
+		}
+	}
+	m.mu.Unlock()
+	for _, l := range held {
+		m.revoke(ctx, res, l, "resource reconfigured")
+	}
 }
 
 // revokeRecord revokes a lease known only from the store.
