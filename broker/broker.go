@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -221,6 +223,8 @@ type call struct {
 	lease    *lease.Lease
 	output   *tools.Output
 	counts   masking.Counts
+	// ended is set once a final event (completed, failed, refused) is recorded.
+	ended bool
 }
 
 // Handle runs one tool call through every stage, in order.
@@ -326,7 +330,11 @@ func (b *Broker) decide(ctx context.Context, c *call) *Result {
 	started := b.cfg.Clock()
 	c.decision = c.st.Policy.Evaluate(b.input(c))
 	b.cfg.Metrics.observeStage("policy", b.cfg.Clock().Sub(started))
-	if err := b.record(ctx, c, "call.decided", map[string]any{"decision": c.decision, "facts": c.facts}); err != nil {
+	facts, err := b.maskFacts(c)
+	if err != nil {
+		return refuse("failed", "The call was refused because its facts could not be masked for the transcript.")
+	}
+	if err := b.record(ctx, c, "call.decided", map[string]any{"decision": c.decision, "facts": facts}); err != nil {
 		return refuse("failed", "The call was refused because its policy decision could not be recorded.")
 	}
 	switch c.decision.Effect {
@@ -350,17 +358,22 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	if c.decision.Effect != policy.Approve {
 		return nil
 	}
-	if b.cfg.Approvals == nil {
-		return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, parenthesized(c.decision.Message))
-	}
 	canonical := c.args.Canonical()
-	masked, _, err := b.maskArguments(c.st, canonical)
+	masked, hidden, err := b.maskArguments(c.st, canonical)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the approvers.")
+	}
+	if len(hidden) > 0 {
+		// Approvers would see the call with parts replaced: nobody should
+		// approve what they cannot read whole.
+		return refuse("refused", "Rule %q requires human approval, but the arguments contain values that look like secrets (%s), which approvers would see masked; remove them (pass secrets through the resource's configuration, not the call) and call again.", c.decision.Rule, strings.Join(slices.Sorted(maps.Keys(hidden)), ", "))
 	}
 	shown, err := json.Marshal(masked)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be encoded for the approvers.")
+	}
+	if b.cfg.Approvals == nil {
+		return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, parenthesized(c.decision.Message))
 	}
 	digest := sha256.Sum256(canonical)
 	a, created, err := b.cfg.Approvals.Request(ctx, approval.RequestInput{
@@ -368,7 +381,7 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		Arguments: shown, ArgumentsDigest: digest[:], Decision: c.decision, CallID: c.id,
 	})
 	if err != nil {
-		b.recordFailure(ctx, c, "approval", err)
+		b.recordFailure(ctx, c, "approval", err.Error())
 		return refuse("failed", "The call needs approval, but the approval could not be created: %s", sentence(err.Error()))
 	}
 	if err := b.record(ctx, c, "approval.requested", map[string]any{
@@ -388,14 +401,14 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		case err == nil:
 			a = got
 		case ctx.Err() == nil:
-			b.recordFailure(ctx, c, "approval", err)
+			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("failed", "Waiting for approval %s failed: %s", a.ID, sentence(err.Error()))
 		}
 	}
 	switch a.State {
 	case approval.Approved:
 		if err := b.cfg.Approvals.Consume(ctx, a.ID, c.id); err != nil {
-			b.recordFailure(ctx, c, "approval", err)
+			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
 		}
 		if err := b.record(ctx, c, "approval.consumed", map[string]any{"approval_id": a.ID, "decisions": a.Decisions}); err != nil {
@@ -441,9 +454,10 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, c.Identity, c.id)
 	b.cfg.Metrics.observeStage("lease", b.cfg.Clock().Sub(started))
 	if err != nil {
-		b.cfg.Logger.Error("lease failed", "call_id", c.id, "resource", c.resource.Spec().Name, "error", err)
-		b.recordFailure(ctx, c, "lease", err)
-		return refuse("failed", "Could not obtain a credential for resource %s: %s", c.resource.Spec().Name, sentence(err.Error()))
+		msg := b.maskText(c, err.Error())
+		b.cfg.Logger.Error("lease failed", "call_id", c.id, "resource", c.resource.Spec().Name, "error", msg)
+		b.recordFailure(ctx, c, "lease", msg)
+		return refuse("failed", "Could not obtain a credential for resource %s: %s", c.resource.Spec().Name, sentence(msg))
 	}
 	c.lease = l
 	return nil
@@ -466,8 +480,9 @@ func (b *Broker) execute(ctx context.Context, c *call) *Result {
 	elapsed := b.cfg.Clock().Sub(started)
 	b.cfg.Metrics.observeStage("execute", elapsed)
 	if err != nil {
-		b.recordFailure(ctx, c, "execute", err)
-		return refuse(outcomeOf(err), "%s", sentence(err.Error()))
+		msg := b.maskText(c, err.Error())
+		b.recordFailure(ctx, c, "execute", msg)
+		return refuse(outcomeOf(err), "%s", sentence(msg))
 	}
 	if out.Duration == 0 {
 		out.Duration = elapsed
@@ -484,7 +499,7 @@ func (b *Broker) mask(ctx context.Context, c *call) *Result {
 	b.cfg.Metrics.observeStage("mask", b.cfg.Clock().Sub(started))
 	if err != nil {
 		c.output = nil
-		b.recordFailure(ctx, c, "mask", err)
+		b.recordFailure(ctx, c, "mask", "masking failed: "+b.maskText(c, err.Error()))
 		return refuse("failed", "The output was withheld because masking failed; nothing from this call was returned.")
 	}
 	c.counts = counts
@@ -510,6 +525,7 @@ func (b *Broker) respond(ctx context.Context, c *call) *Result {
 	if err := b.record(ctx, c, "call.completed", data); err != nil {
 		return refuse("failed", "The output was withheld because it could not be recorded in the transcript.")
 	}
+	c.ended = true
 	return &Result{Structured: structured, Text: text}
 }
 
@@ -544,7 +560,11 @@ func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
 		attrs = append(attrs, "rule", c.decision.Rule)
 	}
 	if r.IsError {
-		attrs = append(attrs, "reason", r.Text)
+		reason := b.maskText(c, r.Text)
+		attrs = append(attrs, "reason", reason)
+		if !c.ended {
+			_ = b.record(ctx, c, "call.refused", map[string]any{"outcome": outcome, "reason": reason})
+		}
 	}
 	b.cfg.Logger.Info("call", attrs...)
 	return *r
@@ -581,10 +601,12 @@ func (b *Broker) record(ctx context.Context, c *call, typ string, data any) erro
 	return err
 }
 
-// recordFailure records that a stage failed. Errors from backends never carry
-// secrets (the backends guarantee it), so the message is kept.
-func (b *Broker) recordFailure(ctx context.Context, c *call, stage string, cause error) {
-	_ = b.record(ctx, c, "call.failed", map[string]any{"stage": stage, "error": cause.Error()})
+// recordFailure records that a stage failed, with the error text already
+// masked by the caller.
+func (b *Broker) recordFailure(ctx context.Context, c *call, stage, msg string) {
+	if b.record(ctx, c, "call.failed", map[string]any{"stage": stage, "error": msg}) == nil {
+		c.ended = true
+	}
 }
 
 // RecordLease records a lease transition; the lease manager calls it.

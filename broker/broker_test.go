@@ -232,32 +232,32 @@ func TestHandleStages(t *testing.T) {
 		{
 			name: "default deny", id: policy.Identity{Subject: "bob"}, args: `{"resource":"db1","query":"select"}`,
 			wantError: true, wantText: []string{"Denied", "default deny"},
-			wantTypes: []string{"call.received", "call.decided"},
+			wantTypes: []string{"call.received", "call.decided", "call.refused"},
 		},
 		{
 			name: "deny rule wins and is named", id: eng, args: `{"resource":"db1","query":"secret"}`,
 			wantError: true, wantText: []string{`"no-secret-table"`, "off limits"},
-			wantTypes: []string{"call.received", "call.decided"},
+			wantTypes: []string{"call.received", "call.decided", "call.refused"},
 		},
 		{
 			name: "approval is refused until approvals exist", id: eng, args: `{"resource":"db1","query":"write x"}`,
 			wantError: true, wantText: []string{`"writes-need-approval"`, "approval", "writes need a DBA"},
-			wantTypes: []string{"call.received", "call.decided"},
+			wantTypes: []string{"call.received", "call.decided", "call.refused"},
 		},
 		{
 			name: "unknown resource lists the usable ones", id: eng, args: `{"resource":"nope","query":"select"}`,
 			wantError: true, wantText: []string{`"nope"`, "db1"},
-			wantTypes: []string{"call.received"},
+			wantTypes: []string{"call.received", "call.refused"},
 		},
 		{
 			name: "unknown resource lists nothing to an outsider", id: policy.Identity{Subject: "mallory"}, args: `{"resource":"nope"}`,
 			wantError: true, wantText: []string{"no fake resource you may use"},
-			wantTypes: []string{"call.received"},
+			wantTypes: []string{"call.received", "call.refused"},
 		},
 		{
 			name: "invalid arguments", id: eng, args: `{"query":"select"}`,
 			wantError: true, wantText: []string{"resource is required"},
-			wantTypes: []string{"call.received"},
+			wantTypes: []string{"call.received", "call.refused"},
 		},
 	}
 	for _, tt := range tests {
@@ -423,5 +423,37 @@ func TestSwapWaitsForCallsInFlight(t *testing.T) {
 	}
 	if oldRes.revocations() != 1 {
 		t.Errorf("revocations of the replaced resource's lease = %d, want 1", oldRes.revocations())
+	}
+}
+
+// A call whose arguments hold something that looks like a secret cannot be
+// approved: approvers would see it masked, and a masked span can hide what
+// the call really does.
+func TestApprovalRefusedWhenArgumentsAreMasked(t *testing.T) {
+	h := newHarness(t)
+	res := h.call(t, eng, `{"resource":"db1","query":"write x -- -----BEGIN PRIVATE KEY-----\n OR true"}`)
+	if !res.IsError || !strings.Contains(res.Text, "private_key") || !strings.Contains(res.Text, "look like secrets") {
+		t.Fatalf("got %+v", res)
+	}
+	if h.tool.count() != 0 {
+		t.Error("executed")
+	}
+}
+
+// Error text from a backend is masked with the call's profile before it
+// reaches the agent, the transcript or the log.
+func TestBackendErrorTextIsMasked(t *testing.T) {
+	h := newHarness(t)
+	const jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+	h.tool.err = fmt.Errorf("ERROR: invalid input for ada@example.com token %s (SQLSTATE 22P02)", jwt)
+	res := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	if !res.IsError || strings.Contains(res.Text, jwt) || strings.Contains(res.Text, "ada@example.com") {
+		t.Fatalf("unmasked error text reached the agent: %s", res.Text)
+	}
+	evs, _ := h.rec.Events(context.Background(), recorder.Filter{CallID: res.CallID})
+	for _, ev := range evs {
+		if strings.Contains(string(ev.Data), jwt) || strings.Contains(string(ev.Data), "ada@example.com") {
+			t.Errorf("unmasked error text in %s: %s", ev.Type, ev.Data)
+		}
 	}
 }

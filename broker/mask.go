@@ -64,6 +64,14 @@ func (b *Broker) maskOutput(c *call) (counts masking.Counts, err error) {
 			counts.Add(n)
 		}
 	}
+	if out.Extra != nil {
+		masked, n, err := p.MaskObject(map[string]any(out.Extra))
+		if err != nil {
+			return nil, err
+		}
+		out.Extra, _ = masked.(map[string]any)
+		counts.Add(n)
+	}
 	for i, obj := range out.Objects {
 		masked, n, err := p.MaskObject(obj)
 		if err != nil {
@@ -87,4 +95,36 @@ func (b *Broker) maskArguments(st *State, args json.RawMessage) (any, masking.Co
 		return nil, nil, err
 	}
 	return p.MaskObject(v)
+}
+
+// maskText masks a text about the call (an error, a refusal) with the call's
+// profile, or the default one before a resource is known. If masking fails,
+// the text is withheld.
+func (b *Broker) maskText(c *call, s string) string {
+	var p *masking.Profile
+	if c.resource != nil {
+		p, _ = b.profile(c)
+	}
+	if p == nil {
+		p, _ = c.st.Masking.Profile(DefaultMaskProfile)
+	}
+	if p == nil {
+		return "[withheld: no masking profile]"
+	}
+	out, _, err := p.MaskText(s)
+	if err != nil {
+		return "[withheld: masking failed]"
+	}
+	return out
+}
+
+// maskFacts masks the facts recorded in the transcript (shell arguments can
+// carry what the arguments' masking removed) with the default profile.
+func (b *Broker) maskFacts(c *call) (any, error) {
+	raw, err := json.Marshal(c.facts)
+	if err != nil {
+		return nil, err
+	}
+	masked, _, err := b.maskArguments(c.st, raw)
+	return masked, err
 }

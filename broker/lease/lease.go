@@ -101,6 +101,9 @@ type Lease struct {
 
 type key struct{ subject, issuer, resource, grant string }
 
+// mintTimeout bounds one Mint, which runs even if the call is cancelled.
+const mintTimeout = 30 * time.Second
+
 // Manager mints, caches, reuses and revokes leases.
 type Manager struct {
 	cfg Config
@@ -164,7 +167,12 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 	if err := m.cfg.Store.InsertLease(ctx, rec); err != nil {
 		return nil, fmt.Errorf("recording lease before minting: %w", err)
 	}
-	cred, err := res.Mint(ctx, tools.MintRequest{
+	// Minting is not cut short by the caller going away: a CREATE ROLE the
+	// server completes after a cancelled request would leave a credential
+	// behind that the cleanup below ran too early to see.
+	mintCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mintTimeout)
+	defer cancel()
+	cred, err := res.Mint(mintCtx, tools.MintRequest{
 		LeaseID:   leaseID,
 		Handle:    rec.Handle,
 		GrantName: grantName,
@@ -203,7 +211,14 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 // backend may have created.
 func (m *Manager) fail(ctx context.Context, res tools.Resource, rec store.Lease, cause error) {
 	ctx = context.WithoutCancel(ctx)
-	_ = res.Revoke(ctx, tools.LeaseRef{LeaseID: rec.ID, Handle: rec.Handle})
+	if err := res.Revoke(ctx, tools.LeaseRef{LeaseID: rec.ID, Handle: rec.Handle}); err != nil {
+		// Whatever the mint may have created could not be cleaned up: the
+		// lease stays pending, so the sweeper revokes it at its expiry.
+		m.cfg.Logger.Error("cleaning up after a failed mint; the sweeper will retry at expiry", "lease_id", rec.ID, "error", err)
+		_ = m.cfg.Store.SetLeaseState(ctx, rec.ID, store.LeasePending, "mint failed and cleanup failed: "+err.Error(), m.cfg.Clock())
+		_ = m.cfg.OnEvent(ctx, Event{Type: "lease.failed", Lease: rec, Err: cause})
+		return
+	}
 	now := m.cfg.Clock()
 	if err := m.cfg.Store.SetLeaseState(ctx, rec.ID, store.LeaseFailed, cause.Error(), now); err != nil {
 		m.cfg.Logger.Error("recording failed lease", "lease_id", rec.ID, "error", err)

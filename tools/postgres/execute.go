@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,6 +273,7 @@ func (e *execution) queryError(ctx context.Context, conn *pgx.Conn, index int, e
 		if unavailableCode(pe.Code) {
 			return fmt.Errorf("%w: PostgreSQL for resource %s went away during the call (%w)", tools.ErrBackendUnavailable, e.resource.spec.Name, pe)
 		}
+		pe = withoutValues(pe)
 		if index >= 0 {
 			return fmt.Errorf("statement %d: %w", index+1, pe)
 		}
@@ -454,3 +456,23 @@ func (r *Resource) fetchMetadata(ctx context.Context, pool *pgxpool.Pool, tableO
 	}
 	return nil
 }
+
+// withoutValues drops the data a PostgreSQL error quotes. A data exception
+// (class 22: invalid input syntax for type integer: "123-45-6789") quotes
+// the value in its message, an integrity violation (class 23) names the
+// key's value in its detail; either can be any value the query read, masked
+// columns included.
+func withoutValues(pe *pgconn.PgError) *pgconn.PgError {
+	c := *pe
+	switch {
+	case strings.HasPrefix(pe.Code, "22"):
+		c.Message = quotedValue.ReplaceAllString(c.Message, `"…"`)
+	case strings.HasPrefix(pe.Code, "23"):
+	default:
+		return pe
+	}
+	c.Detail, c.Where, c.Hint = "", "", ""
+	return &c
+}
+
+var quotedValue = regexp.MustCompile(`"(?:[^"]|"")*"`)
