@@ -44,9 +44,22 @@ func (b *Broker) maskOutput(c *call) (counts masking.Counts, err error) {
 	counts = masking.Counts{}
 	out := c.output
 	if t := out.Table; t != nil {
+		// A computed column (no table of origin) may be derived from a
+		// protected one (reverse(ssn), row_to_json(u)): when the query
+		// refers to a column a rule protects, or to whole rows, computed
+		// columns are masked whole. Fail closed.
+		derived := false
+		if p.HasColumnRules() {
+			for _, name := range t.Referenced {
+				if name == "*" || p.ProtectsColumnName(name) {
+					derived = true
+					break
+				}
+			}
+		}
 		cols := make([]masking.ColumnRef, len(t.Columns))
 		for i, col := range t.Columns {
-			cols[i] = masking.ColumnRef{Table: col.Table, Column: col.Source}
+			cols[i] = masking.ColumnRef{Table: col.Table, Column: col.Source, Derived: derived && col.Table == ""}
 		}
 		n, err := p.MaskTable(cols, t.Rows)
 		if err != nil {
@@ -65,7 +78,17 @@ func (b *Broker) maskOutput(c *call) (counts masking.Counts, err error) {
 		}
 	}
 	if out.Extra != nil {
-		masked, n, err := p.MaskObject(map[string]any(out.Extra))
+		// Extra holds whatever Go values the tool chose: as JSON first, so
+		// masking sees only maps, lists and scalars.
+		raw, err := json.Marshal(out.Extra)
+		if err != nil {
+			return nil, err
+		}
+		var extra map[string]any
+		if err := json.Unmarshal(raw, &extra); err != nil {
+			return nil, err
+		}
+		masked, n, err := p.MaskObject(extra)
 		if err != nil {
 			return nil, err
 		}

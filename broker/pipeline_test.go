@@ -290,3 +290,37 @@ func BenchmarkQueryDirect(b *testing.B) {
 		}
 	}
 }
+
+// Column rules hold however a query derives a value from a protected column:
+// computed result columns are masked whole when the query refers to a
+// protected column, a whole row, or SQL in a string. Other computed columns
+// are left alone.
+func TestComputedColumnsCannotLaunderProtectedData(t *testing.T) {
+	p := newPipeline(t)
+	tests := []struct {
+		sql    string
+		leak   string // must not appear
+		expect string // must appear
+	}{
+		{"SELECT reverse(email) AS x FROM customers WHERE id = 1", "moc.elpmaxe@ada", "[COLUMN]"},
+		{"SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers WHERE id = 1", "YWRhQGV4YW1wbGUuY29t", "[COLUMN]"},
+		{"SELECT row_to_json(c) FROM customers c WHERE id = 1", "ada@example.com", "[COLUMN]"},
+		{"SELECT x FROM (SELECT lower(email) AS x FROM customers) s ORDER BY 1 LIMIT 1", "ada@example.com", "[COLUMN]"},
+		{"SELECT query_to_xml('select card_number from customers', true, false, '')", "4111", "[COLUMN]"},
+		{"SELECT count(*) AS n, upper(country) AS c FROM customers GROUP BY 2 ORDER BY 2 LIMIT 1", "[COLUMN]", "GB"},
+	}
+	for _, tt := range tests {
+		res := p.query(t, tt.sql)
+		if res.IsError {
+			t.Errorf("%s: refused: %s", tt.sql, res.Text)
+			continue
+		}
+		raw, _ := json.Marshal(res.Structured)
+		if strings.Contains(string(raw), tt.leak) || strings.Contains(res.Text, tt.leak) {
+			t.Errorf("%s: result contains %q:\n%s", tt.sql, tt.leak, res.Text)
+		}
+		if !strings.Contains(res.Text, tt.expect) {
+			t.Errorf("%s: result lacks %q:\n%s", tt.sql, tt.expect, res.Text)
+		}
+	}
+}

@@ -183,7 +183,7 @@ func BenchmarkMaskObject(b *testing.B) {
 func BenchmarkMaskTable1000Rows(b *testing.B) {
 	p := piiProfile(b)
 	g := newGen(corpusSeed + 3)
-	cols := []ColumnRef{{"public.users", "id"}, {"public.users", "name"}, {"public.users", "email"}, {"public.payments", "card"}}
+	cols := []ColumnRef{{Table: "public.users", Column: "id"}, {Table: "public.users", Column: "name"}, {Table: "public.users", Column: "email"}, {Table: "public.payments", Column: "card"}}
 	src := make([][]any, 1000)
 	size := 0
 	for i := range src {

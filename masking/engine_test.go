@@ -179,7 +179,7 @@ func TestFailsClosedOnPanic(t *testing.T) {
 	if !errors.Is(err, ErrInternal) || out != "" {
 		t.Errorf("MaskText = %q, %v; want ErrInternal and no output", out, err)
 	}
-	if _, err := broken.MaskTable([]ColumnRef{{"t", "c"}}, [][]any{{"a@example.com"}}); !errors.Is(err, ErrInternal) {
+	if _, err := broken.MaskTable([]ColumnRef{{Table: "t", Column: "c"}}, [][]any{{"a@example.com"}}); !errors.Is(err, ErrInternal) {
 		t.Errorf("MaskTable err = %v", err)
 	}
 	if _, _, err := broken.MaskObject(map[string]any{"a": "a@example.com"}); !errors.Is(err, ErrInternal) {

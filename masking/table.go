@@ -15,7 +15,12 @@ import (
 
 // ColumnRef names a result column. Table is "schema.table" as resolved by the
 // caller from result metadata, or empty for a computed column.
-type ColumnRef struct{ Table, Column string }
+type ColumnRef struct {
+	Table, Column string
+	// Derived marks a computed column (no Table) the caller knows may be
+	// derived from a protected one: it is masked whole, like a matched column.
+	Derived bool
+}
 
 // columnPattern is a compiled column glob.
 type columnPattern struct {
@@ -58,6 +63,9 @@ func (cp columnPattern) matches(ref ColumnRef) bool {
 
 // columnMasked reports whether a column rule covers ref.
 func (p *Profile) columnMasked(ref ColumnRef) bool {
+	if ref.Derived {
+		return true
+	}
 	for _, cp := range p.columns {
 		if cp.matches(ref) {
 			return true
@@ -263,4 +271,22 @@ func (p *Profile) maskStringer(s string, v any, counts Counts) any {
 		return v
 	}
 	return strings.Clone(out)
+}
+
+// HasColumnRules reports whether the profile masks any column whole.
+func (p *Profile) HasColumnRules() bool { return len(p.columns) > 0 }
+
+// ProtectsColumnName reports whether some column rule could match a column of
+// this name in some table (the table part of every rule is taken as
+// matching). The caller uses it to tell whether a computed result column
+// may be derived from a protected one.
+func (p *Profile) ProtectsColumnName(name string) bool {
+	name = strings.ToLower(name)
+	for _, cp := range p.columns {
+		i := strings.LastIndexByte(cp.pattern, '.')
+		if ok, _ := path.Match(cp.pattern[i+1:], name); ok {
+			return true
+		}
+	}
+	return false
 }

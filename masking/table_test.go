@@ -14,17 +14,17 @@ func TestColumnPatterns(t *testing.T) {
 		ref     ColumnRef
 		want    bool
 	}{
-		{"*.email", ColumnRef{"public.users", "email"}, true},
-		{"*.email", ColumnRef{"", "email"}, true}, // computed column
-		{"*.email", ColumnRef{"public.users", "email_verified"}, false},
-		{"users.ssn", ColumnRef{"public.users", "ssn"}, true},
-		{"users.ssn", ColumnRef{"billing.users", "SSN"}, true},
-		{"users.ssn", ColumnRef{"public.accounts", "ssn"}, false},
-		{"public.users.phone", ColumnRef{"public.users", "phone"}, true},
-		{"public.users.phone", ColumnRef{"audit.users", "phone"}, false},
-		{"public.users.phone", ColumnRef{"users", "phone"}, true}, // no schema known: compare table.column
-		{"*.password*", ColumnRef{"auth.accounts", "password_hash"}, true},
-		{"email", ColumnRef{"x.y", "email"}, true},
+		{"*.email", ColumnRef{Table: "public.users", Column: "email"}, true},
+		{"*.email", ColumnRef{Table: "", Column: "email"}, true}, // computed column
+		{"*.email", ColumnRef{Table: "public.users", Column: "email_verified"}, false},
+		{"users.ssn", ColumnRef{Table: "public.users", Column: "ssn"}, true},
+		{"users.ssn", ColumnRef{Table: "billing.users", Column: "SSN"}, true},
+		{"users.ssn", ColumnRef{Table: "public.accounts", Column: "ssn"}, false},
+		{"public.users.phone", ColumnRef{Table: "public.users", Column: "phone"}, true},
+		{"public.users.phone", ColumnRef{Table: "audit.users", Column: "phone"}, false},
+		{"public.users.phone", ColumnRef{Table: "users", Column: "phone"}, true}, // no schema known: compare table.column
+		{"*.password*", ColumnRef{Table: "auth.accounts", Column: "password_hash"}, true},
+		{"email", ColumnRef{Table: "x.y", Column: "email"}, true},
 	} {
 		if got := compileColumnPattern(tt.pattern).matches(tt.ref); got != tt.want {
 			t.Errorf("%q matches %+v = %v, want %v", tt.pattern, tt.ref, got, tt.want)
@@ -34,7 +34,7 @@ func TestColumnPatterns(t *testing.T) {
 
 func TestMaskTable(t *testing.T) {
 	p := piiProfile(t)
-	cols := []ColumnRef{{"public.users", "id"}, {"public.users", "email"}, {"public.users", "note"}, {"", "card"}, {"public.users", "meta"}, {"public.users", "raw"}}
+	cols := []ColumnRef{{Table: "public.users", Column: "id"}, {Table: "public.users", Column: "email"}, {Table: "public.users", Column: "note"}, {Table: "", Column: "card"}, {Table: "public.users", Column: "meta"}, {Table: "public.users", Column: "raw"}}
 	rows := [][]any{
 		{int64(1), "a@example.com", "call (415) 555-2671", int64(4111111111111111), map[string]any{"k": []any{"b@example.org", 3.5}}, []byte("ssn 123-45-6789")},
 		{int64(2), nil, "nothing", nil, nil, []byte("plain")},
@@ -59,11 +59,11 @@ func TestMaskTable(t *testing.T) {
 func TestMaskTableFailsClosed(t *testing.T) {
 	p := piiProfile(t)
 	type opaque struct{ S string }
-	_, err := p.MaskTable([]ColumnRef{{"t", "x"}}, [][]any{{opaque{"a@example.com"}}})
+	_, err := p.MaskTable([]ColumnRef{{Table: "t", Column: "x"}}, [][]any{{opaque{"a@example.com"}}})
 	if !errors.Is(err, ErrUnsupportedType) {
 		t.Errorf("err = %v, want ErrUnsupportedType", err)
 	}
-	_, err = p.MaskTable([]ColumnRef{{"t", "x"}}, [][]any{{"a", "b"}})
+	_, err = p.MaskTable([]ColumnRef{{Table: "t", Column: "x"}}, [][]any{{"a", "b"}})
 	if err == nil {
 		t.Error("row wider than columns accepted")
 	}
@@ -91,7 +91,7 @@ func TestMaskTableColumnReplacements(t *testing.T) {
 		}
 		p, _ := e.Profile("p")
 		rows := [][]any{{tt.in}}
-		if _, err := p.MaskTable([]ColumnRef{{"t", "secret"}}, rows); err != nil {
+		if _, err := p.MaskTable([]ColumnRef{{Table: "t", Column: "secret"}}, rows); err != nil {
 			t.Fatal(err)
 		}
 		if got := rows[0][0].(string); len(got) < len(tt.want) || got[:len(tt.want)] != tt.want {

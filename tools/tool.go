@@ -179,6 +179,10 @@ type Table struct {
 	Rows    [][]any  `json:"rows"`
 	// Tag is the command tag, e.g. "SELECT 3" or "UPDATE 1".
 	Tag string `json:"tag,omitempty"`
+	// Referenced names the columns the query refers to anywhere, with "*"
+	// for stars, whole rows and SQL run from text: what a computed column
+	// may be derived from. Masking uses it to protect computed columns.
+	Referenced []string `json:"-"`
 }
 
 // Column describes one result column. Table and Source are resolved from

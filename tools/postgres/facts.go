@@ -149,6 +149,10 @@ type statement struct {
 	notRead string // why the statement is not a plain read; "" when it is
 	refusal string // why Execute refuses it whatever the grant; "" when allowed
 	facts   policy.Statement
+	// columns are the column names the statement refers to anywhere,
+	// lower-case, with "*" for a star, a whole-row reference or SQL run from
+	// a string: what a computed result column may be derived from.
+	columns []string
 }
 
 // parsedSQL is the result of parsing a query_db call's SQL once, in Decode.
@@ -235,6 +239,9 @@ func statementText(sql string, raw *pg_query.RawStmt) string {
 type analysis struct {
 	writeTargets map[*pg_query.RangeVar]bool
 	cteNames     map[string]bool
+	relNames     map[string]bool // tables, aliases and CTEs a row variable may name
+	columns      []string
+	singleRefs   []string // one-field column references: a column, or a whole row
 	read         []string
 	written      []string
 	functions    []string
@@ -256,7 +263,7 @@ func analyze(node *pg_query.Node) statement {
 	typeName := string(top.Descriptor().Name())
 	st.kind = kindOf(typeName, top.Interface())
 
-	a := &analysis{writeTargets: map[*pg_query.RangeVar]bool{}, cteNames: map[string]bool{}}
+	a := &analysis{writeTargets: map[*pg_query.RangeVar]bool{}, cteNames: map[string]bool{}, relNames: map[string]bool{}}
 	a.markDDLTargets(top.Interface())
 	// One walk, parents before children: write targets are marked when their
 	// statement is visited; table references are classified after the walk,
@@ -266,12 +273,31 @@ func analyze(node *pg_query.Node) statement {
 		switch n := m.Interface().(type) {
 		case *pg_query.RangeVar:
 			refs = append(refs, n)
+			a.relNames[strings.ToLower(n.Relname)] = true
+			if n.Alias != nil {
+				a.relNames[strings.ToLower(n.Alias.Aliasname)] = true
+			}
+		case *pg_query.RangeSubselect:
+			if n.Alias != nil {
+				a.relNames[strings.ToLower(n.Alias.Aliasname)] = true
+			}
+		case *pg_query.RangeFunction:
+			if n.Alias != nil {
+				a.relNames[strings.ToLower(n.Alias.Aliasname)] = true
+			}
+		case *pg_query.ColumnRef:
+			a.columnRef(n)
 		case *pg_query.FuncCall:
-			a.functions = appendUnique(a.functions, qualifiedName(n.Funcname))
+			name := qualifiedName(n.Funcname)
+			a.functions = appendUnique(a.functions, name)
+			if runsSQLText(name) {
+				a.columns = appendUnique(a.columns, "*")
+			}
 		case *pg_query.ParamRef:
 			a.params = max(a.params, int(n.Number))
 		case *pg_query.CommonTableExpr:
 			a.cteNames[n.Ctename] = true
+			a.relNames[strings.ToLower(n.Ctename)] = true
 		case *pg_query.InsertStmt:
 			a.markWritten(n.Relation)
 			a.modifying = a.modifying || m.Interface() != top.Interface()
@@ -305,6 +331,12 @@ func analyze(node *pg_query.Node) statement {
 		}
 	}
 
+	for _, name := range a.singleRefs {
+		if a.relNames[name] {
+			a.columns = appendUnique(a.columns, "*") // a whole row: every column
+		}
+	}
+	st.columns = a.columns
 	st.params = a.params
 	st.facts = policy.Statement{
 		Kind:          st.kind,
@@ -321,6 +353,37 @@ func analyze(node *pg_query.Node) statement {
 	st.notRead = a.notRead(st.kind, top.Interface())
 	st.refusal = refusalOf(top.Interface())
 	return st
+}
+
+// columnRef notes the column a reference names ("*" for a star).
+func (a *analysis) columnRef(ref *pg_query.ColumnRef) {
+	if len(ref.Fields) == 0 {
+		return
+	}
+	last := ref.Fields[len(ref.Fields)-1]
+	if last.GetAStar() != nil {
+		a.columns = appendUnique(a.columns, "*")
+		return
+	}
+	name := strings.ToLower(last.GetString_().GetSval())
+	a.columns = appendUnique(a.columns, name)
+	if len(ref.Fields) == 1 {
+		a.singleRefs = append(a.singleRefs, name)
+	}
+}
+
+// runsSQLText reports whether a function runs SQL given as text, so what it
+// reads cannot be seen in the statement (query_to_xml('select ssn from …')).
+func runsSQLText(function string) bool {
+	name := function[strings.LastIndexByte(function, '.')+1:]
+	switch name {
+	case "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+		"table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema",
+		"schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xml_and_xmlschema",
+		"ts_stat", "dblink", "dblink_exec":
+		return true
+	}
+	return false
 }
 
 func (a *analysis) markWritten(rv *pg_query.RangeVar) {

@@ -170,10 +170,16 @@ func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Arg
 		limits.MaxRows = a.MaxRows
 	}
 	stmts := make([]execStatement, len(p.statements))
+	var referenced []string
 	for i, st := range p.statements {
 		stmts[i] = execStatement{text: st.text, args: a.Params[:st.params], read: st.notRead == ""}
+		referenced = appendUnique(referenced, st.columns...)
 	}
-	return runToOutput(ctx, &execution{resource: res, cred: cred, limits: limits, stmts: stmts}, nil)
+	out, err := runToOutput(ctx, &execution{resource: res, cred: cred, limits: limits, stmts: stmts}, nil)
+	if out != nil && out.Table != nil {
+		out.Table.Referenced = referenced
+	}
+	return out, err
 }
 
 // refuse checks a parsed call against what Execute never sends.
