@@ -190,8 +190,11 @@ func runServe(ctx context.Context, cfgPath string) error {
 			}
 			return nil
 		case <-ctx.Done():
-			logger.Info("shutting down: waiting for calls in flight")
-			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			// Calls in flight may be held for approval or running up to
+			// their timeout: wait for the longest of those.
+			grace := cfg.Approvals.Wait + cfg.Limits.Timeout + 10*time.Second
+			logger.Info("shutting down: waiting for calls in flight", "at_most", grace)
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 			err := srv.Shutdown(shutdownCtx)
 			cancel()
 			_ = streamable.Shutdown(context.WithoutCancel(ctx))

@@ -228,6 +228,10 @@ func credentialConfig(admin *pgxpool.Config, connectHost string) *pgxpool.Config
 	cc.User = ""
 	cc.Password = ""
 	cc.ConnectTimeout = 10 * time.Second
+	// Agent SQL goes over the extended protocol only, whatever the admin
+	// DSN's default_query_exec_mode says: never the simple protocol with
+	// client-side interpolation of parameters.
+	cc.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.MaxConns = credentialMaxConns
 	cfg.MinConns = 0
 	cfg.MaxConnIdleTime = time.Minute
