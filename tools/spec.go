@@ -1,6 +1,9 @@
 package tools
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ResourceSpec is one entry of `resources:` in the config, as the user wrote
 // it. Settings of every kind share this struct so the config reads flat, as
@@ -71,4 +74,49 @@ const (
 type Impersonation struct {
 	User   string   `yaml:"user" json:"user"`
 	Groups []string `yaml:"groups" json:"groups,omitempty"`
+}
+
+// Setting names one kind-specific setting of a resource.
+type Setting struct {
+	Key  string // as written in config, e.g. "host_key"
+	Kind string // the kind it belongs to
+}
+
+// ForeignSettings lists the settings that are set on the resource but
+// belong to a kind other than kind, so that a kind's Open can reject them
+// with a sentence saying whose they are.
+func (s ResourceSpec) ForeignSettings(kind string) []Setting {
+	all := []struct {
+		Setting
+		set bool
+	}{
+		{Setting{"admin_dsn_env", "postgres"}, s.AdminDSNEnv != ""},
+		{Setting{"admin_dsn_file", "postgres"}, s.AdminDSNFile != ""},
+		{Setting{"connect_host", "postgres"}, s.ConnectHost != ""},
+		{Setting{"address", "ssh"}, s.Address != ""},
+		{Setting{"host_key", "ssh"}, s.HostKey != ""},
+		{Setting{"host_ca", "ssh"}, s.HostCA != ""},
+		{Setting{"known_hosts_file", "ssh"}, s.KnownHostsFile != ""},
+		{Setting{"ca_key_file", "ssh"}, s.CAKeyFile != ""},
+		{Setting{"ca_key_env", "ssh"}, s.CAKeyEnv != ""},
+		{Setting{"source_address", "ssh"}, len(s.SourceAddress) > 0},
+		{Setting{"max_sessions", "ssh"}, s.MaxSessions != 0},
+		{Setting{"kubeconfig_file", "kubernetes"}, s.KubeconfigFile != ""},
+		{Setting{"in_cluster", "kubernetes"}, s.InCluster},
+	}
+	var out []Setting
+	for _, st := range all {
+		if st.set && st.Kind != kind {
+			out = append(out, st.Setting)
+		}
+	}
+	return out
+}
+
+// OwnerPhrase says whose setting it is: "an ssh setting".
+func (s Setting) OwnerPhrase() string {
+	if s.Kind == "ssh" || s.Kind != "" && strings.ContainsRune("aeiou", rune(s.Kind[0])) {
+		return "an " + s.Kind + " setting"
+	}
+	return "a " + s.Kind + " setting"
 }

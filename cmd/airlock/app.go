@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -208,8 +209,11 @@ func (a *app) reload() error {
 	return nil
 }
 
-// close revokes every live lease and closes everything, in order.
-func (a *app) close(ctx context.Context) error {
+// close revokes every live lease and closes everything, in order, even when
+// ctx is already cancelled (a signal), within a bounded time.
+func (a *app) close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	var errs []error
 	if err := a.approvals.Close(ctx); err != nil {
 		errs = append(errs, err)
@@ -221,7 +225,9 @@ func (a *app) close(ctx context.Context) error {
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		a.logger.Error("shutdown", "error", err)
+	}
 }
 
 // localIdentity is who calls when nothing authenticates the caller: --as,

@@ -76,13 +76,7 @@ func runServe(ctx context.Context, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := a.close(closeCtx); err != nil {
-			logger.Error("shutdown", "error", err)
-		}
-	}()
+	defer a.close(ctx)
 
 	mux := http.NewServeMux()
 	var (

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/spf13/cobra"
@@ -69,13 +68,7 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := a.close(closeCtx); err != nil {
-			logger.Error("shutdown", "error", err)
-		}
-	}()
+	defer a.close(ctx)
 
 	var identity mcpserver.IdentityFunc
 	if cfg.Auth.Mode == config.AuthOIDC {

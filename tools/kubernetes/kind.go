@@ -181,26 +181,8 @@ func inClusterConfig(env tools.Environment) (*rest.Config, error) {
 
 // rejectForeign refuses settings that belong to other kinds, naming them.
 func rejectForeign(spec tools.ResourceSpec, bad func(key, format string, args ...any) error) error {
-	foreign := []struct {
-		key string
-		set bool
-	}{
-		{"admin_dsn_env", spec.AdminDSNEnv != ""},
-		{"admin_dsn_file", spec.AdminDSNFile != ""},
-		{"connect_host", spec.ConnectHost != ""},
-		{"address", spec.Address != ""},
-		{"host_key", spec.HostKey != ""},
-		{"host_ca", spec.HostCA != ""},
-		{"known_hosts_file", spec.KnownHostsFile != ""},
-		{"ca_key_file", spec.CAKeyFile != ""},
-		{"ca_key_env", spec.CAKeyEnv != ""},
-		{"source_address", len(spec.SourceAddress) > 0},
-		{"max_sessions", spec.MaxSessions != 0},
-	}
-	for _, f := range foreign {
-		if f.set {
-			return bad(f.key, "not a kubernetes setting; kubernetes resources take kubeconfig_file | in_cluster and grants")
-		}
+	for _, f := range spec.ForeignSettings(KindName) {
+		return bad(f.Key, "%s (it is %s)", "not a kubernetes setting; kubernetes resources take kubeconfig_file | in_cluster and grants", f.OwnerPhrase())
 	}
 	return nil
 }

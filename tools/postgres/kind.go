@@ -65,24 +65,6 @@ func NewKind() tools.Kind { return Kind{} }
 // Name is "postgres".
 func (Kind) Name() string { return KindName }
 
-// foreignSettings names the settings of other kinds, so Open can reject them
-// with a sentence saying whose they are.
-var foreignSettings = []struct {
-	name, kind string
-	set        func(s tools.ResourceSpec) bool
-}{
-	{"address", "ssh", func(s tools.ResourceSpec) bool { return s.Address != "" }},
-	{"host_key", "ssh", func(s tools.ResourceSpec) bool { return s.HostKey != "" }},
-	{"host_ca", "ssh", func(s tools.ResourceSpec) bool { return s.HostCA != "" }},
-	{"known_hosts_file", "ssh", func(s tools.ResourceSpec) bool { return s.KnownHostsFile != "" }},
-	{"ca_key_file", "ssh", func(s tools.ResourceSpec) bool { return s.CAKeyFile != "" }},
-	{"ca_key_env", "ssh", func(s tools.ResourceSpec) bool { return s.CAKeyEnv != "" }},
-	{"source_address", "ssh", func(s tools.ResourceSpec) bool { return len(s.SourceAddress) > 0 }},
-	{"max_sessions", "ssh", func(s tools.ResourceSpec) bool { return s.MaxSessions != 0 }},
-	{"kubeconfig_file", "kubernetes", func(s tools.ResourceSpec) bool { return s.KubeconfigFile != "" }},
-	{"in_cluster", "kubernetes", func(s tools.ResourceSpec) bool { return s.InCluster }},
-}
-
 // Open validates a postgres resource and resolves its admin DSN. It does not
 // contact the server. Rules:
 //   - exactly one of admin_dsn_env and admin_dsn_file;
@@ -100,10 +82,8 @@ func (Kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 	if spec.Kind != "" && spec.Kind != KindName {
 		return nil, fail("kind is %q, not %q", spec.Kind, KindName)
 	}
-	for _, fs := range foreignSettings {
-		if fs.set(spec) {
-			return nil, fail("%s is %s setting, not valid for kind postgres", fs.name, article(fs.kind))
-		}
+	for _, fs := range spec.ForeignSettings(KindName) {
+		return nil, fail("%s is %s, not valid for kind postgres", fs.Key, fs.OwnerPhrase())
 	}
 	if len(spec.Grants) == 0 {
 		return nil, fail("no grants: add at least one, e.g. grants: {readonly: {roles: [app_readonly], ttl: 10m}}")
@@ -140,13 +120,6 @@ func (Kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 		credCfg:  credentialConfig(cfg, spec.ConnectHost),
 		meta:     newMetadataCache(metadataTTL),
 	}, nil
-}
-
-func article(kind string) string {
-	if kind == "ssh" {
-		return "an ssh"
-	}
-	return "a " + kind
 }
 
 func checkGrant(g tools.Grant) error {

@@ -132,20 +132,8 @@ func (k *kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resou
 
 // rejectForeign refuses settings that belong to other kinds, naming them.
 func rejectForeign(spec tools.ResourceSpec, bad func(key, format string, args ...any) error) error {
-	foreign := []struct {
-		key string
-		set bool
-	}{
-		{"admin_dsn_env", spec.AdminDSNEnv != ""},
-		{"admin_dsn_file", spec.AdminDSNFile != ""},
-		{"connect_host", spec.ConnectHost != ""},
-		{"kubeconfig_file", spec.KubeconfigFile != ""},
-		{"in_cluster", spec.InCluster},
-	}
-	for _, f := range foreign {
-		if f.set {
-			return bad(f.key, "not an ssh setting; ssh resources take address, host_key | host_ca | known_hosts_file, ca_key_file | ca_key_env, source_address, max_sessions and grants")
-		}
+	for _, f := range spec.ForeignSettings(KindName) {
+		return bad(f.Key, "%s (it is %s)", "not an ssh setting; ssh resources take address, host_key | host_ca | known_hosts_file, ca_key_file | ca_key_env, source_address, max_sessions and grants", f.OwnerPhrase())
 	}
 	return nil
 }
