@@ -154,10 +154,11 @@ func (p *pipeline) query(t testing.TB, sql string) broker.Result {
 // store (transcript and leases, WAL included), the log, the tool result.
 func TestSecretNeverTravels(t *testing.T) {
 	p := newPipeline(t)
-	res := p.query(t, "SELECT current_user, name, email FROM customers ORDER BY id")
+	res := p.query(t, "SELECT name, email FROM customers ORDER BY id")
 	if res.IsError {
 		t.Fatalf("query refused: %s", res.Text)
 	}
+	who := p.query(t, "SELECT current_user")
 	if len(p.leases.creds) != 1 {
 		t.Fatalf("want one credential, got %d", len(p.leases.creds))
 	}
@@ -167,8 +168,8 @@ func TestSecretNeverTravels(t *testing.T) {
 		t.Fatalf("implausible password length %d", len(secret))
 	}
 	// The minted role really ran the query.
-	if !strings.Contains(res.Text, cred.Handle()) {
-		t.Errorf("current_user is not the minted role %s:\n%s", cred.Handle(), res.Text)
+	if !strings.Contains(who.Text, cred.Handle()) {
+		t.Errorf("current_user is not the minted role %s:\n%s", cred.Handle(), who.Text)
 	}
 
 	var stored []byte
