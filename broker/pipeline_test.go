@@ -159,8 +159,8 @@ func TestSecretNeverTravels(t *testing.T) {
 		t.Fatalf("query refused: %s", res.Text)
 	}
 	who := p.query(t, "SELECT current_user")
-	if len(p.leases.creds) != 1 {
-		t.Fatalf("want one credential, got %d", len(p.leases.creds))
+	if len(p.leases.creds) != 2 || p.leases.creds[0].Handle() != p.leases.creds[1].Handle() {
+		t.Fatalf("want one credential used by both calls, got %v", p.leases.creds)
 	}
 	cred := p.leases.creds[0].(*postgres.Credential)
 	secret := cred.Secret().Reveal()
