@@ -178,7 +178,7 @@ func TestProfileSelectsDetectors(t *testing.T) {
 func TestDocsListEveryDetector(t *testing.T) {
 	doc, err := os.ReadFile("../docs/masking.md")
 	if err != nil {
-		t.Skip("docs not found:", err)
+		t.Fatalf("reading the masking docs: %v", err)
 	}
 	for _, b := range builtins {
 		if !strings.Contains(string(doc), "| `"+b.name+"` |") {
