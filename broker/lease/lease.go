@@ -33,7 +33,7 @@ type Store interface {
 	InsertLease(ctx context.Context, l store.Lease) error
 	SetLeaseState(ctx context.Context, id string, state store.LeaseState, errText string, at time.Time) error
 	LeasesDue(ctx context.Context, now time.Time) ([]store.Lease, error)
-	LeaseHandles(ctx context.Context, resource string) (map[string]bool, error)
+	LiveLeases(ctx context.Context) ([]store.Lease, error)
 }
 
 // Event reports a lease transition (minted, reused, revoked, failed) so the
@@ -309,20 +309,23 @@ func (m *Manager) revokeRecord(ctx context.Context, rec store.Lease, why string)
 // expiry.
 func (m *Manager) Recover(ctx context.Context, resources []tools.Resource) error {
 	m.Sweep(ctx)
+	// Handles of every live lease, whatever its resource: two resources can
+	// be databases of one PostgreSQL cluster, where roles are cluster-wide,
+	// so one resource's orphan listing shows the other's live roles too.
+	live, err := m.cfg.Store.LiveLeases(ctx)
+	if err != nil {
+		return fmt.Errorf("listing live leases: %w", err)
+	}
+	owned := make(map[string]bool, len(live))
+	for _, l := range live {
+		owned[l.Handle] = true
+	}
 	var errs []error
 	for _, res := range resources {
 		name := res.Spec().Name
 		orphans, err := res.Orphans(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("resource %s: listing credentials left behind: %w", name, err))
-			continue
-		}
-		if len(orphans) == 0 {
-			continue
-		}
-		owned, err := m.cfg.Store.LeaseHandles(ctx, name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("resource %s: listing live leases: %w", name, err))
 			continue
 		}
 		for _, handle := range orphans {

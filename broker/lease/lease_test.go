@@ -231,3 +231,22 @@ func TestCloseRevokesWhatThisProcessHolds(t *testing.T) {
 		t.Errorf("revoked %v, want %s and %s", res.revoked, a.Record.Handle, b.Record.Handle)
 	}
 }
+
+// Roles are cluster-wide: a live lease of another resource on the same
+// cluster shows up in this resource's orphan listing and must be left alone.
+func TestRecoverLeavesOtherResourcesLiveLeases(t *testing.T) {
+	m, res, st, clk, _ := setup(t, true)
+	ctx := context.Background()
+	other := store.Lease{ID: "00000000-0ther", CallID: "c", Resource: "db-staging", Kind: "fake", Grant: "ro", Subject: "x",
+		Handle: "role_staging", State: store.LeaseActive, CreatedAt: clk.Now(), ExpiresAt: clk.Now().Add(5 * time.Minute)}
+	if err := st.InsertLease(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	res.orphans = []string{"role_staging"}
+	if err := m.Recover(ctx, []tools.Resource{res}); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.revoked) != 0 {
+		t.Errorf("revoked %v: another resource's live lease", res.revoked)
+	}
+}
