@@ -616,7 +616,8 @@ func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
 		"handle": ev.Lease.Handle, "expires_at": ev.Lease.ExpiresAt, "state": ev.Lease.State,
 	}
 	if ev.Err != nil {
-		data["error"] = ev.Err.Error()
+		p, _ := b.state.Load().Masking.Profile(DefaultMaskProfile)
+		data["error"] = maskWith(p, ev.Err.Error())
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {

@@ -131,6 +131,11 @@ func (b *Broker) maskText(c *call, s string) string {
 	if p == nil {
 		p, _ = c.st.Masking.Profile(DefaultMaskProfile)
 	}
+	return maskWith(p, s)
+}
+
+// maskWith masks s with p, withholding it when that is not possible.
+func maskWith(p *masking.Profile, s string) string {
 	if p == nil {
 		return "[withheld: no masking profile]"
 	}

@@ -22,7 +22,7 @@ import (
 func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*State, error) {
 	env := config.OSEnvironment{Dir: cfg.Dir}
 
-	hashKey, err := secretRef(env, "masking.hash_key", cfg.Masking.HashKeyEnv, cfg.Masking.HashKeyFile)
+	hashKey, err := config.Secret(env, "masking.hash_key", cfg.Masking.HashKeyEnv, cfg.Masking.HashKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -125,28 +125,6 @@ func closeNew(resources map[string]tools.Resource, prev *State) {
 		}
 		r.Close()
 	}
-}
-
-// secretRef resolves an optional secret given by environment variable or
-// file name. At most one may be set.
-func secretRef(env tools.Environment, key, envName, file string) ([]byte, error) {
-	switch {
-	case envName != "" && file != "":
-		return nil, fmt.Errorf("%s: set %s_env or %s_file, not both", key, key, key)
-	case envName != "":
-		v, ok := env.Getenv(envName)
-		if !ok || v == "" {
-			return nil, fmt.Errorf("%s_env names %s, which is not set in the environment", key, envName)
-		}
-		return []byte(v), nil
-	case file != "":
-		b, err := env.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("%s_file: %w", key, err)
-		}
-		return []byte(strings.TrimSpace(string(b))), nil
-	}
-	return nil, nil
 }
 
 func kindNames(kinds map[string]tools.Kind) []string {

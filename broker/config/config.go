@@ -489,6 +489,30 @@ func (c *Config) IsLoopback() bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// Secret resolves an optional secret named by an environment variable or a
+// file (a `*_env` or `*_file` key); key names the setting for messages, e.g.
+// "masking.hash_key". At most one may be set; neither set is (nil, nil). The
+// secret's value never appears in an error.
+func Secret(env tools.Environment, key, envName, file string) ([]byte, error) {
+	switch {
+	case envName != "" && file != "":
+		return nil, fmt.Errorf("%s: set %s_env or %s_file, not both", key, key, key)
+	case envName != "":
+		v, ok := env.Getenv(envName)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s_env names %s, which is not set in the environment", key, envName)
+		}
+		return []byte(v), nil
+	case file != "":
+		b, err := env.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", key, err)
+		}
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	return nil, nil
+}
+
 // OSEnvironment resolves secret references from the process environment and
 // files, relative paths against dir.
 type OSEnvironment struct{ Dir string }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
-	"strings"
 	"sync"
 	"time"
 
@@ -155,20 +154,11 @@ func resolveWebhooks(cfg *config.Config) ([]approval.WebhookConfig, error) {
 	env := config.OSEnvironment{Dir: cfg.Dir}
 	out := make([]approval.WebhookConfig, len(cfg.Approvals.Webhooks))
 	for i, w := range cfg.Approvals.Webhooks {
-		switch {
-		case w.SecretEnv != "":
-			v, ok := env.Getenv(w.SecretEnv)
-			if !ok || v == "" {
-				return nil, fmt.Errorf("approvals.webhooks[%d].secret_env names %s, which is not set in the environment", i, w.SecretEnv)
-			}
-			w.Secret = approval.Secret(v)
-		case w.SecretFile != "":
-			b, err := env.ReadFile(w.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("approvals.webhooks[%d].secret_file: %w", i, err)
-			}
-			w.Secret = approval.Secret(strings.TrimSpace(string(b)))
+		secret, err := config.Secret(env, fmt.Sprintf("approvals.webhooks[%d].secret", i), w.SecretEnv, w.SecretFile)
+		if err != nil {
+			return nil, err
 		}
+		w.Secret = approval.Secret(secret)
 		out[i] = w
 	}
 	return out, nil

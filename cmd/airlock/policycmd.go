@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -132,39 +130,18 @@ func caseInput(cfg *config.Config) func(policy.Case) (policy.Input, error) {
 		byName[t.Name()] = t
 	}
 	return func(c policy.Case) (policy.Input, error) {
-		in := c.Input()
-		in.Now = time.Now()
 		t, ok := byName[c.Tool]
 		if !ok {
-			return in, fmt.Errorf("unknown tool %q", c.Tool)
+			return c.Input(), fmt.Errorf("unknown tool %q", c.Tool)
 		}
-		in.Resource.Kind = t.Kind()
-		if cfg != nil {
-			found := false
-			for _, r := range cfg.Resources {
-				if r.Name == c.Resource {
-					in.Resource.Kind, in.Resource.Labels, found = r.Kind, r.Labels, true
-				}
-			}
-			if !found {
-				return in, fmt.Errorf("resource %q is not in %s", c.Resource, cfg.Source)
+		if cfg == nil {
+			return tools.CaseInput(t, c, nil)
+		}
+		for i := range cfg.Resources {
+			if cfg.Resources[i].Name == c.Resource {
+				return tools.CaseInput(t, c, &cfg.Resources[i])
 			}
 		}
-		raw := map[string]any{}
-		for k, v := range c.Args {
-			raw[k] = v
-		}
-		raw["resource"] = c.Resource
-		data, err := json.Marshal(raw)
-		if err != nil {
-			return in, err
-		}
-		a, err := t.Decode(data)
-		if err != nil {
-			return in, err
-		}
-		_ = json.Unmarshal(a.Canonical(), &in.Args)
-		in.SetFacts(t.Facts(a))
-		return in, nil
+		return c.Input(), fmt.Errorf("resource %q is not in %s", c.Resource, cfg.Source)
 	}
 }

@@ -201,18 +201,9 @@ func runServe(ctx context.Context, cfgPath string) error {
 // client's secret and the session key resolved from the environment.
 func newUI(cfg *config.Config, a *app, logger *slog.Logger) (*web.Handler, error) {
 	env := config.OSEnvironment{Dir: cfg.Dir}
-	secret := ""
-	if n := cfg.UI.ClientSecretEnv; n != "" {
-		secret, _ = env.Getenv(n)
-		if secret == "" {
-			return nil, fmt.Errorf("ui.client_secret_env names %s, which is not set in the environment", n)
-		}
-	} else {
-		b, err := env.ReadFile(cfg.UI.ClientSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("ui.client_secret_file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
+	secret, err := config.Secret(env, "ui.client_secret", cfg.UI.ClientSecretEnv, cfg.UI.ClientSecretFile)
+	if err != nil {
+		return nil, err
 	}
 	key := make([]byte, 32)
 	if n := cfg.UI.SessionKeyEnv; n != "" {
@@ -230,7 +221,7 @@ func newUI(cfg *config.Config, a *app, logger *slog.Logger) (*web.Handler, error
 		Recorder:       a.rec,
 		OIDC:           *cfg.Auth.OIDC,
 		ClientID:       cfg.UI.ClientID,
-		ClientSecret:   secret,
+		ClientSecret:   string(secret),
 		PublicURL:      cfg.PublicURL,
 		SessionKey:     key,
 		ReviewersGroup: cfg.UI.ReviewersGroup,

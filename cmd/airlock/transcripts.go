@@ -47,6 +47,18 @@ store. These commands read it; the store is the one in --config, or --store.`,
 		return rec, func() { _ = st.Close() }, nil
 	}
 
+	// withRecorder opens the transcript for one command and closes it after.
+	withRecorder := func(run func(cmd *cobra.Command, args []string, rec *recorder.Recorder) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			rec, done, err := open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			return run(cmd, args, rec)
+		}
+	}
+
 	var f recorder.Filter
 	var since time.Duration
 	addFilters := func(c *cobra.Command) {
@@ -70,12 +82,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 		Short:   "List recent calls, newest first",
 		Example: "  airlock transcripts list --config airlock.yaml --effect deny --since 24h",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rec, done, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
 			calls, err := rec.Calls(cmd.Context(), filter())
 			if err != nil {
 				return err
@@ -86,7 +93,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.Local().Format(time.DateTime), c.CallID, c.Subject, c.Tool, c.Resource, dash(c.Effect), c.Outcome)
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	addFilters(list)
 
@@ -95,12 +102,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 		Short:   "Show every event of one call",
 		Example: "  airlock transcripts show 0b6c1f3e-... --config airlock.yaml",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rec, done, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withRecorder(func(cmd *cobra.Command, args []string, rec *recorder.Recorder) error {
 			events, err := rec.Events(cmd.Context(), recorder.Filter{CallID: args[0]})
 			if err != nil {
 				return err
@@ -115,7 +117,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s %s subject=%s\n    %s\n", ev.Seq, ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ev.Subject, pretty)
 			}
 			return nil
-		},
+		}),
 	}
 
 	verify := &cobra.Command{
@@ -127,12 +129,7 @@ removed or inserted. Removing events from the very end cannot be seen from the
 chain alone: compare the head it prints with one you kept elsewhere.`,
 		Example: "  airlock transcripts verify --config airlock.yaml",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rec, done, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
 			rep, err := rec.Verify(cmd.Context())
 			if err != nil {
 				return err
@@ -142,7 +139,7 @@ chain alone: compare the head it prints with one you kept elsewhere.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "transcript intact: %d events, head #%d %s\n", rep.Count, rep.HeadSeq, rep.HeadHash)
 			return nil
-		},
+		}),
 	}
 
 	export := &cobra.Command{
@@ -150,18 +147,13 @@ chain alone: compare the head it prints with one you kept elsewhere.`,
 		Short:   "Write events as JSON lines, for a SIEM",
 		Example: "  airlock transcripts export --config airlock.yaml --since 24h > events.jsonl",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rec, done, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
 			fl := filter()
 			if !cmd.Flags().Changed("limit") {
 				fl.Limit = 0
 			}
 			return rec.Export(cmd.Context(), cmd.OutOrStdout(), fl)
-		},
+		}),
 	}
 	addFilters(export)
 

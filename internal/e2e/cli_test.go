@@ -41,6 +41,14 @@ func TestPolicyTestCommand(t *testing.T) {
 	if !strings.Contains(out, " 0 failed") {
 		t.Errorf("summary missing:\n%s", out)
 	}
+	for _, args := range [][]string{
+		{"policy", "test", "--policy", "examples/policies/ssh.yaml", "examples/policies/ssh.cases.yaml"},
+		{"policy", "test", "--config", "examples/kubernetes/airlock.yaml", "--policy", "examples/policies/kubernetes.yaml", "examples/policies/kubernetes.cases.yaml"},
+	} {
+		if out, code := airlock(t, args...); code != 0 || !strings.Contains(out, " 0 failed") {
+			t.Errorf("airlock %s (exit %d):\n%s", strings.Join(args, " "), code, out)
+		}
+	}
 
 	bad := filepath.Join(t.TempDir(), "bad.cases.yaml")
 	os.WriteFile(bad, []byte(`cases:

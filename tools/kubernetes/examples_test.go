@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"encoding/json"
 	"os"
 	"testing"
 
@@ -53,21 +52,8 @@ func TestExamplePolicy(t *testing.T) {
 		byName[tool.Name()] = tool
 	}
 	results := policy.RunCases(p, cases, func(c policy.Case) (policy.Input, error) {
-		in := c.Input()
-		in.Resource.Kind = KindName
-		in.Resource.Labels = specs[c.Resource].Labels
-		raw := map[string]any{"resource": c.Resource}
-		for k, v := range c.Args {
-			raw[k] = v
-		}
-		b, _ := json.Marshal(raw)
-		tool := byName[c.Tool]
-		args, err := tool.Decode(b)
-		if err != nil {
-			return in, err
-		}
-		in.SetFacts(tool.Facts(args))
-		return in, nil
+		spec := specs[c.Resource]
+		return tools.CaseInput(byName[c.Tool], c, &spec)
 	})
 	if len(results) == 0 {
 		t.Fatal("no cases")

@@ -59,6 +59,22 @@ func prepare(tool string, target tools.Target) (*call, error) {
 	return &call{res: res, client: client, limits: target.Limits}, nil
 }
 
+// begin prepares a call of tool and resolves its kind through discovery,
+// under the call's timeout; the caller defers cancel.
+func begin(ctx context.Context, tool string, target tools.Target, kind string) (context.Context, context.CancelFunc, *call, *apiResource, error) {
+	c, err := prepare(tool, target)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	m, err := c.resolve(ctx, kind)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, nil, err
+	}
+	return ctx, cancel, c, m, nil
+}
+
 func (c *call) timeout() time.Duration {
 	if c.limits.Timeout > 0 {
 		return c.limits.Timeout
@@ -120,18 +136,12 @@ func (*Get) Execute(ctx context.Context, target tools.Target, args tools.Args) (
 	if !ok {
 		return nil, fmt.Errorf("kubectl_get: unexpected arguments %T: %w", args, tools.ErrInvalidArguments)
 	}
-	c, err := prepare("kubectl_get", target)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
-
-	m, err := c.resolve(ctx, a.Kind)
+	ctx, cancel, c, m, err := begin(ctx, "kubectl_get", target, a.Kind)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	req := newGetRequest(a, m, c.limits.MaxRows)
 	body, err := c.client.do(ctx, http.MethodGet, req.path, req.query, req.accept, nil, maxResponse)
 	if err != nil {
@@ -261,18 +271,12 @@ func (*Describe) Execute(ctx context.Context, target tools.Target, args tools.Ar
 	if !ok {
 		return nil, fmt.Errorf("kubectl_describe: unexpected arguments %T: %w", args, tools.ErrInvalidArguments)
 	}
-	c, err := prepare("kubectl_describe", target)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
-
-	m, err := c.resolve(ctx, a.Kind)
+	ctx, cancel, c, m, err := begin(ctx, "kubectl_describe", target, a.Kind)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	ns := namespaceFor(m, a.Namespace, false)
 	body, err := c.client.do(ctx, http.MethodGet, m.apiPath(ns)+"/"+url.PathEscape(a.Name), nil, acceptJSON, nil, maxResponse)
 	if err != nil {

@@ -1,11 +1,11 @@
 package ssh
 
 import (
-	"encoding/json"
 	"os"
 	"testing"
 
 	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/tools"
 )
 
 // TestExamplePolicy runs examples/policies/ssh.cases.yaml against ssh.yaml
@@ -25,19 +25,7 @@ func TestExamplePolicy(t *testing.T) {
 	}
 	tool := &RunSSH{}
 	results := policy.RunCases(p, cases, func(c policy.Case) (policy.Input, error) {
-		in := c.Input()
-		in.Resource.Kind = KindName
-		raw := map[string]any{"resource": c.Resource}
-		for k, v := range c.Args {
-			raw[k] = v
-		}
-		b, _ := json.Marshal(raw)
-		args, err := tool.Decode(b)
-		if err != nil {
-			return in, err
-		}
-		in.SetFacts(tool.Facts(args))
-		return in, nil
+		return tools.CaseInput(tool, c, nil)
 	})
 	if len(results) == 0 {
 		t.Fatal("no cases")

@@ -1,0 +1,37 @@
+package tools
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// CaseInput builds the policy input for a policy test case the way the
+// broker does for a live call: the tool decodes the case's arguments (with
+// the case's resource) and computes the facts. spec, when known, gives the
+// resource's kind and labels; otherwise the kind is the tool's.
+func CaseInput(tool Tool, c policy.Case, spec *ResourceSpec) (policy.Input, error) {
+	in := c.Input()
+	in.Now = time.Now()
+	in.Resource.Kind = tool.Kind()
+	if spec != nil {
+		in.Resource.Kind, in.Resource.Labels = spec.Kind, spec.Labels
+	}
+	raw := map[string]any{}
+	for k, v := range c.Args {
+		raw[k] = v
+	}
+	raw["resource"] = c.Resource
+	data, err := json.Marshal(raw)
+	if err != nil {
+		return in, err
+	}
+	args, err := tool.Decode(data)
+	if err != nil {
+		return in, err
+	}
+	_ = json.Unmarshal(args.Canonical(), &in.Args)
+	in.SetFacts(tool.Facts(args))
+	return in, nil
+}
