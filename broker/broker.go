@@ -4,6 +4,9 @@
 //	received → decode → resource → facts → policy → approval → lease →
 //	execute → mask → record → respond
 //
+// Facts are complete or the call stops: a call whose analysis cannot see
+// through part of it is refused at the facts stage, so no rule can allow it.
+//
 // Every stage that can refuse a call returns a tool result the agent can read
 // (one sentence saying why); every step is appended to the transcript before
 // the next one runs, so a call that cannot be recorded does not run, and an
@@ -241,7 +244,9 @@ func (b *Broker) Handle(ctx context.Context, in Call) Result {
 	if r := b.resolveResource(ctx, c); r != nil {
 		return b.finish(ctx, c, r)
 	}
-	c.facts = c.tool.Facts(c.args)
+	if r := b.analyse(ctx, c); r != nil {
+		return b.finish(ctx, c, r)
+	}
 	if r := b.decide(ctx, c); r != nil {
 		return b.finish(ctx, c, r)
 	}
@@ -322,6 +327,24 @@ func (b *Broker) resolveResource(ctx context.Context, c *call) *Result {
 		return refuse("invalid", "Unknown resource %q; the %s resources you may use are: %s.", name, c.tool.Kind(), strings.Join(usable, ", "))
 	}
 	c.resource = res
+	return nil
+}
+
+// analyse computes what the call means for policy. A call the analysis
+// cannot see through is refused here, before policy: "no facts" must never
+// read as "nothing bad", whatever the rules say.
+func (b *Broker) analyse(ctx context.Context, c *call) *Result {
+	started := b.cfg.Clock()
+	facts, err := c.tool.Facts(c.args)
+	b.cfg.Metrics.observeStage("facts", b.cfg.Clock().Sub(started))
+	if err != nil {
+		if !errors.Is(err, tools.ErrOpaque) {
+			b.recordFailure(ctx, c, "facts", b.maskText(c, err.Error()))
+			return refuse("failed", "The call was refused because its facts could not be computed: %s", sentence(b.maskText(c, err.Error())))
+		}
+		return refuse("refused", "Refused before policy: %s", sentence(b.maskText(c, err.Error())))
+	}
+	c.facts = facts
 	return nil
 }
 

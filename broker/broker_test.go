@@ -53,9 +53,12 @@ func (t *fakeTool) Decode(raw json.RawMessage) (tools.Args, error) {
 	}
 	return a, nil
 }
-func (t *fakeTool) Facts(a tools.Args) policy.Facts {
+func (t *fakeTool) Facts(a tools.Args) (policy.Facts, error) {
 	q := a.(fakeArgs).Query
-	return policy.Facts{SQL: &policy.SQL{ReadOnly: !strings.HasPrefix(q, "write"), StatementCount: 1}}
+	if strings.HasPrefix(q, "opaque") {
+		return policy.Facts{}, tools.Opaque("the query uses %s, which the analysis cannot see through", q)
+	}
+	return policy.Facts{SQL: &policy.SQL{ReadOnly: !strings.HasPrefix(q, "write"), StatementCount: 1}}, nil
 }
 func (t *fakeTool) Execute(ctx context.Context, target tools.Target, a tools.Args) (*tools.Output, error) {
 	t.mu.Lock()
@@ -131,6 +134,10 @@ rules:
     approvers: {groups: [dba]}
     grant: ro
     message: writes need a DBA
+  - name: anything-opaque
+    when: hasPrefix(args.query, "opaque")
+    effect: allow
+    grant: ro
   - name: no-secret-table
     when: args.query == "secret"
     effect: deny
@@ -252,6 +259,13 @@ func TestHandleStages(t *testing.T) {
 		{
 			name: "unknown resource lists nothing to an outsider", id: policy.Identity{Subject: "mallory"}, args: `{"resource":"nope"}`,
 			wantError: true, wantText: []string{"no fake resource you may use"},
+			wantTypes: []string{"call.received", "call.refused"},
+		},
+		{
+			// An allow-everything rule matches it too: facts that cannot be
+			// complete stop the call before any rule is asked.
+			name: "opaque call is refused before policy", id: eng, args: `{"resource":"db1","query":"opaque trick"}`,
+			wantError: true, wantText: []string{"Refused before policy", "opaque trick", "cannot see through"},
 			wantTypes: []string{"call.received", "call.refused"},
 		},
 		{

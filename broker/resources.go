@@ -46,8 +46,12 @@ func (b *Broker) mayUse(st *State, id policy.Identity, res tools.Resource) []str
 			raw = ex.Example(spec.Name)
 		}
 		if args, err := t.Decode(raw); err == nil {
+			facts, err := t.Facts(args)
+			if err != nil {
+				continue // the example itself would be refused before policy
+			}
 			_ = json.Unmarshal(args.Canonical(), &in.Args)
-			in.SetFacts(t.Facts(args))
+			in.SetFacts(facts)
 		}
 		if d := st.Policy.Evaluate(in); d.Effect == policy.Allow || d.Effect == policy.Approve {
 			usable = append(usable, t.Name())

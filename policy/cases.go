@@ -39,10 +39,26 @@ type CaseIdentity struct {
 	Claims  map[string]any `yaml:"claims"`
 }
 
+// CaseRefused is the expected effect of a case whose call never reaches
+// policy: its arguments are invalid, or its facts cannot be complete (a shell
+// construct or SQL the analysis cannot see through).
+const CaseRefused Effect = "refused"
+
+// RefusedError is returned by a case's input builder for a call the broker
+// would refuse before policy, with the reason the agent would read.
+type RefusedError struct {
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return "refused before policy: " + e.Reason }
+
 // CaseExpect is what a Case asserts about the decision. Effect is required;
 // every other field is checked only when set.
 type CaseExpect struct {
+	// Effect is allow, deny, approve, or refused (refused before policy).
 	Effect Effect `yaml:"effect"`
+	// Reason, with effect refused, is text the refusal must contain.
+	Reason string `yaml:"reason"`
 	// Rule is the deciding rule's name.
 	Rule string `yaml:"rule"`
 	// DefaultDeny asserts that no rule matched (effect must then be deny).
@@ -152,11 +168,17 @@ func parseCase(node ast.Node) (Case, []*located) {
 	}
 	e := c.Expect
 	switch e.Effect {
-	case Allow, Deny, Approve:
+	case Allow, Deny, Approve, CaseRefused:
 	case "":
-		bad("expect", "expect.effect is required: one of %s", effectList())
+		bad("expect", "expect.effect is required: one of %s, %s", effectList(), CaseRefused)
 	default:
-		bad("expect", "expect.effect %q is not one of %s", e.Effect, effectList())
+		bad("expect", "expect.effect %q is not one of %s, %s", e.Effect, effectList(), CaseRefused)
+	}
+	if e.Effect == CaseRefused && (e.Rule != "" || e.DefaultDeny || e.Matched != nil || e.Grant != "" || e.Mask != "") {
+		bad("expect", "a refused call never reaches policy: expect.refused takes only reason, not rule, default_deny, matched, grant or mask")
+	}
+	if e.Reason != "" && e.Effect != CaseRefused {
+		bad("expect", "expect.reason is for effect refused; a decision's reason is its rule")
 	}
 	if e.DefaultDeny && e.Effect != Deny && e.Effect != "" {
 		bad("expect", "expect.default_deny needs effect deny, not %s", e.Effect)
@@ -171,6 +193,8 @@ func parseCase(node ast.Node) (Case, []*located) {
 type CaseResult struct {
 	Case     Case
 	Decision Decision
+	// Refused is the reason the call was refused before policy, if it was.
+	Refused string
 	// Err is set when the case's input could not be built; the case fails.
 	Err  error
 	Pass bool
@@ -187,9 +211,14 @@ func RunCases(p *Policy, cases []Case, build func(Case) (Input, error)) []CaseRe
 	for _, c := range cases {
 		res := CaseResult{Case: c}
 		in, err := build(c)
-		if err != nil {
+		var refused *RefusedError
+		switch {
+		case errors.As(err, &refused):
+			res.Refused = refused.Reason
+			res.Pass = c.Expect.Effect == CaseRefused && strings.Contains(refused.Reason, c.Expect.Reason)
+		case err != nil:
 			res.Err = err
-		} else {
+		default:
 			res.Decision = p.Evaluate(in)
 			res.Pass = len(c.mismatches(res.Decision)) == 0
 		}
@@ -241,6 +270,18 @@ func (r CaseResult) String() string {
 		return "PASS " + r.Case.Name
 	}
 	e, d := r.Case.Expect, r.Decision
+	switch {
+	case r.Refused != "" && e.Effect == CaseRefused:
+		return fmt.Sprintf("FAIL %s: expected a refusal mentioning %q, got refused before policy: %s", r.Case.Name, e.Reason, r.Refused)
+	case r.Refused != "":
+		return fmt.Sprintf("FAIL %s: expected %s, got refused before policy: %s", r.Case.Name, e.Effect, r.Refused)
+	case e.Effect == CaseRefused:
+		by := "by default"
+		if d.Rule != "" {
+			by = "by " + d.Rule
+		}
+		return fmt.Sprintf("FAIL %s: expected a refusal before policy, got %s %s", r.Case.Name, d.Effect, by)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "FAIL %s: expected %s", r.Case.Name, e.Effect)
 	switch {

@@ -83,6 +83,62 @@ func TestRunCases(t *testing.T) {
 	}
 }
 
+// A call refused before policy passes only a case that expects the refusal,
+// and a case that expects one fails when policy decides instead.
+func TestRunCasesRefused(t *testing.T) {
+	p := mustParse(t, designPolicy)
+	cases, err := policy.ParseCases([]byte(`cases:
+  - name: opaque is refused
+    identity: {groups: [eng]}
+    tool: query_db
+    resource: orders
+    args: {sql: opaque}
+    expect: {effect: refused, reason: cannot see}
+  - name: wrong reason
+    identity: {groups: [eng]}
+    tool: query_db
+    resource: orders
+    args: {sql: opaque}
+    expect: {effect: refused, reason: parse}
+  - name: expected allow
+    identity: {groups: [eng]}
+    tool: query_db
+    resource: orders
+    args: {sql: opaque}
+    expect: {effect: allow}
+  - name: expected refusal
+    identity: {groups: [eng]}
+    tool: query_db
+    resource: orders
+    args: {sql: select 1}
+    expect: {effect: refused}
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(c policy.Case) (policy.Input, error) {
+		if c.Args["sql"] == "opaque" {
+			return policy.Input{}, &policy.RefusedError{Reason: "the analysis cannot see through it"}
+		}
+		return buildByHand(c)
+	}
+	want := []string{
+		"PASS opaque is refused",
+		`FAIL wrong reason: expected a refusal mentioning "parse", got refused before policy: the analysis cannot see through it`,
+		"FAIL expected allow: expected allow, got refused before policy: the analysis cannot see through it",
+		"FAIL expected refusal: expected a refusal before policy, got allow by engineers-read-orders",
+	}
+	for i, r := range policy.RunCases(p, cases, build) {
+		if got := r.String(); got != want[i] {
+			t.Errorf("result %d:\n got %s\nwant %s", i, got, want[i])
+		}
+	}
+	if _, err := policy.ParseCases([]byte("cases:\n  - name: a\n    tool: t\n    expect: {effect: refused, rule: x}\n"), "c.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "never reaches policy") {
+		t.Errorf("refused with a rule: %v", err)
+	}
+}
+
 func TestCaseResultStringDetails(t *testing.T) {
 	p := mustParse(t, designPolicy)
 	cases, err := policy.ParseCases([]byte(`cases:
@@ -125,9 +181,9 @@ func TestParseCasesErrors(t *testing.T) {
 		name, src, want string
 	}{
 		{"missing effect", "cases:\n  - name: a\n    tool: query_db\n    expect: {rule: x}\n",
-			`c.yaml: case "a" (case 1, line 4): expect.effect is required: one of allow, deny, approve`},
+			`c.yaml: case "a" (case 1, line 4): expect.effect is required: one of allow, deny, approve, refused`},
 		{"bad effect", "cases:\n  - name: a\n    tool: t\n    expect: {effect: permit}\n",
-			`case "a" (case 1, line 4): expect.effect "permit" is not one of allow, deny, approve`},
+			`case "a" (case 1, line 4): expect.effect "permit" is not one of allow, deny, approve, refused`},
 		{"unknown key", "cases:\n  - name: a\n    tool: t\n    sql: select 1\n    expect: {effect: deny}\n",
 			`case "a" (case 1, line 4): unknown key "sql" in a case; valid keys are name, identity, tool, resource, args, expect`},
 		{"unknown identity key", "cases:\n  - name: a\n    tool: t\n    identity:\n      group: [eng]\n    expect: {effect: deny}\n",

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/airlock-mcp/airlock/policy"
@@ -10,7 +11,9 @@ import (
 // CaseInput builds the policy input for a policy test case the way the
 // broker does for a live call: the tool decodes the case's arguments (with
 // the case's resource) and computes the facts. spec, when known, gives the
-// resource's kind and labels; otherwise the kind is the tool's.
+// resource's kind and labels; otherwise the kind is the tool's. A call the
+// broker would refuse before policy (invalid arguments, facts that cannot be
+// complete) returns a *policy.RefusedError.
 func CaseInput(tool Tool, c policy.Case, spec *ResourceSpec) (policy.Input, error) {
 	in := c.Input()
 	in.Now = time.Now()
@@ -29,9 +32,19 @@ func CaseInput(tool Tool, c policy.Case, spec *ResourceSpec) (policy.Input, erro
 	}
 	args, err := tool.Decode(data)
 	if err != nil {
+		if errors.Is(err, ErrInvalidArguments) {
+			return in, &policy.RefusedError{Reason: err.Error()}
+		}
+		return in, err
+	}
+	facts, err := tool.Facts(args)
+	if err != nil {
+		if errors.Is(err, ErrOpaque) || errors.Is(err, ErrInvalidArguments) {
+			return in, &policy.RefusedError{Reason: err.Error()}
+		}
 		return in, err
 	}
 	_ = json.Unmarshal(args.Canonical(), &in.Args)
-	in.SetFacts(tool.Facts(args))
+	in.SetFacts(facts)
 	return in, nil
 }

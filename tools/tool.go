@@ -5,7 +5,7 @@
 // order of the stages; a backend only answers the questions each stage asks:
 //
 //	Tool.Decode   raw MCP arguments → typed Args (or a clear error)
-//	Tool.Facts    Args → policy.Facts (what the call means)
+//	Tool.Facts    Args → policy.Facts (what the call means), or ErrOpaque
 //	Resource.Mint grant + identity → Credential (a lease's secret half)
 //	Tool.Execute  Args + Credential + Limits → Output (structured, unmasked)
 //	Tool.Render   masked Output → structured content + short text
@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -34,7 +35,27 @@ var (
 	// ErrBackendUnavailable means the target system could not be reached or
 	// went away during the call.
 	ErrBackendUnavailable = errors.New("backend unavailable")
+	// ErrOpaque means the call contains something its facts cannot see
+	// through (a shell construct that evaluates text as code, SQL run from a
+	// string that is not a literal): the facts would be incomplete, so the
+	// call is refused before policy, whatever the policy says.
+	ErrOpaque = errors.New("the analysis cannot see through the call")
 )
+
+// OpaqueError is what Facts returns for a call its analysis cannot see
+// through. Its text is one sentence for the agent naming the construct and,
+// where there is one, what to write instead.
+type OpaqueError struct {
+	Reason string
+}
+
+// Opaque returns an OpaqueError with a formatted reason.
+func Opaque(format string, args ...any) error {
+	return &OpaqueError{Reason: fmt.Sprintf(format, args...)}
+}
+
+func (e *OpaqueError) Error() string { return e.Reason }
+func (e *OpaqueError) Unwrap() error { return ErrOpaque }
 
 // Tool is one MCP tool served through the broker.
 type Tool interface {
@@ -53,9 +74,12 @@ type Tool interface {
 	// Decode validates raw arguments. Errors wrap ErrInvalidArguments and say
 	// which argument is wrong and what would be valid.
 	Decode(raw json.RawMessage) (Args, error)
-	// Facts describes the call for policy. A call whose text does not parse
-	// still gets facts (with ParseError set) so policy can decide.
-	Facts(args Args) policy.Facts
+	// Facts describes the call for policy. The facts are complete or there
+	// are none: when the analysis cannot see through part of the call, Facts
+	// returns an error wrapping ErrOpaque whose text names the construct in
+	// one sentence, and the broker refuses the call before policy. Text that
+	// does not parse is rejected earlier, by Decode.
+	Facts(args Args) (policy.Facts, error)
 	// Execute runs the call with a leased credential. The output is unmasked:
 	// the broker masks it before anything else sees it.
 	Execute(ctx context.Context, target Target, args Args) (*Output, error)

@@ -36,15 +36,18 @@ func TestFacts(t *testing.T) {
 			t.Errorf("Decode(%s): %v", tc.args, err)
 			continue
 		}
-		got := (&Get{}).Facts(a).K8s
-		if *got != tc.want {
+		f, err := (&Get{}).Facts(a)
+		if err != nil {
+			t.Fatalf("Facts(%s): %v", tc.args, err)
+		}
+		if got := f.K8s; *got != tc.want {
 			t.Errorf("Facts(%s)\n got %+v\nwant %+v", tc.args, *got, tc.want)
 		}
 	}
 	a, _ := (&Describe{}).Decode([]byte(`{"resource":"prod","kind":"sts","name":"db","namespace":"data"}`))
 	want := policy.K8s{Verb: "get", Group: "apps", Version: "v1", Resource: "statefulsets", Kind: "StatefulSet", Namespace: "data", Name: "db"}
-	if got := (&Describe{}).Facts(a).K8s; *got != want {
-		t.Errorf("describe facts %+v, want %+v", *got, want)
+	if f, err := (&Describe{}).Facts(a); err != nil || *f.K8s != want {
+		t.Errorf("describe facts %+v (%v), want %+v", f.K8s, err, want)
 	}
 }
 

@@ -346,10 +346,10 @@ func (*Describe) Decode(raw json.RawMessage) (tools.Args, error) {
 // text is reported as given, lower-cased, with the group it names, if any.
 // Execute resolves the kind again through the cluster's discovery and
 // refuses the call if it names something else than these facts said.
-func (*Get) Facts(args tools.Args) policy.Facts {
+func (*Get) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*GetArgs)
 	if !ok {
-		return policy.Facts{K8s: &policy.K8s{}}
+		return policy.Facts{}, fmt.Errorf("kubectl_get: unexpected arguments %T", args)
 	}
 	f := kindFacts(a.Kind)
 	f.Verb = "list"
@@ -359,20 +359,20 @@ func (*Get) Facts(args tools.Args) policy.Facts {
 	f.LabelSelector = a.LabelSelector
 	f.AllNamespaces = a.AllNamespaces
 	f.Namespace = effectiveNamespace(a.Kind, a.Namespace, a.AllNamespaces)
-	return policy.Facts{K8s: &f}
+	return policy.Facts{K8s: &f}, nil
 }
 
 // Facts describes the request: a get of one object (events are read along
 // with it, under the same credential).
-func (*Describe) Facts(args tools.Args) policy.Facts {
+func (*Describe) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*DescribeArgs)
 	if !ok {
-		return policy.Facts{K8s: &policy.K8s{}}
+		return policy.Facts{}, fmt.Errorf("kubectl_describe: unexpected arguments %T", args)
 	}
 	f := kindFacts(a.Kind)
 	f.Verb, f.Name = "get", a.Name
 	f.Namespace = effectiveNamespace(a.Kind, a.Namespace, false)
-	return policy.Facts{K8s: &f}
+	return policy.Facts{K8s: &f}, nil
 }
 
 // kindFacts is the group/version/resource/kind part of the facts.

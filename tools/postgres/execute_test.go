@@ -348,7 +348,7 @@ func TestListAndDescribeTables(t *testing.T) {
 	if len(out.Table.Rows) != 2 || out.Table.Rows[0][1] != "customers" || out.Table.Rows[1][1] != "orders" {
 		t.Fatalf("list_tables rows: %v", out.Table.Rows)
 	}
-	if f := lt.Facts(a); !f.SQL.ReadOnly {
+	if f, err := lt.Facts(a); err != nil || !f.SQL.ReadOnly {
 		t.Errorf("list_tables facts are not read-only: %+v", f.SQL)
 	}
 
@@ -370,7 +370,7 @@ func TestListAndDescribeTables(t *testing.T) {
 			t.Errorf("describe_table text lacks %q:\n%s", want, text)
 		}
 	}
-	if fa := dt.Facts(a); !fa.SQL.ReadOnly || !strings.Contains(strings.Join(fa.SQL.TablesRead, ","), "public.orders") {
+	if fa, err := dt.Facts(a); err != nil || !fa.SQL.ReadOnly || !strings.Contains(strings.Join(fa.SQL.TablesRead, ","), "public.orders") {
 		t.Errorf("describe_table facts: %+v", fa.SQL)
 	}
 

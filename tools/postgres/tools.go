@@ -129,17 +129,20 @@ func paramsUsed(n int) string {
 }
 
 // Facts describes the SQL for policy.
-func (*QueryDB) Facts(args tools.Args) policy.Facts {
+func (*QueryDB) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*QueryArgs)
 	if !ok {
-		return policy.Facts{SQL: &policy.SQL{ParseError: "not query_db arguments"}}
+		return policy.Facts{}, fmt.Errorf("query_db: unexpected arguments %T", args)
 	}
-	if a.parsed == nil {
-		f := SQLFacts(a.SQL)
-		return policy.Facts{SQL: &f}
+	p := a.parsed
+	if p == nil {
+		var err error
+		if p, err = parseSQL(a.SQL); err != nil {
+			return policy.Facts{}, fmt.Errorf("%w: sql does not parse: %v", tools.ErrInvalidArguments, err)
+		}
 	}
-	f := a.parsed.facts
-	return policy.Facts{SQL: &f}
+	f := p.facts
+	return policy.Facts{SQL: &f}, nil
 }
 
 // Execute runs the SQL as the lease's role. Before anything reaches the
@@ -263,9 +266,9 @@ ORDER BY 1, 2`
 
 var listTablesFacts = SQLFacts(listTablesSQL)
 
-func (*ListTables) Facts(tools.Args) policy.Facts {
+func (*ListTables) Facts(tools.Args) (policy.Facts, error) {
 	f := cloneFacts(listTablesFacts)
-	return policy.Facts{SQL: &f}
+	return policy.Facts{SQL: &f}, nil
 }
 
 func (*ListTables) Execute(ctx context.Context, target tools.Target, args tools.Args) (*tools.Output, error) {
@@ -360,13 +363,15 @@ var describeTableFacts = SQLFacts(describeColumnsSQL + ";\n" + describeConstrain
 
 // Facts are those of the catalog queries, with the described table added to
 // the tables read so policy can restrict it like a query.
-func (*DescribeTable) Facts(args tools.Args) policy.Facts {
-	f := cloneFacts(describeTableFacts)
-	if a, ok := args.(*DescribeTableArgs); ok {
-		f.TablesRead = appendUnique(f.TablesRead, a.Table)
-		f.Tables = appendUnique(f.Tables, a.Table)
+func (*DescribeTable) Facts(args tools.Args) (policy.Facts, error) {
+	a, ok := args.(*DescribeTableArgs)
+	if !ok {
+		return policy.Facts{}, fmt.Errorf("describe_table: unexpected arguments %T", args)
 	}
-	return policy.Facts{SQL: &f}
+	f := cloneFacts(describeTableFacts)
+	f.TablesRead = appendUnique(f.TablesRead, a.Table)
+	f.Tables = appendUnique(f.Tables, a.Table)
+	return policy.Facts{SQL: &f}, nil
 }
 
 func (*DescribeTable) Execute(ctx context.Context, target tools.Target, args tools.Args) (*tools.Output, error) {

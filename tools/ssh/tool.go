@@ -145,13 +145,13 @@ func (*RunSSH) Decode(raw json.RawMessage) (tools.Args, error) {
 }
 
 // Facts describes the command for policy, from a real shell parser.
-func (*RunSSH) Facts(args tools.Args) policy.Facts {
+func (*RunSSH) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*RunArgs)
 	if !ok {
-		return policy.Facts{Shell: &policy.Shell{ParseError: "not run_ssh arguments"}}
+		return policy.Facts{}, fmt.Errorf("run_ssh: unexpected arguments %T", args)
 	}
 	f := ShellFacts(a.Command)
-	return policy.Facts{Shell: &f}
+	return policy.Facts{Shell: &f}, nil
 }
 
 // Execute runs the command with the call's certificate.
