@@ -33,6 +33,9 @@ type ResourceSpec struct {
 	CAKeyEnv       string   `yaml:"ca_key_env" json:"-"`
 	SourceAddress  []string `yaml:"source_address" json:"-"`
 	MaxSessions    int      `yaml:"max_sessions" json:"-"`
+	// Shell is the path of bash on the host: every command runs under it,
+	// whatever the account's login shell (default /bin/bash).
+	Shell string `yaml:"shell" json:"-"`
 
 	// kubernetes
 	KubeconfigFile string `yaml:"kubeconfig_file" json:"-"`
@@ -101,6 +104,7 @@ func (s ResourceSpec) ForeignSettings(kind string) []Setting {
 		{Setting{"ca_key_env", "ssh"}, s.CAKeyEnv != ""},
 		{Setting{"source_address", "ssh"}, len(s.SourceAddress) > 0},
 		{Setting{"max_sessions", "ssh"}, s.MaxSessions != 0},
+		{Setting{"shell", "ssh"}, s.Shell != ""},
 		{Setting{"kubeconfig_file", "kubernetes"}, s.KubeconfigFile != ""},
 		{Setting{"in_cluster", "kubernetes"}, s.InCluster},
 	}

@@ -10,8 +10,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"maps"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +26,16 @@ import (
 // SSHDBinary is where Debian's openssh-server installs the daemon.
 const SSHDBinary = "/usr/sbin/sshd"
 
-// SSHTestUser is the local account the private sshd lets in.
+// SSHTestUser is the local account the private sshd lets in; its login shell
+// is bash.
 const SSHTestUser = "airlock-test"
+
+// sshShellUsers are further accounts the private sshd lets in, one per login
+// shell, for tests of what runs when the login shell is not bash.
+var sshShellUsers = map[string]string{
+	"/bin/dash":    "airlock-test-dash",
+	"/usr/bin/zsh": "airlock-test-zsh",
+}
 
 // SSHD is a private OpenSSH server started for one test, on 127.0.0.1. It
 // trusts one user CA (TrustedUserCAKeys) and presents a host key that is also
@@ -166,7 +176,7 @@ func OpenSSH(t testing.TB, opts ...SSHDOption) *SSHD {
 			"KbdInteractiveAuthentication no",
 			"UsePAM no",
 			"StrictModes no", // the temp dir lives under world-writable /tmp
-			"AllowUsers " + SSHTestUser,
+			"AllowUsers " + SSHTestUser + " " + strings.Join(slices.Sorted(maps.Values(sshShellUsers)), " "),
 			"LogLevel VERBOSE", // logs each certificate's key id and serial
 			"MaxStartups 200",
 			"MaxSessions 50",
@@ -252,21 +262,41 @@ func (s *SSHD) Processes() ([]string, error) {
 	return lines, nil
 }
 
+// UserWithShell returns an account the sshd lets in whose login shell is
+// shell (/bin/dash or /usr/bin/zsh), creating it if needed. A shell that is
+// not installed makes the test unavailable (a failure under CI=true).
+func (s *SSHD) UserWithShell(t testing.TB, shell string) string {
+	t.Helper()
+	name, ok := sshShellUsers[shell]
+	if !ok {
+		t.Fatalf("testenv: no test account for login shell %s; known: %v", shell, slices.Sorted(maps.Keys(sshShellUsers)))
+	}
+	if !isExecutable(shell) {
+		Unavailable(t, "login shell "+shell, "install the Debian package "+filepath.Base(shell), fmt.Errorf("%s not found", shell))
+	}
+	if err := ensureUser(name, shell); err != nil {
+		t.Fatalf("testenv: creating the user %s: %v", name, err)
+	}
+	return name
+}
+
 // ensureSSHUser creates a local account sshd accepts certificates for: useradd
 // leaves the password locked ("!"), and sshd refuses locked accounts even for
 // key logins, so the password becomes "*" (no password login possible).
-func ensureSSHUser(name string) error {
+func ensureSSHUser(name string) error { return ensureUser(name, "/bin/bash") }
+
+func ensureUser(name, shell string) error {
 	sshUserMu.Lock()
 	defer sshUserMu.Unlock()
 	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "-m", "-s", "/bin/bash", name).CombinedOutput()
+		out, err := exec.Command("useradd", "-m", "-s", shell, name).CombinedOutput()
 		if err != nil {
 			if _, lookupErr := user.Lookup(name); lookupErr != nil { // another test process may have won
 				return fmt.Errorf("useradd: %v: %s", err, out)
 			}
 		}
 	}
-	if out, err := exec.Command("usermod", "-p", "*", name).CombinedOutput(); err != nil {
+	if out, err := exec.Command("usermod", "-p", "*", "-s", shell, name).CombinedOutput(); err != nil {
 		return fmt.Errorf("usermod: %v: %s", err, out)
 	}
 	return nil

@@ -1,35 +1,62 @@
 package ssh
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
 
-	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/airlock-mcp/airlock/policy"
 )
 
 // maxScriptDepth bounds how deep scripts inside scripts (bash -c "sh -c ...")
-// are followed. Deeper nesting is reported as a parse error, so it is denied
-// unless a rule allows it explicitly.
+// and wrappers inside wrappers are followed; deeper nesting is refused.
 const maxScriptDepth = 8
 
-// ShellFacts parses command as bash would and describes it for policy. A
-// command that does not parse gets ParseError set and no other facts; a
-// script nested in it (bash -c, su -c, eval, watch) that does not parse sets
-// ParseError and keeps the facts of the outer command.
+// MaxCommandBytes bounds a run_ssh command line.
+const MaxCommandBytes = 64 << 10
+
+// ErrUnparsable is wrapped by the error for a command that bash would not
+// parse; Decode rejects such commands.
+var ErrUnparsable = errors.New("the command does not parse as bash")
+
+// ShellFacts parses command as bash and describes it for policy, or says why
+// its facts cannot be complete.
 //
-// Every simple command is listed, in source order, through pipes, lists,
-// subshells, functions and command and process substitution. A wrapper that
-// runs another command (sudo, env, timeout, xargs, find -exec, ...) is listed
-// and so is the command it runs, with the wrapper's own options skipped; the
-// script of sh/bash/dash/zsh -c is parsed and its commands included.
-func ShellFacts(command string) policy.Shell {
-	w := &factWalker{}
-	w.script(command, "", 0)
+// The facts are complete for every command that gets them: every simple
+// command bash would run is in Commands and Programs (through pipes, lists,
+// subshells, functions, command and process substitution, here-documents,
+// the scripts of bash -c / sh -c and what wrappers such as sudo, env,
+// timeout, xargs and find -exec run), and every file a redirection or a
+// program's arguments write is in WritesFiles (see writers.go). Where the
+// analysis cannot see through something — an expansion as the program,
+// arithmetic or transformations that evaluate text, eval, source, trap, a
+// variable bash itself reads — it returns a refusal (see opaque.go) and no
+// facts: no policy may allow what it cannot see.
+//
+// A command that does not parse returns an error wrapping ErrUnparsable.
+func ShellFacts(command string) (policy.Shell, error) {
+	file, err := parseScript(command, syntax.LangBash)
+	if err != nil {
+		return policy.Shell{}, fmt.Errorf("%w: %v", ErrUnparsable, err)
+	}
+	return factsOf(command, file)
+}
+
+func parseScript(src string, lang syntax.LangVariant) (*syntax.File, error) {
+	return syntax.NewParser(syntax.Variant(lang)).Parse(strings.NewReader(src), "")
+}
+
+// factsOf walks a parsed command.
+func factsOf(src string, file *syntax.File) (policy.Shell, error) {
+	w := &walker{src: src}
+	w.stmts(file.Stmts)
+	if w.err != nil {
+		return policy.Shell{}, w.err
+	}
 	sh := w.sh
 	if sh.Commands == nil {
 		sh.Commands = []policy.Command{}
@@ -40,116 +67,225 @@ func ShellFacts(command string) policy.Shell {
 	if sh.WritesFiles == nil {
 		sh.WritesFiles = []string{}
 	}
-	return sh
+	return sh, nil
 }
 
 // privileged are the programs that run a command as another user.
-var privileged = []string{"sudo", "sudoedit", "doas", "su", "pkexec", "run0"}
+var privileged = []string{"sudo", "sudoedit", "doas", "su", "runuser", "pkexec", "run0"}
 
-// factWalker accumulates facts over a script and the scripts nested in it.
-type factWalker struct {
+// walker accumulates facts over a script and the scripts nested in it, and
+// stops at the first construct it cannot see through.
+type walker struct {
+	src   string // the script being walked, for snippets in refusals
 	sh    policy.Shell
+	err   error
 	depth int
 }
 
-// script parses src and walks it. origin names where a nested script came
-// from ("the -c script of bash"); it is empty for the command itself.
-func (w *factWalker) script(src, origin string, depth int) {
-	if depth > maxScriptDepth {
-		w.fail(origin, fmt.Errorf("scripts nested more than %d deep", maxScriptDepth))
-		return
+func (w *walker) failed() bool { return w.err != nil }
+
+// refuse records the first refusal; n, when set, is quoted from the source.
+func (w *walker) refuse(id string, n syntax.Node) {
+	if w.err == nil {
+		w.err = refuse(id, w.snippet(n))
 	}
-	file, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(src), "")
+}
+
+// refuseText records the first refusal with a detail of the caller's.
+func (w *walker) refuseText(id, detail string) {
+	if w.err == nil {
+		w.err = refuse(id, detail)
+	}
+}
+
+func (w *walker) snippet(n syntax.Node) string {
+	if n == nil {
+		return ""
+	}
+	start, end := int(n.Pos().Offset()), int(n.End().Offset())
+	if start < 0 || end > len(w.src) || start >= end {
+		return nodeText(n)
+	}
+	return w.src[start:end]
+}
+
+// script walks a nested script (bash -c, watch, flock -c) in the language
+// of the shell that runs it.
+// The wrapper that runs the script has already counted its level.
+func (w *walker) script(src string, lang syntax.LangVariant, origin string) {
+	file, err := parseScript(src, lang)
 	if err != nil {
-		if origin == "" {
-			w.sh = policy.Shell{}
+		w.refuseText("nested-parse", origin+": "+err.Error())
+		return
+	}
+	saved := w.src
+	w.src = src
+	w.stmts(file.Stmts)
+	w.src = saved
+}
+
+func (w *walker) stmts(list []*syntax.Stmt) {
+	for _, s := range list {
+		if w.failed() {
+			return
 		}
-		w.fail(origin, err)
-		return
+		w.stmt(s)
 	}
-	saved := w.depth
-	w.depth = depth
-	syntax.Walk(file, w.visit)
-	w.depth = saved
 }
 
-func (w *factWalker) fail(origin string, err error) {
-	if w.sh.ParseError != "" {
+func (w *walker) stmt(s *syntax.Stmt) {
+	if s.Coprocess || s.Disown {
+		w.refuse("unknown-construct", s)
 		return
 	}
-	msg := err.Error()
-	if origin != "" {
-		msg = "in " + origin + ": " + msg
+	for _, r := range s.Redirs {
+		w.redirect(r)
 	}
-	w.sh.ParseError = msg
+	if s.Cmd != nil {
+		w.command(s.Cmd)
+	}
 }
 
-func (w *factWalker) visit(node syntax.Node) bool {
-	switch n := node.(type) {
-	case *syntax.Redirect:
-		w.redirect(n)
-	case *syntax.CmdSubst, *syntax.ProcSubst:
-		w.sh.HasSubstitution = true
+// command walks one command node. Every node type of mvdan.cc/sh is either
+// walked here or refused.
+func (w *walker) command(cmd syntax.Command) {
+	if w.failed() {
+		return
+	}
+	switch c := cmd.(type) {
 	case *syntax.CallExpr:
-		if len(n.Args) > 0 {
-			args := make([]string, len(n.Args))
-			for i, word := range n.Args {
-				args[i] = wordText(word)
-			}
-			w.command(args)
-		}
+		w.call(c)
 	case *syntax.DeclClause:
-		args := make([]string, 0, len(n.Args))
-		for _, a := range n.Args {
-			args = append(args, nodeText(a))
+		w.decl(c)
+	case *syntax.IfClause:
+		for ; c != nil; c = c.Else {
+			w.stmts(c.Cond)
+			w.stmts(c.Then)
 		}
-		w.add(policy.Command{Program: n.Variant.Value, Args: args})
-	}
-	return true
-}
-
-// redirect records a redirection and, when it writes, its target.
-func (w *factWalker) redirect(r *syntax.Redirect) {
-	w.sh.HasRedirect = true
-	switch r.Op {
-	case syntax.RdrOut, syntax.AppOut, syntax.RdrInOut, syntax.RdrClob, syntax.AppClob,
-		syntax.RdrAll, syntax.RdrAllClob, syntax.AppAll, syntax.AppAllClob:
-		w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, wordText(r.Word))
-	case syntax.DplOut:
-		// >&2 and >&- duplicate or close a descriptor; >&file writes a file.
-		target := wordText(r.Word)
-		if target != "-" && strings.Trim(target, "0123456789") != "" {
-			w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, target)
+	case *syntax.WhileClause:
+		w.stmts(c.Cond)
+		w.stmts(c.Do)
+	case *syntax.ForClause:
+		switch l := c.Loop.(type) {
+		case *syntax.WordIter:
+			w.assignName(l.Name.Value, l, false)
+			for _, word := range l.Items {
+				w.word(word)
+			}
+		case *syntax.CStyleLoop:
+			w.arithm(l.Init, l)
+			w.arithm(l.Cond, l)
+			w.arithm(l.Post, l)
+		default:
+			w.refuse("unknown-construct", c)
 		}
+		w.stmts(c.Do)
+	case *syntax.CaseClause:
+		w.word(c.Word)
+		for _, item := range c.Items {
+			for _, p := range item.Patterns {
+				w.word(p)
+			}
+			w.stmts(item.Stmts)
+		}
+	case *syntax.Block:
+		w.stmts(c.Stmts)
+	case *syntax.Subshell:
+		w.stmts(c.Stmts)
+	case *syntax.BinaryCmd:
+		w.stmt(c.X)
+		w.stmt(c.Y)
+	case *syntax.FuncDecl:
+		// The body runs wherever the function is called: list it once here.
+		w.stmt(c.Body)
+	case *syntax.ArithmCmd:
+		w.arithm(c.X, c)
+	case *syntax.TestClause:
+		w.test(c.X)
+	case *syntax.LetClause:
+		w.refuse("arithmetic", c)
+	case *syntax.TimeClause:
+		if c.Stmt != nil {
+			w.stmt(c.Stmt)
+		}
+	case *syntax.CoprocClause:
+		if c.Name != nil {
+			name, ok := staticWord(c.Name)
+			if !ok {
+				w.refuse("variable-name", c.Name)
+				return
+			}
+			w.assignName(name, c.Name, false)
+		}
+		w.stmt(c.Stmt)
+	default:
+		w.refuse("unknown-construct", cmd)
 	}
 }
 
-// command records one simple command and whatever it runs in turn.
-func (w *factWalker) command(args []string) {
-	w.add(policy.Command{Program: args[0], Args: slices.Clone(args[1:])})
-	wr, ok := wrappers[path.Base(args[0])]
-	if !ok {
+// call walks a simple command: its assignments, its words, and what the
+// program runs or writes in turn.
+func (w *walker) call(c *syntax.CallExpr) {
+	exported := len(c.Args) > 0 // NAME=value before a command is its environment
+	for _, a := range c.Assigns {
+		w.assign(a, exported)
+	}
+	if len(c.Args) == 0 || w.failed() {
 		return
 	}
-	inner, script := wr.unwrap(args)
-	if script != "" {
-		w.script(script, "the script run by "+path.Base(args[0]), w.depth+1)
+	args := make([]arg, len(c.Args))
+	for i, word := range c.Args {
+		args[i] = w.arg(word)
+	}
+	if w.failed() {
 		return
 	}
-	if len(inner) > 0 && w.depth+1 > maxScriptDepth {
-		w.fail("", fmt.Errorf("commands wrapped more than %d deep", maxScriptDepth))
-		return
-	}
-	w.depth++
-	for _, cmd := range inner {
-		w.command(cmd)
-	}
-	w.depth--
+	w.run(args, false)
 }
 
-func (w *factWalker) add(c policy.Command) {
-	if c.Args == nil {
-		c.Args = []string{}
+// run records one command given as words (a simple command, or what a
+// wrapper runs) and follows it into what it runs and writes. fromInput marks
+// arguments a wrapper adds at run time (xargs, find -exec {}).
+func (w *walker) run(args []arg, fromInput bool) {
+	if w.failed() {
+		return
+	}
+	if !args[0].static {
+		w.refuse("dynamic-program", args[0].word)
+		return
+	}
+	w.add(args)
+	name := path.Base(args[0].text)
+	if b, ok := builtins[name]; ok {
+		b(w, args)
+		return
+	}
+	if wr, ok := wrappers[name]; ok {
+		w.wrapped(name, wr, args, fromInput)
+		return
+	}
+	if slices.Contains(otherShells, name) {
+		w.refuseText("other-shell", name)
+		return
+	}
+	if why, ok := unmodelledRunners[name]; ok {
+		w.refuseText("unmodelled-runner", name+" "+why)
+		return
+	}
+	if wr, ok := writers[name]; ok {
+		if fromInput {
+			w.refuseText("input-arguments", name+" with arguments from its input")
+			return
+		}
+		w.writes(name, wr, args)
+	}
+}
+
+// add records a simple command in the facts.
+func (w *walker) add(args []arg) {
+	c := policy.Command{Program: args[0].text, Args: make([]string, 0, len(args)-1)}
+	for _, a := range args[1:] {
+		c.Args = append(c.Args, a.text)
 	}
 	w.sh.Commands = append(w.sh.Commands, c)
 	name := path.Base(c.Program)
@@ -159,84 +295,287 @@ func (w *factWalker) add(c policy.Command) {
 	}
 }
 
+// redirect records a redirection and, when it writes, its target; a
+// here-document's body is walked for the expansions bash runs in it.
+func (w *walker) redirect(r *syntax.Redirect) {
+	w.sh.HasRedirect = true
+	if r.N != nil && strings.HasPrefix(r.N.Value, "{") {
+		// {name}>file stores the new descriptor in a variable.
+		name := strings.TrimSuffix(strings.TrimPrefix(r.N.Value, "{"), "}")
+		if !isIdentifier(name) {
+			w.refuse("variable-name", r)
+			return
+		}
+		w.assignName(name, r, false)
+	}
+	if r.Hdoc != nil {
+		w.word(r.Hdoc)
+	}
+	target := w.arg(r.Word)
+	if w.failed() {
+		return
+	}
+	switch r.Op {
+	case syntax.RdrOut, syntax.AppOut, syntax.RdrInOut, syntax.RdrClob, syntax.AppClob,
+		syntax.RdrAll, syntax.RdrAllClob, syntax.AppAll, syntax.AppAllClob:
+		w.writeTarget(target, r.Word)
+	case syntax.DplOut:
+		// >&2 and >&- duplicate or close a descriptor; >&file writes a file.
+		if target.static && (target.text == "-" || strings.Trim(target.text, "0123456789") == "") {
+			return
+		}
+		w.writeTarget(target, r.Word)
+	}
+}
+
+// writeTarget records a file a redirection writes; a target that is not a
+// literal is refused (a process substitution is a pipe, not a file).
+func (w *walker) writeTarget(target arg, word *syntax.Word) {
+	if target.procSubst {
+		return
+	}
+	if !target.static {
+		w.refuse("dynamic-write", word)
+		return
+	}
+	w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, target.text)
+}
+
+// assign checks one assignment: the name may not be one bash reads itself,
+// nor (when the assignment is a program's environment) one outside the
+// allowed environment; subscripts must be literal numbers.
+func (w *walker) assign(a *syntax.Assign, exported bool) {
+	if a.Name == nil {
+		w.refuse("variable-name", a)
+		return
+	}
+	w.assignName(a.Name.Value, a, exported)
+	if a.Index != nil {
+		w.subscript(a.Index, a)
+	}
+	if a.Value != nil {
+		w.word(a.Value)
+	}
+	if a.Array != nil {
+		for _, e := range a.Array.Elems {
+			if e.Index != nil {
+				w.subscript(e.Index, a)
+			}
+			if e.Value != nil {
+				w.word(e.Value)
+			}
+		}
+	}
+}
+
+// assignName checks a name that is assigned by any means (NAME=, for, read,
+// printf -v, ${NAME:=}, {NAME}>, coproc NAME).
+func (w *walker) assignName(name string, at syntax.Node, exported bool) {
+	switch {
+	case w.failed():
+	case !isIdentifier(name):
+		w.refuse("variable-name", at)
+	case isShellVariable(name):
+		w.refuseText("shell-variable", name)
+	case exported && !isEnvAllowed(name):
+		w.refuseText("environment", name)
+	}
+}
+
+// word walks the expansions inside a word for what they run, and refuses
+// those that evaluate text.
+func (w *walker) word(word *syntax.Word) {
+	if word == nil {
+		return
+	}
+	for _, part := range word.Parts {
+		w.part(part)
+	}
+}
+
+func (w *walker) part(part syntax.WordPart) {
+	if w.failed() {
+		return
+	}
+	switch p := part.(type) {
+	case *syntax.Lit, *syntax.SglQuoted, *syntax.ExtGlob:
+	case *syntax.DblQuoted:
+		for _, inner := range p.Parts {
+			w.part(inner)
+		}
+	case *syntax.ParamExp:
+		w.paramExp(p)
+	case *syntax.CmdSubst:
+		if p.TempFile || p.ReplyVar {
+			w.refuse("unknown-construct", p)
+			return
+		}
+		w.sh.HasSubstitution = true
+		w.stmts(p.Stmts)
+	case *syntax.ProcSubst:
+		w.sh.HasSubstitution = true
+		w.stmts(p.Stmts)
+	case *syntax.ArithmExp:
+		if p.Unsigned {
+			w.refuse("unknown-construct", p)
+			return
+		}
+		w.arithm(p.X, p)
+	case *syntax.BraceExp:
+		for _, e := range p.Elems {
+			w.word(e)
+		}
+	default:
+		w.refuse("unknown-construct", part)
+	}
+}
+
+// paramTransforms are the ${x@op} operators that only quote or re-case the
+// value; P (prompt expansion) runs command substitutions in it.
+const paramTransforms = "QEAaUuLKk"
+
+func (w *walker) paramExp(p *syntax.ParamExp) {
+	switch {
+	case p.Flags != nil, p.NestedParam != nil, len(p.Modifiers) > 0, p.Width, p.IsSet,
+		p.Split != syntax.OptUnset, p.GlobSubst != syntax.OptUnset, p.RcExpand != syntax.OptUnset, p.Param == nil:
+		w.refuse("unknown-construct", p)
+		return
+	case p.Excl && p.Names == 0 && !allElements(p.Index):
+		w.refuse("indirection", p)
+		return
+	}
+	if p.Index != nil && !allElements(p.Index) {
+		w.subscript(p.Index, p)
+	}
+	if p.Slice != nil {
+		w.arithm(p.Slice.Offset, p)
+		w.arithm(p.Slice.Length, p)
+	}
+	if p.Repl != nil {
+		w.word(p.Repl.Orig)
+		w.word(p.Repl.With)
+	}
+	if e := p.Exp; e != nil {
+		switch e.Op {
+		case syntax.OtherParamOps:
+			op, ok := staticWord(e.Word)
+			if !ok || len(op) != 1 || !strings.Contains(paramTransforms, op) {
+				if op == "P" {
+					w.refuse("prompt-expansion", p)
+				} else {
+					w.refuse("unknown-construct", p)
+				}
+				return
+			}
+		case syntax.AssignUnset, syntax.AssignUnsetOrNull:
+			w.assignName(p.Param.Value, p, false)
+		}
+		w.word(e.Word)
+	}
+}
+
+// allElements reports whether an index is [@] or [*].
+func allElements(index syntax.ArithmExpr) bool {
+	word, ok := index.(*syntax.Word)
+	if !ok || len(word.Parts) != 1 {
+		return false
+	}
+	lit, ok := word.Parts[0].(*syntax.Lit)
+	return ok && (lit.Value == "@" || lit.Value == "*")
+}
+
+// subscript checks an array subscript: bash evaluates it as arithmetic.
+func (w *walker) subscript(index syntax.ArithmExpr, at syntax.Node) {
+	w.arithm(index, at)
+}
+
+// arithm accepts arithmetic made of number literals and operators only: a
+// name or an expansion in it is evaluated as an expression by bash, and a
+// subscript in that expression runs command substitutions.
+func (w *walker) arithm(x syntax.ArithmExpr, at syntax.Node) {
+	if w.failed() {
+		return
+	}
+	switch x := x.(type) {
+	case nil:
+	case *syntax.BinaryArithm:
+		w.arithm(x.X, at)
+		w.arithm(x.Y, at)
+	case *syntax.UnaryArithm:
+		w.arithm(x.X, at)
+	case *syntax.ParenArithm:
+		w.arithm(x.X, at)
+	case *syntax.Word:
+		if !numberLiteral(x) {
+			w.refuse("arithmetic", at)
+		}
+	default:
+		w.refuse("arithmetic", at)
+	}
+}
+
+// numberLiteral reports whether a word is an integer constant (10, 0x1f,
+// 8#17): a word starting with a digit cannot name a variable.
+func numberLiteral(word *syntax.Word) bool {
+	if len(word.Parts) != 1 {
+		return false
+	}
+	lit, ok := word.Parts[0].(*syntax.Lit)
+	if !ok || lit.Value == "" || lit.Value[0] < '0' || lit.Value[0] > '9' {
+		return false
+	}
+	for _, c := range lit.Value {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '#' || c == '@' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// test walks [[ ... ]]. Its arithmetic comparisons (-eq, -lt, ...) evaluate
+// their operands as arithmetic; -v and -R evaluate subscripts in a name.
+func (w *walker) test(x syntax.TestExpr) {
+	if w.failed() {
+		return
+	}
+	switch x := x.(type) {
+	case *syntax.BinaryTest:
+		switch x.Op {
+		case syntax.TsEql, syntax.TsNeq, syntax.TsLss, syntax.TsLeq, syntax.TsGtr, syntax.TsGeq:
+			for _, side := range []syntax.TestExpr{x.X, x.Y} {
+				if word, ok := side.(*syntax.Word); !ok || !numberLiteral(word) {
+					w.refuse("arithmetic", x)
+					return
+				}
+			}
+		}
+		w.test(x.X)
+		w.test(x.Y)
+	case *syntax.UnaryTest:
+		if x.Op == syntax.TsVarSet || x.Op == syntax.TsRefVar {
+			word, ok := x.X.(*syntax.Word)
+			name, static := "", false
+			if ok {
+				name, static = staticWord(word)
+			}
+			if !static || !isIdentifier(name) {
+				w.refuse("variable-name", x)
+				return
+			}
+		}
+		w.test(x.X)
+	case *syntax.ParenTest:
+		w.test(x.X)
+	case *syntax.Word:
+		w.word(x)
+	default:
+		w.refuse("unknown-construct", x)
+	}
+}
+
 func appendUnique(list []string, s string) []string {
 	if slices.Contains(list, s) {
 		return list
 	}
 	return append(list, s)
-}
-
-// wordText is a word as the shell sees it after quote removal. Parameter
-// expansions, command substitutions and other expansions stay as written.
-func wordText(word *syntax.Word) string {
-	if word == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, part := range word.Parts {
-		partText(&b, part, false)
-	}
-	return b.String()
-}
-
-func partText(b *strings.Builder, part syntax.WordPart, quoted bool) {
-	switch p := part.(type) {
-	case *syntax.Lit:
-		b.WriteString(unescape(p.Value, quoted))
-	case *syntax.SglQuoted:
-		if !p.Dollar {
-			b.WriteString(p.Value)
-			return
-		}
-		// $'...' has C escapes; the expander decodes them.
-		cfg := &expand.Config{Env: expand.FuncEnviron(func(string) string { return "" })}
-		s, err := expand.Literal(cfg, &syntax.Word{Parts: []syntax.WordPart{p}})
-		if err != nil {
-			b.WriteString(nodeText(&syntax.Word{Parts: []syntax.WordPart{p}}))
-			return
-		}
-		b.WriteString(s)
-	case *syntax.DblQuoted:
-		for _, inner := range p.Parts {
-			partText(b, inner, true)
-		}
-	default:
-		b.WriteString(nodeText(&syntax.Word{Parts: []syntax.WordPart{p}}))
-	}
-}
-
-// unescape removes the backslashes quote removal removes: every one outside
-// quotes, and inside double quotes only before $ ` " \ and newline.
-func unescape(s string, quoted bool) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		next := s[i+1]
-		switch {
-		case next == '\n':
-			i++ // line continuation
-		case !quoted || strings.IndexByte("$`\"\\", next) >= 0:
-			b.WriteByte(next)
-			i++
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// nodeText prints a node back as shell source, on one line.
-func nodeText(n syntax.Node) string {
-	var b strings.Builder
-	if err := syntax.NewPrinter(syntax.SingleLine(true)).Print(&b, n); err != nil {
-		return ""
-	}
-	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,6 +112,14 @@ func (k *kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resou
 		maxSessions = DefaultMaxSessions
 	}
 
+	shell := spec.Shell
+	if shell == "" {
+		shell = DefaultShell
+	}
+	if !validShellPath(shell) {
+		return nil, bad("shell", "%q is not the absolute path of bash (e.g. /bin/bash or /usr/local/bin/bash): run_ssh computes facts for bash and runs every command under it", shell)
+	}
+
 	if len(spec.Grants) == 0 {
 		return nil, bad("grants", "an ssh resource needs at least one grant, e.g. operator: {principals: [ops], ttl: 2m}")
 	}
@@ -126,14 +135,34 @@ func (k *kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resou
 		ca:            ca,
 		sourceAddress: strings.Join(sources, ","),
 		sessions:      make(chan struct{}, maxSessions),
+		shell:         shell,
 		now:           k.now,
 	}, nil
+}
+
+// DefaultShell is where bash is on the hosts run_ssh talks to unless a
+// resource says otherwise (shell:).
+const DefaultShell = "/bin/bash"
+
+// validShellPath accepts an absolute path to a program named bash, made of
+// characters no shell treats specially (it is sent unquoted to the login
+// shell).
+func validShellPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || path.Base(p) != "bash" {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._+-", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // rejectForeign refuses settings that belong to other kinds, naming them.
 func rejectForeign(spec tools.ResourceSpec, bad func(key, format string, args ...any) error) error {
 	for _, f := range spec.ForeignSettings(KindName) {
-		return bad(f.Key, "%s (it is %s)", "not an ssh setting; ssh resources take address, host_key | host_ca | known_hosts_file, ca_key_file | ca_key_env, source_address, max_sessions and grants", f.OwnerPhrase())
+		return bad(f.Key, "%s (it is %s)", "not an ssh setting; ssh resources take address, host_key | host_ca | known_hosts_file, ca_key_file | ca_key_env, source_address, max_sessions, shell and grants", f.OwnerPhrase())
 	}
 	return nil
 }
@@ -228,6 +257,7 @@ type Resource struct {
 	ca            ssh.Signer
 	sourceAddress string
 	sessions      chan struct{} // one token per open session
+	shell         string        // bash on the host
 	now           func() time.Time
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -26,9 +27,19 @@ const DefaultMaxBytes = 1 << 20
 // host to report the exit before it closes the connection regardless.
 const killGrace = 2 * time.Second
 
+// pinnedLine is the exec request for every command: whatever the account's
+// login shell is (bash, dash, zsh, fish, csh), it reads this line the same
+// way — a constant with no backslash, no newline and no quote inside its one
+// single-quoted word — and execs bash. That bash reads the command from
+// standard input up to a NUL byte and execs a second bash with it as the -c
+// script, so the command runs exactly as "bash -c COMMAND" would, under the
+// shell its facts were computed for; the rest of standard input is the
+// command's own. %s is the resource's shell path (validated: no specials).
+const pinnedLine = `exec %[1]s --noprofile --norc -c 'IFS= read -r -d "" c && exec %[1]s --noprofile --norc -c "$c" run_ssh'`
+
 // Command is one remote execution.
 type Command struct {
-	// Line is the command line, run by the remote user's shell.
+	// Line is the command line, run by bash on the host (see pinnedLine).
 	Line string
 	// Stdin is fed to the command; empty means an empty stdin (EOF).
 	Stdin string
@@ -80,8 +91,8 @@ func (r *Resource) Run(ctx context.Context, cred *Credential, cmd Command) (*too
 	stdout := &cappedBuffer{max: cmd.MaxBytes}
 	stderr := &cappedBuffer{max: cmd.MaxBytes}
 	session.Stdout, session.Stderr = stdout, stderr
-	session.Stdin = strings.NewReader(cmd.Stdin)
-	if err := session.Start(cmd.Line); err != nil {
+	session.Stdin = io.MultiReader(strings.NewReader(cmd.Line), strings.NewReader("\x00"), strings.NewReader(cmd.Stdin))
+	if err := session.Start(fmt.Sprintf(pinnedLine, r.shell)); err != nil {
 		return nil, fmt.Errorf("resource %s: starting the command: %v: %w", r.spec.Name, err, tools.ErrBackendUnavailable)
 	}
 
@@ -140,8 +151,20 @@ func (r *Resource) Run(ctx context.Context, cred *Credential, cmd Command) (*too
 			notices = append(notices, fmt.Sprintf("%s was cut at %d of %d bytes", s.name, s.buf.kept(), s.buf.total))
 		}
 	}
+	if missingShell(out.Streams, r.shell) {
+		return nil, fmt.Errorf("resource %s: the host could not start %s, the shell run_ssh runs every command under (so that its facts hold); install bash on the host or set shell: to its path: %w",
+			r.spec.Name, r.shell, tools.ErrBackendUnavailable)
+	}
 	out.Notice = strings.Join(notices, "; ")
 	return out, nil
+}
+
+// missingShell recognises the login shell's complaint that the pinned bash
+// does not exist: exit 126 or 127, nothing on stdout, and the path in stderr.
+// The command itself never started then.
+func missingShell(s *tools.Streams, shell string) bool {
+	return (s.ExitCode == 127 || s.ExitCode == 126) && s.Stdout == "" && strings.Contains(s.Stderr, shell) &&
+		strings.Count(s.Stderr, "\n") <= 1
 }
 
 // dial connects and authenticates with the certificate, verifying the host

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ type RunArgs struct {
 	Command  string `json:"command"`
 	TimeoutS int    `json:"timeout_s,omitempty"`
 	Stdin    string `json:"stdin,omitempty"`
+
+	// The command's facts, or why it has none, from the one parse in Decode.
+	facts    policy.Shell
+	factsErr error
 }
 
 var _ tools.Args = (*RunArgs)(nil)
@@ -123,8 +128,18 @@ func (*RunSSH) Decode(raw json.RawMessage) (tools.Args, error) {
 		return nil, invalid("resource is required: the name of an SSH host (see list_resources)")
 	case strings.TrimSpace(a.Command) == "":
 		return nil, invalid("command is required: the shell command line to run, e.g. \"df -h /\"")
+	case len(a.Command) > MaxCommandBytes:
+		return nil, invalid("command is %d bytes; at most %d (64 KiB) are accepted", len(a.Command), MaxCommandBytes)
+	case strings.IndexByte(a.Command, 0) >= 0:
+		return nil, invalid("command contains a NUL byte, which no shell command can hold")
 	case len(a.Stdin) > MaxStdinBytes:
 		return nil, invalid("stdin is %d bytes; at most %d (1 MiB) are accepted", len(a.Stdin), MaxStdinBytes)
+	}
+	a.facts, a.factsErr = ShellFacts(a.Command)
+	if errors.Is(a.factsErr, ErrUnparsable) {
+		// As with SQL: text the parser rejects never reaches policy, and
+		// bash would run the part before the error.
+		return nil, fmt.Errorf("%w: %v", tools.ErrInvalidArguments, a.factsErr)
 	}
 	if v, ok := fields["timeout_s"]; ok {
 		var raw any
@@ -144,13 +159,17 @@ func (*RunSSH) Decode(raw json.RawMessage) (tools.Args, error) {
 	return a, nil
 }
 
-// Facts describes the command for policy, from a real shell parser.
+// Facts describes the command for policy, from a real shell parser, or
+// refuses it when the analysis cannot see through part of it (opaque.go).
 func (*RunSSH) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*RunArgs)
 	if !ok {
 		return policy.Facts{}, fmt.Errorf("run_ssh: unexpected arguments %T", args)
 	}
-	f := ShellFacts(a.Command)
+	if a.factsErr != nil {
+		return policy.Facts{}, a.factsErr
+	}
+	f := a.facts
 	return policy.Facts{Shell: &f}, nil
 }
 
