@@ -155,3 +155,38 @@ func writeAs(t *testing.T, path, content, owner string) {
 func execCommand(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
 }
+
+// TestRedTeamCasesAreNotAllowed: commands a second review got through the
+// shipped policies (each ran code, wrote a file or sent data on a real
+// sshd). None may be allowed or sent for approval now.
+func TestRedTeamCasesAreNotAllowed(t *testing.T) {
+	for _, command := range []string{
+		"ls /etc/hostname # \\\ntouch ~/x",
+		"ls /etc/hostname \\\r\ntouch x",
+		"cat <<'E'\r\nE\nls '\nE\r\ntouch x #'\n",
+		"RANDOM='a[$(touch x)]'; uptime",
+		"a='x[$(id)]'; RANDOM=a; ls",
+		"[[ x == @(a|$(touch x)) ]]; uptime",
+		"LC_ALL=zh_TW.big5\nls /etc/hostname 中\\;touch x",
+		"cat /etc/passwd 3</dev/tcp/127.0.0.1/9 >&3",
+		"uniq +0 - ~/.zshenv",
+		"sort -o - /etc/hostname",
+		"systemctl status -H user@host:22 sshd",
+		"ls | time -o ~/x id",
+		"ls | time id",
+		"printf -v'a[$(id)]' x",
+		"x=$(cat <<'E'\nE)\nid\nE\n)",
+		"find /etc/hostname -maxdepth 0 -exec tee + ~/x {} +",
+		"ls >&'$(id)'",
+	} {
+		for _, sp := range shippedPolicies {
+			p, err := policy.Load(sp.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := decide(t, p, sp.resource, sp.groups, command); got == string(policy.Allow) || got == string(policy.Approve) {
+				t.Errorf("the %s policy lets %q through (%s)", sp.name, command, got)
+			}
+		}
+	}
+}

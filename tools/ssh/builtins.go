@@ -73,9 +73,17 @@ func setBuiltin(w *walker, args []arg) {
 		if len(a.text) < 2 || a.text[0] != '-' && a.text[0] != '+' {
 			return // positional parameters
 		}
-		if a.text[0] == '-' && strings.ContainsAny(a.text[1:], "ka") {
+		if a.text[0] == '-' && strings.ContainsAny(a.text[1:], "ka") || a.text[0] == '+' && strings.ContainsRune(a.text[1:], 'B') {
 			w.refuseText("shell-option", "set "+a.text)
 			return
+		}
+		if a.text[0] == '+' && strings.ContainsRune(a.text[1:], 'o') && i+1 < len(args) {
+			i++
+			if o := args[i]; !o.static || o.text == "braceexpand" {
+				w.refuseText("shell-option", "set +o "+o.text)
+				return
+			}
+			continue
 		}
 		if strings.ContainsRune(a.text[1:], 'o') && i+1 < len(args) {
 			// set -o NAME, also grouped: set -eo pipefail
@@ -98,13 +106,28 @@ func declareBuiltin(w *walker, args []arg) {
 			return
 		}
 		if !d.option(w, a.text) {
-			name, _, _ := strings.Cut(a.text, "=")
+			if d.variant == "nameref" {
+				w.refuseText("indirection", "nameref")
+				return
+			}
+			name, value, hasValue := strings.Cut(a.text, "=")
 			if i := strings.IndexByte(name, '['); i >= 0 {
 				w.refuse("variable-name", a.word) // a subscript the parser did not see
 				return
 			}
 			name = strings.TrimSuffix(name, "+")
-			d.name(w, name, a.word)
+			if hasValue && strings.HasPrefix(value, "(") && d.variant != "export" {
+				w.refuse("reparsed-value", a.word)
+				return
+			}
+			if d.funcs {
+				continue
+			}
+			if hasValue {
+				w.assignValue(name, value, a.word, d.isExported())
+			} else {
+				d.name(w, name, a.word)
+			}
 		}
 		if w.failed() {
 			return
@@ -147,13 +170,18 @@ func (d *declState) option(w *walker, s string) bool {
 	return true
 }
 
-// name checks one name (or NAME=value) a declare-like builtin assigns.
+func (d *declState) isExported() bool { return (d.exported || d.variant == "export") && !d.unexport }
+
+// name checks one name a declare-like builtin gives an attribute to (or,
+// with export, puts in the environment).
 func (d *declState) name(w *walker, name string, at syntax.Node) {
 	if d.funcs {
 		return // function names: nothing is assigned
 	}
-	exported := (d.exported || d.variant == "export") && !d.unexport
-	w.assignName(name, at, exported)
+	if isLocaleVariable(name) {
+		return // no value is assigned here; its value was checked where it was
+	}
+	w.assignName(name, at, d.isExported())
 }
 
 // decl walks a declare-like clause as the parser gives it.
@@ -190,9 +218,19 @@ func (w *walker) decl(c *syntax.DeclClause) {
 			w.refuse("variable-name", a)
 			return
 		}
-		if !d.funcs {
-			w.assign(a, (d.exported || d.variant == "export") && !d.unexport)
+		if d.funcs {
+			continue
 		}
+		if a.Value != nil && d.variant != "export" {
+			// declare parses a value of the form "(...)" again as an array
+			// assignment (of an array variable, declared here or before), a
+			// value known only at run time included.
+			if v, ok := staticWord(a.Value); !ok || strings.HasPrefix(v, "(") {
+				w.refuse("reparsed-value", a)
+				return
+			}
+		}
+		w.assign(a, d.isExported())
 	}
 	if !w.failed() {
 		w.add(args)
@@ -287,19 +325,10 @@ func mapfileBuiltin(w *walker, args []arg) {
 	}
 }
 
-// printfBuiltin checks printf -v NAME.
+// printfBuiltin checks printf -v NAME (also -vNAME). An expansion where an
+// option could stand is refused: it could be -v NAME.
 func printfBuiltin(w *walker, args []arg) {
-	if len(args) > 1 && args[1].text == "-v" {
-		if !args[1].static || len(args) < 3 {
-			w.refuse("dynamic-option", args[1].word)
-			return
-		}
-		w.assignedName(args[2])
-		return
-	}
-	if len(args) > 1 && !args[1].static && !args[1].single {
-		w.refuse("dynamic-option", args[1].word) // could expand to -v NAME
-	}
+	builtinOptions(w, args, "v", func(opt byte, v arg) { w.assignedName(v) })
 }
 
 // getoptsBuiltin checks the name getopts assigns.

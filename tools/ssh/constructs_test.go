@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,36 +23,46 @@ import (
 // real sshd without the analysis, each creates its file; the analysis
 // refuses each, naming the construct.
 var constructAttacks = map[string]struct{ command, stdin string }{
-	"dynamic-program":     {command: `X=touch; $X MARK`},
-	"arithmetic":          {command: `x='a[$(touch MARK)]'; echo $((x))`},
-	"prompt-expansion":    {command: `x='$(touch MARK)'; echo ${x@P}`},
-	"indirection":         {command: `x='a[$(touch MARK)]'; echo ${!x}`},
-	"integer-variable":    {command: `declare -i n; n='a[$(touch MARK)]'`},
-	"eval":                {command: `eval 'touch MARK'`},
-	"source":              {command: `source /dev/stdin`, stdin: "touch MARK\n"},
-	"trap":                {command: `trap 'touch MARK' EXIT`},
-	"alias":               {command: "shopt -s expand_aliases\nalias ls='touch MARK'\nls"},
-	"enable":              {command: `enable -f SO airlock_marker`},
-	"builtin":             {command: `builtin eval 'touch MARK'`},
-	"hash":                {command: `hash -p /usr/bin/touch ls; ls MARK`},
-	"completion":          {command: `compgen -C 'touch MARK' x`},
-	"mapfile-callback":    {command: `mapfile -C 'touch MARK; :' -c 1 a <<< x`},
-	"fc":                  {command: "set -o history\nhistory -s 'touch MARK'\nfc -s touch"},
-	"shell-variable":      {command: `BASH_CMDS[ls]=/usr/bin/touch; ls MARK`},
-	"environment":         {command: `LD_PRELOAD=SO /bin/true`},
-	"variable-name":       {command: `printf -v 'a[$(touch MARK)]' x`},
-	"dynamic-option":      {command: `x='-v a[$(touch${IFS}MARK)]'; test $x`},
-	"shell-option":        {command: "set -k\nbash -c : BASH_ENV=/dev/stdin; true", stdin: "touch MARK\n"},
-	"script-input":        {command: `bash`, stdin: "touch MARK\n"},
-	"dynamic-script":      {command: `c='touch MARK'; bash -c -- "$c"`},
-	"nested-parse":        {command: "bash -c 'touch MARK\n}'"},
-	"other-shell":         {command: `zsh -c 'ls -d /tmp*(e:"touch MARK":)'`},
-	"nesting":             {command: nested(maxScriptDepth+1, "touch MARK")},
-	"dynamic-wrapped":     {command: `X=touch; env $X MARK`},
-	"unmodelled-runner":   {command: `prlimit touch MARK`},
-	"input-arguments":     {command: `echo MARK | xargs touch`},
-	"dynamic-write":       {command: `f=MARK; touch "$f"`},
-	"runs-command-option": {command: `tar -cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch MARK' /etc/hostname`},
+	"dynamic-program":      {command: `X=touch; $X MARK`},
+	"arithmetic":           {command: `x='a[$(touch MARK)]'; echo $((x))`},
+	"prompt-expansion":     {command: `x='$(touch MARK)'; echo ${x@P}`},
+	"indirection":          {command: `x='a[$(touch MARK)]'; echo ${!x}`},
+	"integer-variable":     {command: `declare -i n; n='a[$(touch MARK)]'`},
+	"eval":                 {command: `eval 'touch MARK'`},
+	"source":               {command: `source /dev/stdin`, stdin: "touch MARK\n"},
+	"trap":                 {command: `trap 'touch MARK' EXIT`},
+	"alias":                {command: "shopt -s expand_aliases\nalias ls='touch MARK'\nls"},
+	"enable":               {command: `enable -f SO airlock_marker`},
+	"builtin":              {command: `builtin eval 'touch MARK'`},
+	"hash":                 {command: `hash -p /usr/bin/touch ls; ls MARK`},
+	"completion":           {command: `compgen -C 'touch MARK' x`},
+	"mapfile-callback":     {command: `mapfile -C 'touch MARK; :' -c 1 a <<< x`},
+	"fc":                   {command: "set -o history\nhistory -s 'touch MARK'\nfc -s touch"},
+	"shell-variable":       {command: `BASH_CMDS[ls]=/usr/bin/touch; ls MARK`},
+	"environment":          {command: `LD_PRELOAD=SO /bin/true`},
+	"variable-name":        {command: `printf -v 'a[$(touch MARK)]' x`},
+	"dynamic-option":       {command: `x='-v a[$(touch${IFS}MARK)]'; test $x`},
+	"shell-option":         {command: "set -k\nbash -c : BASH_ENV=/dev/stdin; true", stdin: "touch MARK\n"},
+	"script-input":         {command: `bash`, stdin: "touch MARK\n"},
+	"dynamic-script":       {command: `c='touch MARK'; bash -c -- "$c"`},
+	"nested-parse":         {command: "bash -c 'touch MARK\n}'"},
+	"other-shell":          {command: `zsh -c 'ls -d /tmp*(e:"touch MARK":)'`},
+	"nesting":              {command: nested(maxScriptDepth+1, "touch MARK")},
+	"dynamic-wrapped":      {command: `X=touch; env $X MARK`},
+	"unmodelled-runner":    {command: `prlimit touch MARK`},
+	"input-arguments":      {command: `echo MARK | xargs touch`},
+	"dynamic-write":        {command: `f=MARK; touch "$f"`},
+	"runs-command-option":  {command: `tar -cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch MARK' /etc/hostname`},
+	"comment-continuation": {command: "ls /etc/hostname # \\\ntouch MARK"},
+	"extglob-expansion":    {command: `[[ x == @(a|$(touch MARK)) ]]`},
+	// Needs a Big5 locale on the host: 中 is E4 B8 AD, and to Big5 "AD 5C"
+	// is one character, so the backslash that escapes ";" to the parser is
+	// gone for bash.
+	"locale":           {command: "LC_ALL=zh_TW.big5\nls /etc/hostname 中\\;touch MARK"},
+	"network-redirect": {command: `echo x >/dev/tcp/127.0.0.1/PORT`}, // the listener creates MARK
+	"dynamic-redirect": {command: `f='MARK'; echo x > "$f"`},
+	"nested-heredoc":   {command: "x=$(cat <<'E'\nE)\ntouch MARK\nE\n)"},
+	"reparsed-value":   {command: `declare -a a='($(touch MARK))'`},
 }
 
 // constructsWithoutAttack are refused defensively: an option the tables do
@@ -89,6 +100,12 @@ func TestConstructsRunCode(t *testing.T) {
 			command := strings.ReplaceAll(attack.command, "MARK", mark)
 			if strings.Contains(command, "SO") {
 				command = strings.ReplaceAll(command, "SO", markerLibrary(t, dir, c.id, mark))
+			}
+			if strings.Contains(command, "PORT") {
+				command = strings.ReplaceAll(command, "PORT", markOnConnect(t, mark))
+			}
+			if strings.Contains(command, "zh_TW.big5") {
+				ensureLocale(t, "zh_TW.big5", "zh_TW", "BIG5")
 			}
 
 			// The analysis refuses it, naming the construct.
@@ -173,6 +190,45 @@ __attribute__((constructor)) static void airlock_marker(void) {
 		t.Fatal(err)
 	}
 	return lib
+}
+
+// markOnConnect listens on a loopback port and creates mark when something
+// connects and sends a byte; it returns the port.
+func markOnConnect(t *testing.T, mark string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, _ := conn.Read(make([]byte, 16)); n > 0 {
+			_ = os.WriteFile(mark, nil, 0o644)
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// ensureLocale makes a locale exist on this host (the test sshd's), or
+// reports it unavailable: CI installs Debian's locales package.
+func ensureLocale(t *testing.T, name, input, charmap string) {
+	t.Helper()
+	out, _ := exec.Command("locale", "-a").Output()
+	for _, l := range strings.Fields(string(out)) {
+		if strings.EqualFold(strings.ReplaceAll(l, "-", ""), strings.ReplaceAll(name, "-", "")) {
+			return
+		}
+	}
+	if msg, err := exec.Command("localedef", "-i", input, "-f", charmap, input+"."+charmap).CombinedOutput(); err != nil {
+		testenv.Unavailable(t, "the locale "+name, "install the Debian package locales (localedef needs its definitions)", fmt.Errorf("localedef: %v: %s", err, msg))
+	}
 }
 
 func homeOf(t *testing.T, name string) string {

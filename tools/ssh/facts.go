@@ -16,8 +16,14 @@ import (
 // and wrappers inside wrappers are followed; deeper nesting is refused.
 const maxScriptDepth = 8
 
-// MaxCommandBytes bounds a run_ssh command line.
-const MaxCommandBytes = 64 << 10
+// MaxCommandBytes bounds a run_ssh command line: the parse runs before
+// policy, for any caller, and pathological nesting costs time.
+const MaxCommandBytes = 16 << 10
+
+// maxSubstitutionDepth bounds how deep command and process substitutions
+// nest: each level prints its subtree for the facts, so the cost grows with
+// the square of the depth.
+const maxSubstitutionDepth = 16
 
 // ErrUnparsable is wrapped by the error for a command that bash would not
 // parse; Decode rejects such commands.
@@ -38,21 +44,34 @@ var ErrUnparsable = errors.New("the command does not parse as bash")
 // facts: no policy may allow what it cannot see.
 //
 // A command that does not parse returns an error wrapping ErrUnparsable.
-func ShellFacts(command string) (policy.Shell, error) {
+func ShellFacts(command string) (sh policy.Shell, err error) {
+	if strings.IndexByte(command, '\r') >= 0 {
+		// The parser reads \r\n as \n and a lone \r as a blank; bash reads
+		// \r as an ordinary character. Text they read differently has no facts.
+		return policy.Shell{}, fmt.Errorf("%w: the command contains a carriage return (\\r), which bash and the parser read differently; use \\n line endings", ErrUnparsable)
+	}
 	file, err := parseScript(command, syntax.LangBash)
 	if err != nil {
 		return policy.Shell{}, fmt.Errorf("%w: %v", ErrUnparsable, err)
 	}
+	defer func() {
+		// A walk that fails in a way nobody foresaw refuses; it never
+		// lets the command through without facts.
+		if r := recover(); r != nil {
+			sh, err = policy.Shell{}, refuse("unknown-construct", fmt.Sprintf("the analysis failed: %v", r))
+		}
+	}()
 	return factsOf(command, file)
 }
 
 func parseScript(src string, lang syntax.LangVariant) (*syntax.File, error) {
-	return syntax.NewParser(syntax.Variant(lang)).Parse(strings.NewReader(src), "")
+	return syntax.NewParser(syntax.Variant(lang), syntax.KeepComments(true)).Parse(strings.NewReader(src), "")
 }
 
 // factsOf walks a parsed command.
 func factsOf(src string, file *syntax.File) (policy.Shell, error) {
 	w := &walker{src: src}
+	w.comments(file)
 	w.stmts(file.Stmts)
 	if w.err != nil {
 		return policy.Shell{}, w.err
@@ -76,10 +95,25 @@ var privileged = []string{"sudo", "sudoedit", "doas", "su", "runuser", "pkexec",
 // walker accumulates facts over a script and the scripts nested in it, and
 // stops at the first construct it cannot see through.
 type walker struct {
-	src   string // the script being walked, for snippets in refusals
-	sh    policy.Shell
-	err   error
-	depth int
+	src        string // the script being walked, for snippets in refusals
+	sh         policy.Shell
+	err        error
+	depth      int // wrappers and scripts
+	substDepth int // command and process substitutions
+	// assigningLiteral is set while a NAME=literal assignment is checked,
+	// whose value assignValue checks.
+	assigningLiteral bool
+}
+
+// assignValue checks NAME=VALUE given as one literal word (env, sudo,
+// declare written as a plain command).
+func (w *walker) assignValue(name, value string, at syntax.Node, exported bool) {
+	w.assigningLiteral = true
+	w.assignName(name, at, exported)
+	w.assigningLiteral = false
+	if isLocaleVariable(name) && !safeLocale(value) {
+		w.refuseText("locale", name+"="+value)
+	}
 }
 
 func (w *walker) failed() bool { return w.err != nil }
@@ -120,8 +154,32 @@ func (w *walker) script(src string, lang syntax.LangVariant, origin string) {
 	}
 	saved := w.src
 	w.src = src
+	w.comments(file)
 	w.stmts(file.Stmts)
 	w.src = saved
+}
+
+// comments refuses a comment whose line ends in a backslash: the parser
+// joins the next line to the comment, bash ends the comment at the newline.
+func (w *walker) comments(file *syntax.File) {
+	syntax.Walk(file, func(n syntax.Node) bool {
+		c, ok := n.(*syntax.Comment)
+		if !ok || w.failed() {
+			return !w.failed()
+		}
+		start := int(c.Hash.Offset())
+		if start < 0 || start >= len(w.src) {
+			return true
+		}
+		line := w.src[start:]
+		if i := strings.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		if strings.HasSuffix(line, "\\") {
+			w.refuseText("comment-continuation", line)
+		}
+		return true
+	})
 }
 
 func (w *walker) stmts(list []*syntax.Stmt) {
@@ -194,6 +252,11 @@ func (w *walker) command(cmd syntax.Command) {
 		w.stmts(c.Stmts)
 	case *syntax.BinaryCmd:
 		w.stmt(c.X)
+		if t, ok := c.Y.Cmd.(*syntax.TimeClause); ok && (c.Op == syntax.Pipe || c.Op == syntax.PipeAll) {
+			// After a pipe, time is not bash's keyword but a program.
+			w.timeProgram(c.Y, t)
+			return
+		}
 		w.stmt(c.Y)
 	case *syntax.FuncDecl:
 		// The body runs wherever the function is called: list it once here.
@@ -223,6 +286,32 @@ func (w *walker) command(cmd syntax.Command) {
 	}
 }
 
+// timeProgram walks "... | time ARGS": bash runs the program time (GNU
+// time, a wrapper that may write -o FILE) with the words after it.
+func (w *walker) timeProgram(s *syntax.Stmt, t *syntax.TimeClause) {
+	for _, r := range s.Redirs {
+		w.redirect(r)
+	}
+	word := &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: "time"}}}
+	call := &syntax.CallExpr{Args: []*syntax.Word{word}}
+	if t.PosixFormat {
+		call.Args = append(call.Args, &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: "-p"}}})
+	}
+	if t.Stmt != nil {
+		inner, ok := t.Stmt.Cmd.(*syntax.CallExpr)
+		if !ok || t.Stmt.Negated || t.Stmt.Background {
+			w.refuse("unknown-construct", t)
+			return
+		}
+		for _, r := range t.Stmt.Redirs {
+			w.redirect(r)
+		}
+		call.Assigns = inner.Assigns
+		call.Args = append(call.Args, inner.Args...)
+	}
+	w.call(call)
+}
+
 // call walks a simple command: its assignments, its words, and what the
 // program runs or writes in turn.
 func (w *walker) call(c *syntax.CallExpr) {
@@ -233,9 +322,9 @@ func (w *walker) call(c *syntax.CallExpr) {
 	if len(c.Args) == 0 || w.failed() {
 		return
 	}
-	args := make([]arg, len(c.Args))
-	for i, word := range c.Args {
-		args[i] = w.arg(word)
+	args := make([]arg, 0, len(c.Args))
+	for _, word := range c.Args {
+		args = append(args, w.args(word)...)
 	}
 	if w.failed() {
 		return
@@ -270,6 +359,10 @@ func (w *walker) run(args []arg, fromInput bool) {
 	}
 	if why, ok := unmodelledRunners[name]; ok {
 		w.refuseText("unmodelled-runner", name+" "+why)
+		return
+	}
+	if systemdRemote(name, args[1:]) {
+		w.refuseText("unmodelled-runner", name+" -H runs ssh to another host")
 		return
 	}
 	if wr, ok := writers[name]; ok {
@@ -309,36 +402,48 @@ func (w *walker) redirect(r *syntax.Redirect) {
 		w.assignName(name, r, false)
 	}
 	if r.Hdoc != nil {
+		if w.substDepth > 0 {
+			w.refuse("nested-heredoc", r)
+			return
+		}
 		w.word(r.Hdoc)
+	}
+	switch r.Op {
+	case syntax.Hdoc, syntax.DashHdoc, syntax.WordHdoc:
+		w.word(r.Word) // a delimiter or a here-string: text, not a file
+		return
 	}
 	target := w.arg(r.Word)
 	if w.failed() {
 		return
 	}
+	if target.procSubst {
+		return // a pipe to or from a process substitution, not a file
+	}
+	if !target.static {
+		w.refuse("dynamic-redirect", r.Word)
+		return
+	}
+	if strings.HasPrefix(path.Clean(target.text), "/dev/tcp/") || strings.HasPrefix(path.Clean(target.text), "/dev/udp/") {
+		w.refuseText("network-redirect", target.text)
+		return
+	}
 	switch r.Op {
 	case syntax.RdrOut, syntax.AppOut, syntax.RdrInOut, syntax.RdrClob, syntax.AppClob,
 		syntax.RdrAll, syntax.RdrAllClob, syntax.AppAll, syntax.AppAllClob:
-		w.writeTarget(target, r.Word)
-	case syntax.DplOut:
-		// >&2 and >&- duplicate or close a descriptor; >&file writes a file.
-		if target.static && (target.text == "-" || strings.Trim(target.text, "0123456789") == "") {
+		w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, target.text)
+	case syntax.DplOut, syntax.DplIn:
+		// >&2, <&0 and >&- duplicate or close a descriptor. Any other word
+		// makes >& mean &> to bash, which expands the word a second time.
+		if target.text == "-" || strings.Trim(strings.TrimSuffix(target.text, "-"), "0123456789") == "" && target.text != "" {
 			return
 		}
-		w.writeTarget(target, r.Word)
+		if r.Op == syntax.DplIn || strings.ContainsAny(target.text, "$`\\*?[{~'\"") {
+			w.refuse("dynamic-redirect", r.Word)
+			return
+		}
+		w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, target.text)
 	}
-}
-
-// writeTarget records a file a redirection writes; a target that is not a
-// literal is refused (a process substitution is a pipe, not a file).
-func (w *walker) writeTarget(target arg, word *syntax.Word) {
-	if target.procSubst {
-		return
-	}
-	if !target.static {
-		w.refuse("dynamic-write", word)
-		return
-	}
-	w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, target.text)
 }
 
 // assign checks one assignment: the name may not be one bash reads itself,
@@ -349,7 +454,19 @@ func (w *walker) assign(a *syntax.Assign, exported bool) {
 		w.refuse("variable-name", a)
 		return
 	}
+	w.assigningLiteral = true
 	w.assignName(a.Name.Value, a, exported)
+	w.assigningLiteral = false
+	if isLocaleVariable(a.Name.Value) && !w.failed() {
+		v, static := "", true
+		if a.Value != nil {
+			v, static = staticWord(a.Value)
+		}
+		if !static || a.Array != nil || a.Index != nil || a.Append || !safeLocale(v) {
+			w.refuseText("locale", a.Name.Value+"="+v)
+			return
+		}
+	}
 	if a.Index != nil {
 		w.subscript(a.Index, a)
 	}
@@ -369,8 +486,14 @@ func (w *walker) assign(a *syntax.Assign, exported bool) {
 }
 
 // assignName checks a name that is assigned by any means (NAME=, for, read,
-// printf -v, ${NAME:=}, {NAME}>, coproc NAME).
+// printf -v, ${NAME:=}, {NAME}>, coproc NAME). A locale variable may only be
+// assigned a literal value (assignValue checks it); here, where the value
+// is not known, it is refused.
 func (w *walker) assignName(name string, at syntax.Node, exported bool) {
+	if isLocaleVariable(name) && !w.assigningLiteral {
+		w.refuseText("locale", name+" assigned a value known only at run time")
+		return
+	}
 	switch {
 	case w.failed():
 	case !isIdentifier(name):
@@ -398,7 +521,13 @@ func (w *walker) part(part syntax.WordPart) {
 		return
 	}
 	switch p := part.(type) {
-	case *syntax.Lit, *syntax.SglQuoted, *syntax.ExtGlob:
+	case *syntax.Lit, *syntax.SglQuoted:
+	case *syntax.ExtGlob:
+		// Bash expands what is inside the pattern; the parser keeps it as
+		// text.
+		if v := p.Pattern.Value; strings.ContainsAny(v, "$`") || strings.Contains(v, "<(") || strings.Contains(v, ">(") {
+			w.refuse("extglob-expansion", p)
+		}
 	case *syntax.DblQuoted:
 		for _, inner := range p.Parts {
 			w.part(inner)
@@ -410,11 +539,9 @@ func (w *walker) part(part syntax.WordPart) {
 			w.refuse("unknown-construct", p)
 			return
 		}
-		w.sh.HasSubstitution = true
-		w.stmts(p.Stmts)
+		w.substitution(p.Stmts, p)
 	case *syntax.ProcSubst:
-		w.sh.HasSubstitution = true
-		w.stmts(p.Stmts)
+		w.substitution(p.Stmts, p)
 	case *syntax.ArithmExp:
 		if p.Unsigned {
 			w.refuse("unknown-construct", p)
@@ -428,6 +555,18 @@ func (w *walker) part(part syntax.WordPart) {
 	default:
 		w.refuse("unknown-construct", part)
 	}
+}
+
+// substitution walks the commands of $(...), `...`, <(...) or >(...).
+func (w *walker) substitution(stmts []*syntax.Stmt, at syntax.Node) {
+	if w.substDepth+1 > maxSubstitutionDepth {
+		w.refuseText("nesting", fmt.Sprintf("substitutions nested more than %d deep", maxSubstitutionDepth))
+		return
+	}
+	w.sh.HasSubstitution = true
+	w.substDepth++
+	w.stmts(stmts)
+	w.substDepth--
 }
 
 // paramTransforms are the ${x@op} operators that only quote or re-case the

@@ -211,6 +211,26 @@ func TestShellFacts(t *testing.T) {
 			},
 		},
 		{
+			name: "time after a pipe is the program", command: "ls | time -p id",
+			want: policy.Shell{Commands: []policy.Command{cmd("ls"), cmd("time", "-p", "id"), cmd("id")}, Programs: []string{"ls", "time", "id"}},
+		},
+		{
+			name: "safe locales", command: "LC_ALL=C.UTF-8 ls; LANG=en_US.utf8 date; export LC_ALL=C",
+			want: policy.Shell{Commands: []policy.Command{cmd("ls"), cmd("date"), cmd("export", "LC_ALL=C")}, Programs: []string{"ls", "date", "export"}},
+		},
+		{
+			name: "brace expansion with an empty alternative", command: "ls f{,.bak}",
+			want: policy.Shell{Commands: []policy.Command{cmd("ls", "f", "f.bak")}, Programs: []string{"ls"}},
+		},
+		{
+			name: "a brace expansion of literals is expanded, as bash does", command: "{rm,-rf,/tmp/x}",
+			want: policy.Shell{Commands: []policy.Command{cmd("rm", "-rf", "/tmp/x")}, Programs: []string{"rm"}, WritesFiles: []string{"/tmp/x"}},
+		},
+		{
+			name: "a comment without a trailing backslash", command: "ls # list\nuptime",
+			want: policy.Shell{Commands: []policy.Command{cmd("ls"), cmd("uptime")}, Programs: []string{"ls", "uptime"}},
+		},
+		{
 			name: "empty", command: "  ",
 			want: policy.Shell{},
 		},
@@ -251,7 +271,8 @@ func TestShellRefusals(t *testing.T) {
 		{"dynamic-program", "X=ls; $X /tmp"},
 		{"dynamic-program", `"$(echo rm)" -rf /x`},
 		{"dynamic-program", "/bin/r? -rf /x"},
-		{"dynamic-program", "{rm,-rf,/tmp/x}"},
+		{"dynamic-program", "{$X,-rf,/tmp/x}"},
+		{"dynamic-program", "{r..s} x"},
 		{"dynamic-program", "sudo -- $X"},
 		{"dynamic-program", "xargs -I{} {} /tmp"},
 		{"dynamic-program", "find . -exec {} \\;"},
@@ -372,7 +393,7 @@ func TestShellRefusals(t *testing.T) {
 		{"input-arguments", "xargs sudo"},
 		{"input-arguments", "find . -exec sudo {} \\;"},
 		{"input-arguments", "find -files0-from list -delete"},
-		{"dynamic-write", `echo x > "$f"`},
+		{"dynamic-redirect", `echo x > "$f"`},
 		{"dynamic-write", "tee *.log"},
 		{"dynamic-write", `cp a "$dir"`},
 		{"dynamic-write", "rm *.tmp"},
@@ -392,6 +413,55 @@ func TestShellRefusals(t *testing.T) {
 		{"runs-command-option", "wget -e 'robots=off' x"},
 		{"runs-command-option", "wget -i list"},
 		{"runs-command-option", "env -S 'rm -rf /'"},
+		// Found by the red team: each of these ran code, wrote or sent data
+		// while the facts said otherwise.
+		{"comment-continuation", "ls /etc/hostname # \\\ntouch ~/x"},
+		{"comment-continuation", "bash -c 'ls # \\\nid'"},
+		{"shell-variable", "RANDOM='a[$(touch x)]'; uptime"},
+		{"shell-variable", "a='x[$(id)]'; RANDOM=a; ls"},
+		{"shell-variable", "RANDOM+='a[$(id)]'; ls"},
+		{"shell-variable", "for RANDOM in 'a[$(id)]'; do ls; done"},
+		{"shell-variable", "select RANDOM in 'a[$(id)]'; do ls; done <<< 1"},
+		{"shell-variable", "SRANDOM='a[$(id)]'; ls"},
+		{"shell-variable", "HISTCMD='a[$(id)]'; ls"},
+		{"extglob-expansion", "[[ x == @(a|$(touch x)) ]]; uptime"},
+		{"extglob-expansion", "[[ x != !($(id)) ]] || ls"},
+		{"extglob-expansion", "x='a[$(id)]'; [[ x == +($((x))) ]]; ls"},
+		{"extglob-expansion", "shopt -s extglob\nls @(a|$(id))"},
+		{"locale", "LC_ALL=zh_TW.big5\nls 中\\;id"},
+		{"locale", "LC_CTYPE=zh_CN.gbk; ls"},
+		{"locale", "LANG=zh_TW bash -c ls"},
+		{"locale", "env LC_ALL=zh_TW.big5 bash -c ls"},
+		{"locale", "export LC_ALL=zh_TW.BIG5"},
+		{"locale", "read LC_ALL < /tmp/l"},
+		{"network-redirect", "cat /etc/passwd 3</dev/tcp/127.0.0.1/9 >&3"},
+		{"network-redirect", "echo x > /dev/udp/10.0.0.1/53"},
+		{"network-redirect", "cat < /dev//tcp/h/1"},
+		{"dynamic-redirect", "ls >&'$(id)'"},
+		{"dynamic-redirect", "ls >&'/tmp/$(id)'"},
+		{"dynamic-redirect", `cat < "$f"`},
+		{"dynamic-redirect", "cat <&file"},
+		{"nested-heredoc", "x=$(cat <<'E'\nE)\nid\nE\n)"},
+		{"reparsed-value", "declare -a a='($(id))'"},
+		{"reparsed-value", "declare -A a='([x]=$(id))'"},
+		{"reparsed-value", "a=(); declare a='($(id))'"},
+		{"reparsed-value", "f() { local -a a='($(id))'; }; f"},
+		{"reparsed-value", `"declare" -a 'a=($(id))'`},
+		{"reparsed-value", `x='($(id))'; declare -a a="$x"`},
+		{"variable-name", "printf -v'a[$(id)]' x"},
+		{"shell-variable", "printf -vPATH %s /tmp"},
+		{"dynamic-program", "$'\\x{65}val' 'id'"},
+		{"dynamic-program", "$'\\x{73}udo' id"},
+		{"dynamic-program", "$'id\\c@xyz'"},
+		{"dynamic-write", "rm $'\\x{2d}rf' /x"},
+		{"nested-parse", `sh -c "echo \$'\\''\nid\necho '"`}, // /bin/sh is bash on some hosts, where this runs id
+		{"shell-option", "set +B; rm f{,x}"},
+		{"shell-option", "bash +B -c 'ls'"},
+		{"unmodelled-runner", "systemctl status -H user@host:22 x"},
+		{"unmodelled-runner", "systemctl --host=h status"},
+		{"unmodelled-runner", "loginctl -H h list-sessions"},
+		{"nesting", strings.Repeat("echo $(", maxSubstitutionDepth+1) + "id" + strings.Repeat(")", maxSubstitutionDepth+1)},
+		{"dynamic-write", `cp f ["a"]`},
 	}
 	for _, tc := range cases {
 		got, err := ShellFacts(tc.command)
@@ -417,7 +487,8 @@ func TestShellRefusals(t *testing.T) {
 
 // A command that does not parse is an error of its own: Decode rejects it.
 func TestShellFactsUnparsable(t *testing.T) {
-	for _, c := range []string{"rm -f /tmp/victim\n}", "echo 'abc", "ls |", "if true; then"} {
+	for _, c := range []string{"rm -f /tmp/victim\n}", "echo 'abc", "ls |", "if true; then",
+		"ls /etc/hostname \\\r\ntouch x", "cat <<'E'\r\nE\nls '\nE\r\ntouch x #'\n", "ls\rid"} {
 		if _, err := ShellFacts(c); !errors.Is(err, ErrUnparsable) {
 			t.Errorf("ShellFacts(%q) error = %v, want ErrUnparsable", c, err)
 		}
@@ -509,6 +580,18 @@ func TestWritersTable(t *testing.T) {
 		{"mktemp -u", nil},
 		{"vi /etc/hosts", []string{"/etc/hosts"}},
 		{"flock /tmp/lock ls", []string{"/tmp/lock"}},
+		// Found by the red team.
+		{"uniq +0 - ~/.zshenv", []string{"~/.zshenv"}},
+		{"sort -o - /etc/hostname", []string{"-"}},
+		{"tee -", []string{"-"}},
+		{"mkdir -", []string{"-"}},
+		{"ls | time -o /tmp/t id", []string{"/tmp/t"}},
+		{"find /etc/hostname -maxdepth 0 -exec tee + /tmp/f {} +", []string{"+", "/tmp/f", "/etc/hostname"}},
+		{"curl -o - https://e/x", nil},
+		{"wget -O - https://e/x", nil},
+		{"tar -cf - /etc", nil},
+		{"cp f{,.bak}", []string{"f.bak"}},
+		{"rm /tmp/{a,b}.log", []string{"/tmp/a.log", "/tmp/b.log"}},
 	}
 	for _, tc := range cases {
 		got, err := ShellFacts(tc.command)

@@ -112,7 +112,7 @@ func (tr *execTracer) run(t *testing.T, command string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tr.prlimit, "--nproc=200", "--",
-		tr.strace, "-f", "-qq", "-e", "trace=execve", "-e", "inject=execve:error=EACCES", "-o", trace,
+		tr.strace, "-f", "-qq", "-xx", "-e", "trace=execve", "-e", "inject=execve:error=EACCES", "-o", trace,
 		tr.bash, "--noprofile", "--norc", "-c", command)
 	cmd.Dir = work
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + work, "LANG=C"}

@@ -162,6 +162,10 @@ func (w *walker) parseOptions(program string, known []option, args []arg, mode p
 			p.values[o.id()] = append(p.values[o.id()], val)
 			continue
 		}
+		sign := ""
+		if s[0] == '+' {
+			sign = "+" // +o NAME, +B: recorded apart from -o and -B
+		}
 		for j := 1; j < len(s); j++ {
 			o, ok := matchShort(known, s[j])
 			if !ok {
@@ -173,7 +177,7 @@ func (w *walker) parseOptions(program string, known []option, args []arg, mode p
 				continue
 			}
 			if o.kind == flag {
-				p.values[o.id()] = append(p.values[o.id()], "")
+				p.values[sign+o.id()] = append(p.values[sign+o.id()], "")
 				continue
 			}
 			val := s[j+1:]
@@ -182,7 +186,7 @@ func (w *walker) parseOptions(program string, known []option, args []arg, mode p
 					return nil, false
 				}
 			}
-			p.values[o.id()] = append(p.values[o.id()], val)
+			p.values[sign+o.id()] = append(p.values[sign+o.id()], val)
 			break
 		}
 	}

@@ -129,7 +129,7 @@ func (*RunSSH) Decode(raw json.RawMessage) (tools.Args, error) {
 	case strings.TrimSpace(a.Command) == "":
 		return nil, invalid("command is required: the shell command line to run, e.g. \"df -h /\"")
 	case len(a.Command) > MaxCommandBytes:
-		return nil, invalid("command is %d bytes; at most %d (64 KiB) are accepted", len(a.Command), MaxCommandBytes)
+		return nil, invalid("command is %d bytes; at most %d (16 KiB) are accepted", len(a.Command), MaxCommandBytes)
 	case strings.IndexByte(a.Command, 0) >= 0:
 		return nil, invalid("command contains a NUL byte, which no shell command can hold")
 	case len(a.Stdin) > MaxStdinBytes:

@@ -15,6 +15,12 @@ var shellVariables = []string{
 	"SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "SHELL", "TMOUT", "HISTFILE",
 	"HISTCONTROL", "HISTIGNORE", "INPUTRC", "MAILCHECK", "MAILPATH", "MAIL",
 	"OPTIND", "OPTARG", "OPTERR", "TIMEFORMAT", "COMP_WORDBREAKS",
+	// Variables bash computes, and its integer variables, to which an
+	// assignment is evaluated as arithmetic (declare -p lists them with -i).
+	"RANDOM", "SRANDOM", "HISTCMD", "BASHPID", "EUID", "UID", "PPID", "LINENO", "SECONDS",
+	"EPOCHSECONDS", "EPOCHREALTIME", "GROUPS", "FUNCNAME", "DIRSTACK", "PIPESTATUS", "COPROC",
+	"COMP_CWORD", "COMP_KEY", "COMP_LINE", "COMP_POINT", "COMP_TYPE", "COMP_WORDS", "COMPREPLY",
+	"HISTSIZE", "HISTFILESIZE", "HISTTIMEFORMAT", "READLINE_LINE", "READLINE_POINT", "READLINE_MARK",
 }
 
 // isShellVariable reports whether bash gives name a meaning of its own.
@@ -39,6 +45,31 @@ func isEnvAllowed(name string) bool {
 		if a == name || strings.HasSuffix(a, "*") && strings.HasPrefix(name, strings.TrimSuffix(a, "*")) {
 			return true
 		}
+	}
+	return false
+}
+
+// isLocaleVariable reports whether name selects bash's character set: its
+// value decides how bash reads every later line.
+func isLocaleVariable(name string) bool {
+	return name == "LANG" || strings.HasPrefix(name, "LC_")
+}
+
+// safeLocale reports whether a locale keeps bash reading text as the parser
+// does: C, POSIX, or an explicit UTF-8 codeset (a locale name without a
+// codeset, such as zh_TW, may default to Big5).
+func safeLocale(v string) bool {
+	if v == "" || v == "C" || v == "POSIX" {
+		return true
+	}
+	base, codeset, ok := strings.Cut(v, ".")
+	if !ok || !isIdentifier(strings.ReplaceAll(base, "-", "_")) {
+		return false
+	}
+	codeset, _, _ = strings.Cut(codeset, "@")
+	switch strings.ToLower(codeset) {
+	case "utf-8", "utf8":
+		return true
 	}
 	return false
 }

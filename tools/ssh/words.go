@@ -30,23 +30,114 @@ func (w *walker) arg(word *syntax.Word) arg {
 	}
 	syntax.SplitBraces(word) // {a,b} and {1..3} become BraceExp parts
 	w.word(word)
-	a := arg{text: wordText(word), static: true, single: true, word: word}
-	for _, part := range word.Parts {
-		classify(&a, part, false)
+	if w.failed() {
+		return arg{word: word}
 	}
+	a := arg{text: wordText(word), word: word}
+	classifyWord(&a, word)
 	if len(word.Parts) == 1 {
 		_, a.procSubst = word.Parts[0].(*syntax.ProcSubst)
 	}
 	return a
 }
 
+// maxBraceWords bounds the words a brace expansion may give to be expanded
+// for the facts; a larger one stays one dynamic word.
+const maxBraceWords = 64
+
+// args is arg for a command's word, with a list brace expansion of literals
+// ({a,b}, f{,.bak}) expanded into the words bash makes of it, so writers
+// see their real operands. Sequences ({1..9}) and expansions inside braces
+// stay one dynamic word.
+func (w *walker) args(word *syntax.Word) []arg {
+	a := w.arg(word)
+	if a.static || w.failed() || !literalBraces(word) {
+		return []arg{a}
+	}
+	words := expand.Braces(word)
+	out := make([]arg, 0, len(words))
+	for _, bw := range words {
+		b := arg{text: wordText(bw), word: word}
+		classifyWord(&b, bw)
+		out = append(out, b)
+	}
+	return out
+}
+
+// literalBraces reports whether a word's only expansions are comma lists of
+// literal text, one level deep, giving at most maxBraceWords words.
+func literalBraces(word *syntax.Word) bool {
+	words, braces := 1, 0
+	for _, part := range word.Parts {
+		switch p := part.(type) {
+		case *syntax.Lit, *syntax.SglQuoted:
+		case *syntax.DblQuoted:
+			for _, inner := range p.Parts {
+				if _, ok := inner.(*syntax.Lit); !ok {
+					return false
+				}
+			}
+		case *syntax.BraceExp:
+			if p.Sequence {
+				return false
+			}
+			for _, e := range p.Elems {
+				for _, ep := range e.Parts {
+					if _, ok := ep.(*syntax.Lit); !ok {
+						return false
+					}
+				}
+			}
+			braces++
+			words *= len(p.Elems)
+			if words > maxBraceWords {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return braces > 0
+}
+
+// classifyWord sets static and single for a word. A glob is looked for in
+// the word as bash sees it: unquoted text, with quoted text standing for
+// ordinary characters ("[" "a" "]" is a bracket expression to bash).
+func classifyWord(a *arg, word *syntax.Word) {
+	a.static, a.single = true, true
+	var pattern strings.Builder
+	for _, part := range word.Parts {
+		classify(a, part, false)
+		if lit, ok := part.(*syntax.Lit); ok {
+			pattern.WriteString(lit.Value)
+		} else {
+			pattern.WriteString("x")
+		}
+	}
+	if hasGlob(pattern.String()) {
+		a.static, a.single = false, false
+	}
+}
+
+// simpleEscapes are the $'...' escapes whose meaning the analysis and bash
+// agree on; a word with any other (\x{..}, \c@, octal, \u...) is not static.
+const simpleEscapes = `\'"?abeEfnrtv`
+
 func classify(a *arg, part syntax.WordPart, quoted bool) {
 	switch p := part.(type) {
 	case *syntax.Lit:
-		if !quoted && hasGlob(p.Value) {
-			a.static, a.single = false, false
-		}
 	case *syntax.SglQuoted:
+		if p.Dollar {
+			for i := 0; i < len(p.Value); i++ {
+				if p.Value[i] == '\\' {
+					if i+1 >= len(p.Value) || strings.IndexByte(simpleEscapes, p.Value[i+1]) < 0 {
+						a.static = false
+						return
+					}
+					i++
+				}
+			}
+		}
 	case *syntax.DblQuoted:
 		for _, inner := range p.Parts {
 			classify(a, inner, true)
@@ -105,10 +196,8 @@ func staticWord(word *syntax.Word) (string, bool) {
 	if word == nil {
 		return "", false
 	}
-	a := arg{static: true, single: true}
-	for _, part := range word.Parts {
-		classify(&a, part, false)
-	}
+	var a arg
+	classifyWord(&a, word)
 	if !a.static {
 		return "", false
 	}
@@ -149,6 +238,23 @@ func partText(b *strings.Builder, part syntax.WordPart, quoted bool) {
 		for _, inner := range p.Parts {
 			partText(b, inner, true)
 		}
+	case *syntax.BraceExp:
+		// Printed by hand: the printer cannot print an empty alternative
+		// ({a,}), which is common (cp f{,.bak}).
+		b.WriteByte('{')
+		for i, e := range p.Elems {
+			if i > 0 {
+				if p.Sequence {
+					b.WriteString("..")
+				} else {
+					b.WriteByte(',')
+				}
+			}
+			for _, part := range e.Parts {
+				partText(b, part, quoted)
+			}
+		}
+		b.WriteByte('}')
 	default:
 		b.WriteString(nodeText(&syntax.Word{Parts: []syntax.WordPart{p}}))
 	}

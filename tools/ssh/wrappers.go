@@ -106,6 +106,33 @@ var unmodelledRunners = map[string]string{
 	"eatmydata": "runs a program", "nocache": "runs a program", "chronic": "runs a program", "rlwrap": "runs a program",
 }
 
+// systemdTools take -H/--host USER@HOST and run ssh to reach it.
+var systemdTools = []string{"systemctl", "loginctl", "machinectl", "busctl", "hostnamectl", "timedatectl",
+	"localectl", "systemd-analyze", "homectl", "portablectl", "networkctl", "resolvectl", "coredumpctl", "journalctl", "userdbctl", "bootctl", "oomctl"}
+
+// systemdRemote reports whether a systemd tool is told to reach another
+// host: -H, --host, an abbreviation of it, or H in a group of short options.
+func systemdRemote(name string, args []arg) bool {
+	if !slices.Contains(systemdTools, name) {
+		return false
+	}
+	for _, a := range args {
+		t := a.text
+		switch {
+		case t == "--":
+			return false
+		case strings.HasPrefix(t, "--"):
+			n, _, _ := strings.Cut(t[2:], "=")
+			if prefixOfAny(n, "host") {
+				return true
+			}
+		case strings.HasPrefix(t, "-") && strings.ContainsRune(t[1:], 'H'):
+			return true
+		}
+	}
+	return false
+}
+
 // otherShells are shells the analysis does not read.
 var otherShells = []string{"zsh", "ksh", "ksh93", "mksh", "pdksh", "lksh", "yash", "fish", "csh", "tcsh", "elvish", "nu", "xonsh", "pwsh", "oksh", "posh", "hush", "rc", "es"}
 
@@ -137,8 +164,8 @@ func (w *walker) wrapped(name string, wr wrapper, args []arg, fromInput bool) {
 	}
 	if wr.assignments {
 		for len(rest) > 0 && rest[0].static && isAssignment(rest[0].text) {
-			n, _, _ := strings.Cut(rest[0].text, "=")
-			w.assignName(n, rest[0].word, true)
+			n, v, _ := strings.Cut(rest[0].text, "=")
+			w.assignValue(n, v, rest[0].word, true)
 			rest = rest[1:]
 		}
 	}
@@ -201,6 +228,10 @@ func shellRuns(w *walker, name string, p *parsed, rest []arg) {
 			return
 		}
 	}
+	if p.has("+B") || slices.Contains(p.values["+o"], "braceexpand") {
+		w.refuseText("shell-option", name+" +B turns brace expansion off")
+		return
+	}
 	if p.has("rcfile") || p.has("init-file") {
 		w.refuseText("script-input", name+" --rcfile")
 		return
@@ -220,7 +251,32 @@ func shellRuns(w *walker, name string, p *parsed, rest []arg) {
 		w.refuse("dynamic-script", script.word)
 		return
 	}
-	w.script(script.text, shellLang(name), "the -c script of "+name)
+	w.shellScript(name, script.text)
+}
+
+// shellScript walks the -c script of a shell. /bin/sh is dash on some
+// hosts and bash in POSIX mode on others, which read some text differently
+// ($'...'): an sh script must parse both ways, and the facts hold for both.
+func (w *walker) shellScript(name, script string) {
+	origin := "the -c script of " + name
+	if shellLang(name) == syntax.LangBash {
+		w.script(script, syntax.LangBash, origin)
+		return
+	}
+	posix, errPOSIX := parseScript(script, syntax.LangPOSIX)
+	bash, errBash := parseScript(script, syntax.LangBash)
+	switch {
+	case errPOSIX != nil:
+		w.refuseText("nested-parse", origin+": "+errPOSIX.Error())
+		return
+	case errBash != nil:
+		w.refuseText("nested-parse", origin+" as bash reads it where /bin/sh is bash: "+errBash.Error())
+		return
+	}
+	w.script(script, syntax.LangPOSIX, origin)
+	if nodeText(posix) != nodeText(bash) {
+		w.script(script, syntax.LangBash, origin+" as bash reads it")
+	}
 }
 
 // sudoRuns follows sudo: the command runs as another user; -e edits files;
@@ -308,7 +364,7 @@ func suRuns(w *walker, name string, p *parsed, rest []arg) {
 	shell, _ := p.last("shell")
 	switch path.Base(shell) {
 	case "bash", "sh", "dash":
-		w.script(script, shellLang(path.Base(shell)), "the -c script of "+name)
+		w.shellScript(path.Base(shell), script)
 	default:
 		w.refuseText("other-shell", name+" -c runs the target user's login shell; add -s /bin/bash")
 	}
@@ -409,7 +465,7 @@ func watchRuns(w *walker, name string, p *parsed, rest []arg) {
 			return
 		}
 	}
-	w.script(strings.Join(texts(rest), " "), syntax.LangPOSIX, "the command run by watch")
+	w.shellScript("sh", strings.Join(texts(rest), " "))
 }
 
 // flockRuns follows flock: it creates the lock file, then runs a command;
@@ -498,8 +554,12 @@ func (w *walker) find(args []arg, fromInput bool) {
 				w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, expr[k+1].text)
 			}
 		case slices.Contains(findActions, t):
+			// The command ends at ";", or at "+" right after "{}".
 			var inner []arg
-			for k++; k < len(expr) && expr[k].text != ";" && expr[k].text != "+"; k++ {
+			for k++; k < len(expr); k++ {
+				if e := expr[k].text; e == ";" || e == "+" && len(inner) > 0 && inner[len(inner)-1].text == "{}" {
+					break
+				}
 				inner = append(inner, expr[k])
 			}
 			w.findExec(inner, starts)

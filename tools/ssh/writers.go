@@ -155,7 +155,13 @@ var writers = map[string]writer{
 		}},
 	"uniq": {options: opts("f:|skip-fields=", "s:|skip-chars=", "w:|check-chars=", "all-repeated[=]", "group[=]"),
 		files: func(p *parsed) writes {
-			if ops := p.texts(); len(ops) >= 2 {
+			var ops []string
+			for _, o := range p.texts() {
+				if !obsoleteSkip(o) { // "+N": the old form of -s N
+					ops = append(ops, o)
+				}
+			}
+			if len(ops) >= 2 {
 				return wrote(ops[1]) // uniq [INPUT [OUTPUT]]
 			}
 			return writes{}
@@ -323,10 +329,17 @@ func (w *walker) writes(name string, wr writer, args []arg) {
 		return
 	}
 	for _, f := range got.files {
-		if f != "" && f != "-" {
+		// "-" is a file named "-" to most programs (tee -, sort -o -); the
+		// scanners that read it as standard output leave it out themselves.
+		if f != "" {
 			w.sh.WritesFiles = appendUnique(w.sh.WritesFiles, f)
 		}
 	}
+}
+
+// obsoleteSkip reports "+N", the POSIX-1 form of an option (uniq +N, sort +N).
+func obsoleteSkip(s string) bool {
+	return len(s) > 1 && s[0] == '+' && strings.Trim(s[1:], "0123456789") == ""
 }
 
 // compressorWrites: gzip and friends replace each file operand with its
@@ -441,7 +454,7 @@ func tarWrites(args []string) writes {
 			}
 		}
 	}
-	if writesArchive {
+	if writesArchive && archive != "-" {
 		files = append(files, archive)
 	}
 	if extracts {
@@ -502,6 +515,7 @@ func curlWrites(args []string) writes {
 		}
 		urls = append(urls, a)
 	}
+	files = withoutStdout(files)
 	if remoteName {
 		for _, u := range urls {
 			name, ok := urlBase(u)
@@ -577,10 +591,12 @@ func wgetWrites(args []string) writes {
 		urls = append(urls, a)
 	}
 	switch {
+	case document == "-":
 	case document != "":
 		files = append(files, document)
 	case recursive:
 		files = append(files, path.Join(dirOr(dir), ""))
+		files = withoutStdout(files)
 	default:
 		for _, u := range urls {
 			name, ok := urlBase(u)
@@ -591,6 +607,17 @@ func wgetWrites(args []string) writes {
 		}
 	}
 	return wrote(files...)
+}
+
+// withoutStdout drops "-", which curl reads as standard output.
+func withoutStdout(files []string) []string {
+	out := files[:0]
+	for _, f := range files {
+		if f != "-" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func dirOr(dir string) string {
