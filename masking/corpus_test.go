@@ -1,13 +1,20 @@
 package masking
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/crypto/ssh"
 )
 
 // The labelled corpus: a seeded generator of true values of every detector in
@@ -40,6 +47,13 @@ func (g *gen) digits(n int) string {
 		b[i] = byte('0' + g.r.IntN(10))
 	}
 	return string(b)
+}
+func (g *gen) bytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(g.r.Uint32())
+	}
+	return b
 }
 func (g *gen) chars(n int, set string) string {
 	b := make([]byte, n)
@@ -180,6 +194,10 @@ var valueGens = map[string]func(g *gen) string{
 		return enc([]byte(hdr)) + "." + enc([]byte(pl)) + "." + g.chars(43, b64url)
 	},
 	"private_key": func(g *gen) string {
+		if g.r.IntN(2) == 0 {
+			body, _ := bareKeyBody(g)
+			return body
+		}
 		kind := g.pick("RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
 		var b strings.Builder
 		b.WriteString("-----BEGIN " + kind + "-----\n")
@@ -285,6 +303,10 @@ var valueContexts = map[string][]string{
 		`aws_secret_access_key = {V}   # profile %d, line %d`,
 		`{"AccessKeyId": "AKIA-redacted", "SecretAccessKey": "{V}", "n": %d, "m": %d}`,
 		`export AWS_SECRET_ACCESS_KEY={V} # %d %d`,
+		// Credentials file tails without the keyword.
+		`ss_key = {V}` + "\n" + `region = eu-west-%d` + "\n" + `output = json # %d`,
+		`$ tail -c 41 creds` + "\n" + `{V}` + "\n" + `$ exit %d # %d`,
+		`  sk%d: {V}` + "\r\n" + `  region: eu-central-%d`,
 	},
 	"url_password": {
 		`connecting to postgres://app_user:{V}@db-%d.internal:5432/orders (attempt %d)`,
@@ -346,6 +368,148 @@ var nearMisses = []func(g *gen) string{
 	func(g *gen) string { return "std::vector<int> a::b Foo::Bar and IBAN DE00 1234 5678 9012 3456 78" },
 	func(g *gen) string { return "price $" + fmt.Sprint(g.r.IntN(99999)) + ".99 qty " + g.digits(3) },
 	func(g *gen) string { return "secret rotation at " + g.chars(40, "0123456789abcdef") },
+	// Base64 and 40-character lines that are not keys or secrets.
+	func(g *gen) string { return "$ git log -1 --format=%H\n" + g.chars(40, "0123456789abcdef") + "\n" },
+	func(g *gen) string {
+		return "checksum = " + g.chars(40, "0123456789ABCDEF") + "\nname: " + g.chars(40, "abcdefghijklmnopqrstuvwxyz") + "\n"
+	},
+	func(g *gen) string {
+		return keywordFree(func() string { return wrapBase64(certificateDER(g), 64) + "\n" })
+	},
+	func(g *gen) string { return wrapBase64(publicKeyDER(g), 64) + "\n-----END PUBLIC KEY-----\n" },
+	func(g *gen) string {
+		return keywordFree(func() string {
+			return "Content-Transfer-Encoding: base64\n\n" + wrapBase64(g.bytes(57*(1+g.r.IntN(6))+30), 76) + "\n"
+		})
+	},
+	func(g *gen) string {
+		pub, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(g.bytes(32)).Public())
+		if err != nil {
+			panic(err)
+		}
+		return strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n") + " " + g.pick(firstNames...) + "@laptop"
+	},
+}
+
+// ---- keys, certificates and base64 from seeded bytes ----
+
+// bareKeyBody is a private key body without its BEGIN and END lines, as
+// `tail -n +2 key | head -n -1` prints it, and the PEM type it had: a real
+// key made from seeded bytes (ed25519 in OpenSSH or PKCS#8 form, P-256 or
+// P-384 in SEC1 or PKCS#8 form). RSA keys cannot be made from a seed.
+func bareKeyBody(g *gen) (body, pemType string) {
+	if g.r.IntN(4) == 0 {
+		return wrapBase64(openSSHKey(g), 70), "OPENSSH PRIVATE KEY"
+	}
+	var der []byte
+	var err error
+	switch c := g.r.IntN(5); c {
+	case 0:
+		der, err = x509.MarshalPKCS8PrivateKey(ed25519.NewKeyFromSeed(g.bytes(32)))
+		pemType = "PRIVATE KEY"
+	default:
+		k := ecKey(g, g.pick4(256, 384))
+		if c%2 == 0 {
+			der, err = x509.MarshalECPrivateKey(k)
+			pemType = "EC PRIVATE KEY"
+		} else {
+			der, err = x509.MarshalPKCS8PrivateKey(k)
+			pemType = "PRIVATE KEY"
+		}
+	}
+	if err != nil {
+		panic(err)
+	}
+	return wrapBase64(der, 64), pemType
+}
+
+// ecKey makes a P-256 or P-384 key from seeded bytes.
+func ecKey(g *gen, bits int) *ecdsa.PrivateKey {
+	curve := elliptic.P256()
+	if bits == 384 {
+		curve = elliptic.P384()
+	}
+	for {
+		if k, err := ecdsa.ParseRawPrivateKey(curve, g.bytes(bits/8)); err == nil {
+			return k
+		}
+	}
+}
+
+// openSSHKey encodes an ed25519 key made from seeded bytes in the OpenSSH
+// private key format (PROTOCOL.key), unencrypted, as ssh-keygen writes it.
+// ssh.MarshalPrivateKey would draw its check number from crypto/rand.
+func openSSHKey(g *gen) []byte {
+	priv := ed25519.NewKeyFromSeed(g.bytes(32))
+	pub := priv.Public().(ed25519.PublicKey)
+	check := g.r.Uint32()
+	keys := ssh.Marshal(struct {
+		Check1, Check2 uint32
+		Type           string
+		Pub, Priv      []byte
+		Comment        string
+	}{check, check, ssh.KeyAlgoED25519, pub, priv, g.pick(firstNames...) + "@host"})
+	for pad := byte(1); len(keys)%8 != 0; pad++ {
+		keys = append(keys, pad)
+	}
+	return append([]byte("openssh-key-v1\x00"), ssh.Marshal(struct {
+		Cipher, KDF, KDFOptions string
+		NumKeys                 uint32
+		Pub, Keys               []byte
+	}{"none", "none", "", 1, ssh.Marshal(struct {
+		Type string
+		Key  []byte
+	}{ssh.KeyAlgoED25519, pub}), keys})...)
+}
+
+// certificateDER is a self-signed ed25519 certificate made from seeded
+// bytes (ed25519 signatures need no randomness).
+func certificateDER(g *gen) []byte {
+	key := ed25519.NewKeyFromSeed(g.bytes(32))
+	name := g.pick(firstNames...) + "." + g.pick(domains...)
+	tmpl := &x509.Certificate{SerialNumber: new(big.Int).SetBytes(g.bytes(1 + g.r.IntN(16))), Subject: pkix.Name{CommonName: name},
+		DNSNames: []string{name}, NotBefore: time.Unix(1700000000, 0), NotAfter: time.Unix(1800000000, 0)}
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// publicKeyDER is an SPKI public key (P-256, P-384 or ed25519).
+func publicKeyDER(g *gen) []byte {
+	var pub any = ed25519.NewKeyFromSeed(g.bytes(32)).Public()
+	if bits := g.pick4(0, 256, 384); bits > 0 {
+		pub = ecKey(g, bits).Public()
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// wrapBase64 encodes b in lines of width characters, as PEM (64), OpenSSH
+// (70) and MIME (76) do.
+func wrapBase64(b []byte, width int) string {
+	s := base64.StdEncoding.EncodeToString(b)
+	var lines []string
+	for len(s) > width {
+		lines, s = append(lines, s[:width]), s[width:]
+	}
+	return strings.Join(append(lines, s), "\n")
+}
+
+// keywordFree draws texts until one holds neither "aws" nor "secret" (any
+// case): after those, the keyword-anchored aws_secret_key rule masks a
+// 40-character base64 run, and random base64 holds them now and then.
+func keywordFree(text func() string) string {
+	for range 1000 {
+		if s := text(); indexFold(s, "aws") < 0 && indexFold(s, "secret") < 0 {
+			return s
+		}
+	}
+	panic("no keyword-free text in 1000 draws")
 }
 
 // corpus returns n samples per detector and nNear near misses.

@@ -2,6 +2,7 @@ package masking
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"net/netip"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 
 	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -32,7 +35,7 @@ const maxTokenSpan = 8 << 10
 
 // Byte classes.
 var (
-	alnum, digit, upper, hexDigit, base64Std, emailLocal, dnsLabel, token68, tokenURL [256]bool
+	alnum, digit, upper, hexDigit, base64Std, emailLocal, dnsLabel, token68, tokenURL, lineSpace [256]bool
 )
 
 func init() {
@@ -51,6 +54,7 @@ func init() {
 	set(&dnsLabel, lower+up+digits+"-")
 	set(&token68, lower+up+digits+"-._~+/")
 	set(&tokenURL, lower+up+digits+"_-")
+	set(&lineSpace, " \t\r\n")
 }
 
 // boundaryAt reports a word boundary before s[i]. edge — the end of the
@@ -81,6 +85,12 @@ func runOf(s string, i int, class *[256]bool, max int) int {
 // table lookup per byte, and detector code only at anchor bytes.
 func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 	anchor := &p.anchor
+	if p.on(detAWSSecretKey) && (i == edge || s[i-1] == '\n') && maySecretAt(s, i) {
+		// A line that starts here was not seen at its '\n' anchor.
+		if m, ok := p.matchSecretLine(s, i, edge); ok {
+			return m, true
+		}
+	}
 	for i < len(s) {
 		for i+4 <= len(s) && !anchor[s[i]] && !anchor[s[i+1]] && !anchor[s[i+2]] && !anchor[s[i+3]] {
 			i += 4
@@ -145,9 +155,25 @@ func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 					return m, true
 				}
 			}
+			if p.on(detAWSSecretKey) && maySecretAt(s, i+1) {
+				if m, ok := p.matchSecretAssignment(s, i, edge); ok {
+					return m, true
+				}
+			}
 		case c == '=':
 			if p.on(detURLPassword) {
 				if m, ok := p.matchKeyPassword(s, i); ok {
+					return m, true
+				}
+			}
+			if p.on(detAWSSecretKey) && maySecretAt(s, i+1) {
+				if m, ok := p.matchSecretAssignment(s, i, edge); ok {
+					return m, true
+				}
+			}
+		case c == '\n':
+			if p.on(detAWSSecretKey) && maySecretAt(s, i+1) {
+				if m, ok := p.matchSecretLine(s, i+1, edge); ok {
 					return m, true
 				}
 			}
@@ -165,7 +191,16 @@ func (p *Profile) next(s string, i, floor, edge int) (match, bool) {
 					return m, true
 				}
 			}
+		case c == 'M':
+			if p.on(detPrivateKey) && keyStartAt(s, i, edge) {
+				if m, ok := p.matchDERKeyBody(s, i); ok {
+					return m, true
+				}
+			}
 		case c == 'B' || c == 'b':
+			if c == 'b' && p.on(detPrivateKey) && keyStartAt(s, i, edge) && strings.HasPrefix(s[i:], openSSHKeyMagic) {
+				return p.matchOpenSSHKeyBody(s, i)
+			}
 			if p.on(detBearerToken) && boundaryAt(s, i, edge) {
 				if m, ok := p.matchBearer(s, i); ok {
 					return m, true
@@ -933,6 +968,439 @@ func pemEnd(s string, from int) (end int, open bool) {
 		return len(s), true
 	}
 	return e + c + 5, false
+}
+
+// ---- private key bodies without their armour ----
+//
+// `tail -n +2 key | head -n -1` prints a private key without its BEGIN and
+// END lines. What is left is a block of base64 lines; it is a key when it
+// starts like one: with the OpenSSH magic, or with DER in the shape of a
+// private key. A body cut in the middle (no key start in the text) cannot be
+// told from any other base64.
+
+// openSSHKeyMagic is "openssh-key-v1\x00" in base64: how every OpenSSH
+// private key body (encrypted or not) starts.
+const openSSHKeyMagic = "b3BlbnNzaC1rZXktdjEA"
+
+// keyStartAt reports whether a key body may start at s[i]: at the start of
+// the text, of a line or of a value (after a non-base64 byte, the end of a
+// replacement, or a JSON-escaped "\n").
+func keyStartAt(s string, i, edge int) bool {
+	return i == edge || !base64Std[s[i-1]] || (i-2 >= edge && s[i-1] == 'n' && s[i-2] == '\\')
+}
+
+// matchOpenSSHKeyBody masks the base64 block that starts at i with the
+// OpenSSH magic: to the end of the key, when its first lines say how long it
+// is, else to the end of the block.
+func (p *Profile) matchOpenSSHKeyBody(s string, i int) (match, bool) {
+	var head [4096]byte // holds the public key of an RSA key of 16384 bits
+	var raw [len(head) / 4 * 3]byte
+	b := base64Block(s, i, 0, head[:])
+	if nd, err := base64.StdEncoding.Decode(raw[:], head[:b.n&^3]); err == nil {
+		if n, ok := openSSHKeyLen(raw[:nd]); ok {
+			b = base64Block(s, i, (n+2)/3*4, nil)
+		}
+	}
+	return p.keyBody(s, i, b)
+}
+
+// openSSHKeyLen reads the length of an OpenSSH private key (PROTOCOL.key)
+// from its first bytes: after the magic come the cipher, the KDF and its
+// options, the number of keys and each public key, then the length of the
+// private section (encrypted or not).
+func openSSHKeyLen(b []byte) (int, bool) {
+	const magic = "openssh-key-v1\x00"
+	if len(b) < len(magic) {
+		return 0, false
+	}
+	in := cryptobyte.String(b[len(magic):])
+	// skipString skips an SSH string: a uint32 length and that many bytes.
+	skipString := func() bool {
+		var n uint32
+		return in.ReadUint32(&n) && in.Skip(int(n))
+	}
+	var keys, private uint32
+	if !skipString() || !skipString() || !skipString() || !in.ReadUint32(&keys) || keys == 0 || keys > 16 {
+		return 0, false // cipher, KDF, KDF options, number of keys
+	}
+	for range keys {
+		if !skipString() {
+			return 0, false
+		}
+	}
+	if !in.ReadUint32(&private) || private > 1<<20 {
+		return 0, false
+	}
+	return len(b) - len(in) + int(private), true
+}
+
+// matchDERKeyBody checks for a DER private key (PKCS#1 RSA, PKCS#8 plain or
+// encrypted, SEC1 EC, DSA) in base64 at i, an 'M' (in base64, a DER
+// SEQUENCE of 128 bytes or more starts with "MI", one of 32 to 127 bytes
+// with "MC" to "MH"), and masks its block.
+func (p *Profile) matchDERKeyBody(s string, i int) (match, bool) {
+	// Cheap test first, on the first 12 characters (9 bytes): a SEQUENCE
+	// whose first element is INTEGER 0 or 1, or a SEQUENCE that starts with
+	// an OID (an AlgorithmIdentifier: an encrypted key, or a public key that
+	// privateKeyDER turns down). Certificates, CSRs and PKCS#1 public keys
+	// stop here.
+	if len(s)-i < 12 || s[i+1] < 'C' || s[i+1] > 'I' {
+		return match{}, false
+	}
+	var src [12]byte
+	var der [9]byte
+	copy(src[:], s[i:i+12])
+	if _, err := base64.StdEncoding.Decode(der[:], src[:]); err != nil {
+		return match{}, false
+	}
+	n, h, ok := derHeader(der[:], 0x30)
+	if !ok {
+		return match{}, false
+	}
+	switch der[h] {
+	case 0x02:
+		if der[h+1] != 1 || der[h+2] > 1 {
+			return match{}, false
+		}
+	case 0x30:
+		if _, h2, ok := derHeader(der[h:], 0x30); !ok || der[h+h2] != 0x06 {
+			return match{}, false
+		}
+	default:
+		return match{}, false
+	}
+	// The first 64 characters (or fewer, when the output cut the key short)
+	// hold what privateKeyDER reads; only then is the rest of the block read.
+	// It ends with the DER (in base64: 4 characters per 3 bytes): a line
+	// after the key is not part of it.
+	want := (h + n + 2) / 3 * 4
+	var head [64]byte
+	hb := base64Block(s, i, min(want, len(head)), head[:])
+	if hb.n < 16 {
+		return match{}, false
+	}
+	buf := derBufs.Get().(*[48]byte)
+	nd, err := base64.StdEncoding.Decode(buf[:], head[:hb.n&^3])
+	key := err == nil && privateKeyDER(buf[:nd])
+	derBufs.Put(buf)
+	if !key {
+		return match{}, false
+	}
+	return p.keyBody(s, i, base64Block(s, i, want, nil))
+}
+
+// derBufs holds what matchDERKeyBody decodes for privateKeyDER: cryptobyte's
+// readers would move a buffer on the stack to the heap, and masking
+// allocates nothing when it finds nothing.
+var derBufs = sync.Pool{New: func() any { return new([48]byte) }}
+
+// keyBody is the match for a key body that starts at i. A block longer than
+// a detector may read (maxTokenSpan; an RSA key of 8192 bits in PEM lines
+// fits) runs on as an armoured key without its END line does: to the next
+// END line, or to the end of the input.
+func (p *Profile) keyBody(s string, i int, b b64Block) (match, bool) {
+	if !b.long {
+		return p.found(detPrivateKey, i, b.end)
+	}
+	end, open := pemEnd(s, b.end)
+	return match{start: i, end: end, ctx: i, det: p.enabled[detPrivateKey], open: open}, true
+}
+
+// privateKeyDER reports whether der, the first bytes of a DER encoding (the
+// start of a block, up to 48 bytes; the rest is not decoded), has the shape
+// of a private key, as far as der shows it:
+//
+//	SEQUENCE {
+//	  INTEGER 0 or 1 (the version), then one of
+//	    INTEGER of ≥ 64 bytes                  PKCS#1 RSA modulus, DSA p
+//	    SEQUENCE { OID ... }, OCTET STRING     PKCS#8 algorithm and key
+//	    OCTET STRING of 16-72 bytes            SEC1 EC key (version 1)
+//	or
+//	  SEQUENCE { OID of PKCS#5 or PKCS#12 password-based encryption ... },
+//	  OCTET STRING                             encrypted PKCS#8
+//	  ...
+//
+// A certificate or a CSR is SEQUENCE { SEQUENCE { [0] or INTEGER ... } ...};
+// a public key (SPKI) is SEQUENCE { SEQUENCE { OID of its algorithm },
+// BIT STRING }; a PKCS#1 public key starts with its modulus, not a version.
+// cryptobyte reads only whole elements, so derHeader reads the outer
+// SEQUENCE and the elements that may run past der.
+func privateKeyDER(der []byte) bool {
+	n, h, ok := derHeader(der, 0x30)
+	if !ok || n < 40 {
+		return false
+	}
+	body := cryptobyte.String(der[h:])
+	if body.PeekASN1Tag(cbasn1.SEQUENCE) {
+		oid, ok := algorithmThenOctets(body)
+		return ok && (hasArc(oid, pkcs5Arc) || hasArc(oid, pkcs12PBEArc))
+	}
+	var version cryptobyte.String
+	if !body.ReadASN1(&version, cbasn1.INTEGER) || len(version) != 1 || version[0] > 1 {
+		return false
+	}
+	switch {
+	case body.PeekASN1Tag(cbasn1.INTEGER):
+		m, _, ok := derHeader(body, 0x02)
+		return ok && m >= 64 && m < n
+	case body.PeekASN1Tag(cbasn1.SEQUENCE):
+		_, ok := algorithmThenOctets(body)
+		return ok
+	case body.PeekASN1Tag(cbasn1.OCTET_STRING):
+		m, _, ok := derHeader(body, 0x04)
+		return ok && version[0] == 1 && m >= 16 && m <= 72
+	}
+	return false
+}
+
+// The object identifier arcs of password-based encryption, PKCS#5 (PBES1,
+// PBES2) and PKCS#12 (pbeWithSHAAnd...), DER-encoded: an OID under an arc
+// starts with its bytes (every arc ends with a byte below 0x80).
+var (
+	pkcs5Arc     = oidBytes(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5})
+	pkcs12PBEArc = oidBytes(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1})
+)
+
+// oidBytes is the content of the DER encoding of oid.
+func oidBytes(oid asn1.ObjectIdentifier) []byte {
+	der, err := asn1.Marshal(oid)
+	if err != nil {
+		panic(err)
+	}
+	return der[2:] // tag and length: the arcs above are short
+}
+
+func hasArc(oid cryptobyte.String, arc []byte) bool {
+	return len(oid) > len(arc) && bytes.HasPrefix(oid, arc)
+}
+
+// algorithmThenOctets reads an AlgorithmIdentifier at the start of b: its
+// OID (DER-encoded, not decoded into numbers, which would allocate), and
+// that an OCTET STRING follows it (when the whole identifier is in b; its
+// parameters may be longer than the bytes decoded).
+func algorithmThenOctets(b cryptobyte.String) (cryptobyte.String, bool) {
+	m, h, ok := derHeader(b, 0x30)
+	if !ok {
+		return nil, false
+	}
+	params := cryptobyte.String(b[h:])
+	var oid cryptobyte.String
+	if !params.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) || len(oid) == 0 {
+		return nil, false
+	}
+	if rest := cryptobyte.String(b[min(len(b), h+m):]); h+m < len(b) && !rest.PeekASN1Tag(cbasn1.OCTET_STRING) {
+		return nil, false
+	}
+	return oid, true
+}
+
+// derHeader reads the identifier and length octets of a DER element with the
+// given tag at the start of b, whose content may run past b: the content
+// length and the header's size. Short form and one- or two-byte long forms,
+// minimally encoded, as DER requires.
+func derHeader(b []byte, tag byte) (n, h int, ok bool) {
+	if len(b) < 2 || b[0] != tag {
+		return 0, 0, false
+	}
+	switch l := b[1]; {
+	case l < 0x80:
+		return int(l), 2, true
+	case l == 0x81 && len(b) >= 3 && b[2] >= 0x80:
+		return int(b[2]), 3, true
+	case l == 0x82 && len(b) >= 4 && b[2] != 0:
+		return int(b[2])<<8 | int(b[3]), 4, true
+	}
+	return 0, 0, false
+}
+
+// b64Block is a block of base64 lines: where it ends, how many of its first
+// characters were copied to a head buffer, and whether it runs on past the
+// maxTokenSpan bytes a detector may read.
+type b64Block struct {
+	end, n int
+	long   bool
+}
+
+// base64Block finds the block of base64 lines that starts at i, and copies
+// its first characters (padding included, line breaks and indentation not)
+// to head. The block is the rest of the line at i, then each next line while
+// the line before was full: as long as the widest so far (the first may be
+// shorter, after a "key: " prefix). A shorter line or '=' padding ends it.
+// want is the length of the encoded value in characters, when known: the
+// block ends there, and until then a next line belongs to it if it starts
+// with base64 (`"…\nLAST=="`). With want 0, a next line belongs to it only
+// if it is base64 up to its end. Line breaks are "\n" or "\r\n", raw or
+// JSON-escaped.
+func base64Block(s string, i, want int, head []byte) (b b64Block) {
+	limit := min(len(s), i+maxTokenSpan)
+	cut := limit < len(s) // the block may go on past limit
+	width, count := 0, 0
+	for j := i; ; {
+		k := runOf(s, j, &base64Std, limit-j)
+		for pad := 0; pad < 2 && k < limit && s[k] == '='; pad++ {
+			k++
+		}
+		b.n += copy(head[b.n:], s[j:k])
+		b.end = k
+		count += k - j
+		width = max(width, k-j)
+		if k == limit && cut && (base64Std[s[k]] || s[k] == '=') {
+			b.long = true
+			return b
+		}
+		if s[k-1] == '=' || k-j < width || (want > 0 && count >= want) {
+			return b
+		}
+		e := lineBreak(s, k)
+		if e == 0 {
+			return b
+		}
+		// The next line, after its indentation.
+		next := k + e
+		for next < limit && next-(k+e) < 32 && (s[next] == ' ' || s[next] == '\t') {
+			next++
+		}
+		r := runOf(s, next, &base64Std, limit-next)
+		for pad := 0; pad < 2 && r < limit && s[r] == '='; pad++ {
+			r++
+		}
+		if r >= limit && cut {
+			b.long = true // the next line is not seen whole
+			return b
+		}
+		if r == next || (want == 0 && r < len(s) && lineBreak(s, r) == 0) {
+			return b
+		}
+		j = next
+	}
+}
+
+// lineBreak returns the length of the line break at s[k]: "\n", "\r\n" or
+// their JSON escapes; 0 when there is none.
+func lineBreak(s string, k int) int {
+	switch {
+	case k >= len(s):
+		return 0
+	case s[k] == '\n':
+		return 1
+	case s[k] == '\r' && at(s, k+1) == '\n':
+		return 2
+	case s[k] == '\\' && at(s, k+1) == 'n':
+		return 2
+	case s[k] == '\\' && strings.HasPrefix(s[k:], `\r\n`):
+		return 4
+	}
+	return 0
+}
+
+// ---- AWS secret keys in the shape of a credentials file line ----
+//
+// Without its keyword (`tail -c 41 ~/.aws/credentials`), a secret access key
+// is still recognisable by where it sits: alone on its line, or as the value
+// that ends a `name = value` / `name: value` line.
+
+// maySecretAt is the inlined first test for an AWS secret key at j, after
+// a line start, '=' or ':': indentation follows, or the byte 40 characters
+// on may end the line (secretEndsLine tests the rest).
+func maySecretAt(s string, j int) bool {
+	if j+40 > len(s) {
+		return false
+	}
+	c := s[j]
+	return c == ' ' || c == '\t' || j+40 == len(s) || lineSpace[s[j+40]]
+}
+
+// matchSecretLine checks the line that starts at ls (after a '\n', at the
+// start of the text or after a replacement) for an AWS secret key alone on
+// it: optional indentation, exactly 40 base64 characters, optional trailing
+// whitespace. The last line of a wrapped base64 block (a certificate's, a
+// MIME part's) can be 40 characters too: a line after a longer base64 line,
+// or before a PEM END line, is not a secret.
+func (p *Profile) matchSecretLine(s string, ls, edge int) (match, bool) {
+	j := ls
+	for j < len(s) && j-ls < 32 && (s[j] == ' ' || s[j] == '\t') {
+		j++
+	}
+	end, eol, ok := secretEndsLine(s, j)
+	if !ok || afterBase64Line(s, ls, edge) || strings.HasPrefix(s[min(eol+1, len(s)):], "-----END ") {
+		return match{}, false
+	}
+	return match{start: j, end: end, ctx: ls, det: p.enabled[detAWSSecretKey]}, true
+}
+
+// matchSecretAssignment checks for `name = SECRET` or `name: SECRET` ending
+// a line; i is the '=' or ':'. name is a key name, or the end of one
+// (`tail -c 50` gives "ss_key = …"), alone on its line before the separator.
+func (p *Profile) matchSecretAssignment(s string, i, edge int) (match, bool) {
+	j := i + 1
+	for j < len(s) && j-i <= 4 && (s[j] == ' ' || s[j] == '\t') {
+		j++
+	}
+	end, _, ok := secretEndsLine(s, j)
+	if !ok {
+		return match{}, false
+	}
+	k := i
+	for k > edge && i-k < 4 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	for k > edge && i-k < 128 && (alnum[s[k-1]] || s[k-1] == '_' || s[k-1] == '-' || s[k-1] == '.') {
+		k--
+	}
+	for k > edge && i-k < 160 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	if k > edge && s[k-1] != '\n' {
+		return match{}, false
+	}
+	return match{start: j, end: end, ctx: k, det: p.enabled[detAWSSecretKey]}, true
+}
+
+// secretEndsLine reports whether s[j:j+40] is a plausible AWS secret key
+// followed only by whitespace up to the end of its line (at eol: a '\n' or
+// the end of the text). The byte after the 40 is tested first: at most '='
+// and ':' anchors it is not whitespace, and nothing else is read.
+func secretEndsLine(s string, j int) (end, eol int, ok bool) {
+	end = j + 40
+	if end > len(s) {
+		return 0, 0, false
+	}
+	if end < len(s) && !lineSpace[s[end]] {
+		return 0, 0, false
+	}
+	if runOf(s, j, &base64Std, 40) != end {
+		return 0, 0, false
+	}
+	eol = end
+	for eol < len(s) && eol-end < 64 && (s[eol] == ' ' || s[eol] == '\t' || s[eol] == '\r') {
+		eol++
+	}
+	if (eol < len(s) && s[eol] != '\n') || !plausibleSecret(s[j:end]) {
+		return 0, 0, false
+	}
+	return end, eol, true
+}
+
+// afterBase64Line reports whether the line before the one at ls is made only
+// of base64 characters and is longer than 40 (up to 200): the line of a
+// wrapped block that a last line of 40 characters ends. Look-behind stops at
+// edge, the start of the text included: a base64 line that starts there is
+// not known to be a whole line (it may follow a replacement, and masking the
+// output again must find nothing new), so a 40-character line after it is
+// masked.
+func afterBase64Line(s string, ls, edge int) bool {
+	if ls <= edge || s[ls-1] != '\n' {
+		return false
+	}
+	e := ls - 1
+	if e > edge && s[e-1] == '\r' {
+		e--
+	}
+	k := e
+	for k > edge && e-k <= 200 && base64Std[s[k-1]] {
+		k--
+	}
+	return e-k > 40 && e-k <= 200 && k > edge && s[k-1] == '\n'
 }
 
 // matchUnderscore handles anchors at '_': GitHub and Stripe tokens.
