@@ -13,11 +13,12 @@ FUZZTIME ?= 30s
 # (see internal/testenv.TestBinDir).
 TESTBIN  ?= $(or $(AIRLOCK_TEST_BIN_DIR),$(shell go env GOCACHE | xargs dirname)/airlock/testbin)
 
-.PHONY: all build demo test test-deps test-servers e2e-deps bench fuzz lint clean
+.PHONY: all build demo test test-deps test-servers e2e-deps bench fuzz lint release clean
 
 all: build
 
 build:
+	@[ -x $(BIN)/airlock ] || echo "Building $(BIN)/airlock: the first build compiles airlock and every dependency (about a minute or two on 2 cores, with no output); later builds take seconds."
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/airlock ./cmd/airlock
 
 ## demo: start a throwaway PostgreSQL with sample data and airlock in front of it.
@@ -47,11 +48,22 @@ $(E2E)/node_modules/.package-lock.json: $(E2E)/package.json $(E2E)/package-lock.
 bench: test-servers
 	AIRLOCK_TEST_BIN_DIR=$(TESTBIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS)
 
-## fuzz: each fuzz target for FUZZTIME (seeds are in testdata/fuzz).
+## fuzz: each fuzz target of FUZZ_PKGS for FUZZTIME (seeds are in code and
+## testdata/fuzz; the SQL facts target starts its own PostgreSQL per process).
+FUZZ_PKGS ?= ./masking/ ./tools/postgres/ ./tools/ssh/
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./masking/ | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./masking/ || exit 1; \
+	@for p in $(FUZZ_PKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
+
+## release: reproducible tarballs (binary, LICENSE, README.md, examples/) for
+## PLATFORMS in dist/, with dist/SHA256SUMS; see deploy/release.sh. pg_query_go
+## is C: linux/arm64 needs a C cross compiler (Debian: gcc-aarch64-linux-gnu).
+PLATFORMS ?= linux/amd64 linux/arm64
+release:
+	GO=$(GO) VERSION=$(VERSION) PLATFORMS="$(PLATFORMS)" deploy/release.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

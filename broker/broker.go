@@ -45,7 +45,9 @@ type Recorder interface {
 
 // Leases hands out credentials for grants.
 type Leases interface {
-	Acquire(ctx context.Context, res tools.Resource, grant string, id policy.Identity, callID string) (*lease.Lease, error)
+	// Acquire's guard, when not nil, names the columns the credential must
+	// be unable to read (the profile's `enforce: privileges`).
+	Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string) (*lease.Lease, error)
 	Release(ctx context.Context, res tools.Resource, l *lease.Lease)
 	// RevokeResource revokes every lease held for a resource that a reload
 	// removed or changed (its grants may have narrowed).
@@ -326,6 +328,9 @@ func (b *Broker) resolveResource(ctx context.Context, c *call) *Result {
 		}
 		return refuse("invalid", "Unknown resource %q; the %s resources you may use are: %s.", name, c.tool.Kind(), strings.Join(usable, ", "))
 	}
+	if u, ok := res.(*Unavailable); ok {
+		return refuse("unavailable", "Resource %s is unavailable: airlock could not set it up (%s); ask an operator to fix its configuration.", name, strings.TrimSuffix(u.Reason, "."))
+	}
 	c.resource = res
 	return nil
 }
@@ -471,10 +476,22 @@ func parenthesized(msg string) string {
 	return " (" + strings.TrimSuffix(msg, ".") + ")"
 }
 
-// acquireLease mints or reuses a credential for the decision's grant.
+// acquireLease mints or reuses a credential for the decision's grant. When
+// the call's masking profile has `enforce: privileges`, the credential is
+// minted (or reused) for that profile's columns, so the backend refuses them
+// too.
 func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
+	p, err := b.profile(c)
+	if err != nil {
+		b.recordFailure(ctx, c, "lease", err.Error())
+		return refuse("failed", "Could not obtain a credential for resource %s: %s", c.resource.Spec().Name, sentence(err.Error()))
+	}
+	var guard tools.ColumnGuard
+	if p.EnforcesPrivileges() {
+		guard = p
+	}
 	started := b.cfg.Clock()
-	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, c.Identity, c.id)
+	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, guard, c.Identity, c.id)
 	b.cfg.Metrics.observeStage("lease", b.cfg.Clock().Sub(started))
 	if err != nil {
 		msg := b.maskText(c, err.Error())

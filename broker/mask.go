@@ -44,28 +44,40 @@ func (b *Broker) maskOutput(c *call) (counts masking.Counts, err error) {
 	counts = masking.Counts{}
 	out := c.output
 	if t := out.Table; t != nil {
-		// A computed column (no table of origin) may be derived from a
-		// protected one (reverse(ssn), row_to_json(u)): when the query
-		// refers to a column a rule protects, or to whole rows, computed
-		// columns are masked whole. Fail closed.
-		derived := false
-		if p.HasColumnRules() {
-			for _, name := range t.Referenced {
-				if name == "*" || p.ProtectsColumnName(name) {
-					derived = true
-					break
-				}
-			}
-		}
+		// Each column says where its values come from (its own table
+		// column, the base columns it is derived from, or that its origin
+		// is unknown); the profile masks whole every column a rule covers
+		// that way, and says why.
 		cols := make([]masking.ColumnRef, len(t.Columns))
 		for i, col := range t.Columns {
-			cols[i] = masking.ColumnRef{Table: col.Table, Column: col.Source, Derived: derived && col.Table == ""}
+			cols[i] = masking.ColumnRef{Table: col.Table, Column: col.Source, Unknown: col.Unknown}
+			if len(col.From) > 0 {
+				from := make([]masking.BaseColumn, len(col.From))
+				for j, o := range col.From {
+					from[j] = masking.BaseColumn{Table: o.Table, Column: o.Column}
+				}
+				cols[i].From = from
+			}
 		}
-		n, err := p.MaskTable(cols, t.Rows)
+		n, why, err := p.MaskTableWhy(cols, t.Rows)
 		if err != nil {
 			return nil, err
 		}
 		counts.Add(n)
+		t.Masked = nil
+		for i, reason := range why {
+			if reason == "" {
+				continue
+			}
+			if t.Masked == nil {
+				t.Masked = map[string]string{}
+			}
+			name := t.Columns[i].Name
+			if prev, ok := t.Masked[name]; ok && prev != reason {
+				reason = prev + "; " + reason // two result columns of one name
+			}
+			t.Masked[name] = reason
+		}
 	}
 	if s := out.Streams; s != nil {
 		for _, stream := range []*string{&s.Stdout, &s.Stderr} {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +41,8 @@ type spyLeases struct {
 	creds []tools.Credential
 }
 
-func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant string, id policy.Identity, callID string) (*lease.Lease, error) {
-	l, err := s.Manager.Acquire(ctx, res, grant, id, callID)
+func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string) (*lease.Lease, error) {
+	l, err := s.Manager.Acquire(ctx, res, grant, guard, id, callID)
 	if err == nil {
 		s.mu.Lock()
 		s.creds = append(s.creds, l.Credential)
@@ -65,6 +66,11 @@ rules:
     when: tool in ["query_db", "list_tables", "describe_table"] && "eng" in identity.groups && sql.read_only
     effect: allow
     grant: readonly
+    mask: pii
+  - name: writers-write
+    when: tool == "query_db" && "writer" in identity.groups
+    effect: allow
+    grant: readwrite
     mask: pii
 `
 
@@ -91,7 +97,10 @@ func newPipeline(t testing.TB) *pipeline {
 	}
 	res, err := postgres.NewKind().Open(tools.ResourceSpec{
 		Name: "shop", Kind: "postgres", AdminDSNEnv: "DSN",
-		Grants: map[string]tools.Grant{"readonly": {Roles: []string{"shop_reader"}, TTL: 10 * time.Minute}},
+		Grants: map[string]tools.Grant{
+			"readonly":  {Roles: []string{"shop_reader"}, TTL: 10 * time.Minute},
+			"readwrite": {Roles: []string{"shop_writer"}, TTL: 5 * time.Minute, Access: tools.AccessReadWrite},
+		},
 	}, mapEnv{"DSN": pg.DSN("shop")})
 	if err != nil {
 		t.Fatal(err)
@@ -323,5 +332,184 @@ func TestComputedColumnsCannotLaunderProtectedData(t *testing.T) {
 		if !strings.Contains(res.Text, tt.expect) {
 			t.Errorf("%s: result lacks %q:\n%s", tt.sql, tt.expect, res.Text)
 		}
+	}
+}
+
+// queryResult is query_db's structured result, as the agent reads it.
+type queryResult struct {
+	Columns []struct {
+		Name string `json:"name"`
+	} `json:"columns"`
+	Rows   [][]any           `json:"rows"`
+	Masked map[string]string `json:"masked"`
+}
+
+func decodeQueryResult(t *testing.T, res broker.Result) queryResult {
+	t.Helper()
+	raw, _ := json.Marshal(res.Structured)
+	var q queryResult
+	if err := json.Unmarshal(raw, &q); err != nil {
+		t.Fatalf("structured result: %v\n%s", err, raw)
+	}
+	return q
+}
+
+// The demo's protected values (pii profile: *.email, *.card_number), and
+// the pieces the review's queries cut them into.
+var demoSecrets = []string{
+	"ada@example.com", "grace@example.org", "alan.turing@example.net", "kj@example.com", "edsger@example.nl", "liskov@example.edu",
+	"4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117", "4012888888881881", "5105105105105100",
+	"example.com", "4111 1111", "5555-5555", "37828224",
+}
+
+// Every path the security review found (and an attacker's variations) for
+// a protected value to reach the agent, through the whole pipeline with the
+// demo's data and pii profile: each such column comes back masked whole,
+// and the result says why, in its structured content and its text.
+func TestProtectedValuesAreMaskedWhereverTheyGo(t *testing.T) {
+	p := newPipeline(t)
+	fixture, err := os.ReadFile(filepath.Join("..", "tools", "postgres", "testdata", "provenance.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.pg.ExecDB(t, "shop", string(fixture))
+	const (
+		email   = "derived from public.customers.email (rule *.email)"
+		card    = "derived from public.customers.card_number (rule *.card_number)"
+		stats   = "unknown origin: statistics samples"
+		unknown = "unknown origin: "
+	)
+	tests := []struct {
+		sql    string
+		writer bool
+		masked map[string]string // column → the start of its reason; every other column is not masked whole
+	}{
+		{"SELECT name, email AS contact FROM customers", false, map[string]string{"contact": "column rule *.email"}},
+		{"SELECT n, substr(cn,1,9), substr(cn,10) FROM customers AS c(i,n,e,cn)", false, map[string]string{"substr": card}},
+		{"SELECT split_part(e,'@',1) AS local, split_part(e,'@',2) AS domain FROM customers AS c(i,n,e)", false, map[string]string{"local": email, "domain": email}},
+		{"SELECT histogram_bounds, null_frac FROM pg_stats WHERE tablename = 'customers' AND attname IN ('email', 'card_number')", false, map[string]string{"histogram_bounds": stats}},
+		{"SELECT most_common_vals, null_frac FROM pg_stats WHERE tablename = 'leads' AND attname = 'email'", false, map[string]string{"most_common_vals": stats}},
+		{"SELECT stavalues1, stavalues2 FROM pg_statistic WHERE starelid = 'customers'::regclass", false, map[string]string{"stavalues1": unknown, "stavalues2": unknown}},
+		{"SELECT most_common_vals FROM pg_stats_ext WHERE tablename = 'leads'", false, map[string]string{"most_common_vals": stats}},
+		{"SELECT most_common_vals FROM pg_stats_ext_exprs WHERE tablename = 'leads'", false, map[string]string{"most_common_vals": stats}},
+		{"SELECT mail FROM contacts", false, map[string]string{"mail": email}},
+		{"SELECT upper(mail) FROM contacts", false, map[string]string{"upper": email}},
+		{"SELECT m FROM contact_mail", false, map[string]string{"m": email}},
+		{"WITH x(a) AS (SELECT email FROM customers) SELECT a||'' AS a FROM x", false, map[string]string{"a": email}},
+		{"SELECT y FROM (SELECT email AS y FROM customers UNION ALL SELECT name FROM customers) s", false, map[string]string{"y": email}},
+		{"SELECT x FROM customers c, LATERAL (SELECT c.card_number AS x) s", false, map[string]string{"x": "column rule *.card_number"}},
+		{"SELECT upper(x) AS x FROM customers c, LATERAL (SELECT c.card_number AS x) s", false, map[string]string{"x": card}},
+		{"SELECT u FROM customers c, unnest(array[c.email]) u", false, map[string]string{"u": email}},
+		{"SELECT row_to_json(c) FROM customers c", false, map[string]string{"row_to_json": "derived from public.customers."}},
+		{"SELECT c FROM customers c", false, map[string]string{"c": "derived from public.customers."}},
+		{"SELECT json_build_object('e', email) AS j, array[card_number] AS a FROM customers", false, map[string]string{"j": email, "a": card}},
+		{"SELECT o.item, (SELECT email FROM customers c WHERE c.id = o.customer_id) AS who FROM orders o", false, map[string]string{"who": email}},
+		{"SELECT v.x FROM customers c, LATERAL (VALUES (c.email)) v(x)", false, map[string]string{"x": email}},
+		{"SELECT lag(email) OVER (ORDER BY id) AS prev FROM customers", false, map[string]string{"prev": email}},
+		{"SELECT string_agg(card_number, ',') AS cards FROM customers", false, map[string]string{"cards": card}},
+		{"SELECT format('%s', email) AS f, coalesce(card_number, '') AS k, CASE WHEN true THEN email END AS w, email::varchar AS v FROM customers", false,
+			map[string]string{"f": email, "k": card, "w": email, "v": email}},
+		{"SELECT query_to_xml('select email from customers', true, false, '') AS x", false, map[string]string{"x": "unknown origin: function query_to_xml runs SQL given as text"}},
+		{"UPDATE customers SET name = email WHERE id = 1 RETURNING id, name", true, map[string]string{"name": email}},
+		{"INSERT INTO tickets VALUES (2, 'x') RETURNING body", true, map[string]string{"body": "unknown origin: a trigger runs before or instead of each row on public.tickets"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			id := agent
+			if tt.writer {
+				id = policy.Identity{Subject: "writer-1", Groups: []string{"writer"}, Method: "local"}
+			}
+			args, _ := json.Marshal(map[string]any{"resource": "shop", "sql": tt.sql})
+			res := p.broker.Handle(context.Background(), broker.Call{Tool: "query_db", Arguments: args, Identity: id})
+			if res.IsError {
+				t.Fatalf("refused: %s", res.Text)
+			}
+			raw, _ := json.Marshal(res.Structured)
+			for _, secret := range demoSecrets {
+				if strings.Contains(string(raw), secret) || strings.Contains(res.Text, secret) {
+					t.Errorf("result contains %q:\n%s", secret, res.Text)
+				}
+			}
+			q := decodeQueryResult(t, res)
+			if len(q.Rows) == 0 {
+				t.Fatalf("no rows: the case proves nothing")
+			}
+			for i, c := range q.Columns {
+				reason, protected := tt.masked[c.Name]
+				got := q.Masked[c.Name]
+				switch {
+				case protected && !strings.HasPrefix(got, reason):
+					t.Errorf("column %s: masked %q, want a reason starting %q", c.Name, got, reason)
+				case !protected && got != "":
+					t.Errorf("column %s: masked (%s), want its values", c.Name, got)
+				}
+				for _, row := range q.Rows {
+					if protected && row[i] != nil && row[i] != "[COLUMN]" {
+						t.Errorf("column %s: value %v, want [COLUMN]", c.Name, row[i])
+					}
+				}
+				if protected && !maskedLineSays(res.Text, c.Name, got) {
+					t.Errorf("the text does not say %s was masked and why:\n%s", c.Name, res.Text)
+				}
+			}
+		})
+	}
+}
+
+// maskedLineSays reports whether the text's "masked:" line names the column
+// before its reason (render's own test checks the line exactly).
+func maskedLineSays(text, column, reason string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "masked: ") {
+			i := strings.Index(line, " ("+reason+")")
+			return i > 0 && slices.Contains(strings.FieldsFunc(line[:i], func(r rune) bool { return r == ',' || r == ' ' || r == ';' }), column)
+		}
+	}
+	return false
+}
+
+// What comes from no protected column keeps its values: it is not masked
+// because a protected column appears elsewhere in the statement, or
+// because the statement has a star.
+func TestUnprotectedValuesStayReal(t *testing.T) {
+	p := newPipeline(t)
+	tests := []struct {
+		sql    string
+		want   []string          // must appear in the text
+		masked map[string]string // the columns masked whole, with the start of their reason
+	}{
+		{"SELECT g FROM generate_series(1,3) g", []string{"1", "2", "3"}, nil},
+		{"EXPLAIN SELECT * FROM customers", []string{"Seq Scan on customers"}, nil},
+		{"SELECT count(*), max(email) FROM customers", []string{"6"}, map[string]string{"max": "derived from public.customers.email (rule *.email)"}},
+		{"SELECT country, count(*) AS n FROM customers GROUP BY 1 ORDER BY 1", []string{"GB", "NL", "US"}, nil},
+		{"SELECT c.name, o.item FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.email LIKE '%.com' ORDER BY 1, 2", []string{"Ada Lovelace", "Difference engine parts"}, nil},
+		{"SELECT * FROM orders ORDER BY id LIMIT 1", []string{"Difference engine parts", "1843.00"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			res := p.query(t, tt.sql)
+			if res.IsError {
+				t.Fatalf("refused: %s", res.Text)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(res.Text, want) {
+					t.Errorf("text lacks %q:\n%s", want, res.Text)
+				}
+			}
+			q := decodeQueryResult(t, res)
+			for name, why := range q.Masked {
+				if !strings.HasPrefix(why, tt.masked[name]) || tt.masked[name] == "" {
+					t.Errorf("column %s masked (%s)", name, why)
+				}
+			}
+			for name := range tt.masked {
+				if q.Masked[name] == "" {
+					t.Errorf("column %s not masked", name)
+				}
+			}
+			if len(q.Masked) == 0 && strings.Contains(res.Text, "masked:") {
+				t.Errorf("the text says something was masked:\n%s", res.Text)
+			}
+		})
 	}
 }

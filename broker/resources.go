@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,6 +23,88 @@ type ResourceInfo struct {
 	Description string            `json:"description,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Tools       []string          `json:"tools"`
+	// Unavailable, when set, says why the resource cannot be used now (it
+	// could not be opened at start-up or reload); its calls are refused
+	// with this reason.
+	Unavailable string `json:"unavailable,omitempty"`
+}
+
+// ErrUnavailable is what every operation on an Unavailable resource returns.
+var ErrUnavailable = errors.New("resource unavailable")
+
+// Unavailable stands in the state for a configured resource its kind could
+// not open: policy still sees its name, kind, labels and grants, calls to
+// it are refused with Reason, and list_resources and /readyz name it.
+type Unavailable struct {
+	spec tools.ResourceSpec
+	// Reason is one sentence on what is missing, naming the setting, for
+	// the agent and the operator. It never holds a secret.
+	Reason string
+}
+
+var _ tools.Resource = (*Unavailable)(nil)
+
+// NewUnavailable returns the stand-in for a resource that cannot be opened.
+func NewUnavailable(spec tools.ResourceSpec, reason string) *Unavailable {
+	return &Unavailable{spec: spec, Reason: reason}
+}
+
+// IsUnavailable reports whether r is the stand-in for a resource that could
+// not be opened.
+func IsUnavailable(r tools.Resource) bool {
+	_, ok := r.(*Unavailable)
+	return ok
+}
+
+// period ends a reason with a full stop.
+func period(s string) string {
+	if s = strings.TrimSpace(s); !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
+}
+
+func (u *Unavailable) err() error {
+	return fmt.Errorf("%w: resource %s: %s", ErrUnavailable, u.spec.Name, u.Reason)
+}
+
+func (u *Unavailable) Spec() tools.ResourceSpec { return u.spec }
+func (u *Unavailable) Mint(context.Context, tools.MintRequest) (tools.Credential, error) {
+	return nil, u.err()
+}
+func (u *Unavailable) Revoke(context.Context, tools.LeaseRef) error { return u.err() }
+func (u *Unavailable) Orphans(context.Context) ([]string, error)    { return nil, u.err() }
+func (u *Unavailable) Reusable() bool                               { return false }
+func (u *Unavailable) Close()                                       {}
+
+// Unavailable names the state's resources that could not be opened, with
+// why.
+func (s *State) Unavailable() map[string]string {
+	out := map[string]string{}
+	for name, r := range s.Resources {
+		if u, ok := r.(*Unavailable); ok {
+			out[name] = u.Reason
+		}
+	}
+	return out
+}
+
+// OfferedTools returns the tools an MCP client is offered for the state
+// new calls use: those of the kinds it has a resource of (available or
+// not: a call to an unavailable one says why), and those that need no
+// resource. Sorted by name.
+func (b *Broker) OfferedTools() []tools.Tool {
+	kinds := map[string]bool{}
+	for _, r := range b.State().Resources {
+		kinds[r.Spec().Kind] = true
+	}
+	var out []tools.Tool
+	for _, t := range b.Tools() {
+		if t.Kind() == "" || kinds[t.Kind()] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // mayUse reports which tools the identity might use on a resource: a tool
@@ -89,7 +172,11 @@ func (b *Broker) ListResources(ctx context.Context, in Call) Result {
 			continue
 		}
 		spec := res.Spec()
-		list = append(list, ResourceInfo{Name: spec.Name, Kind: spec.Kind, Description: spec.Description, Labels: spec.Labels, Tools: toolsUsable})
+		info := ResourceInfo{Name: spec.Name, Kind: spec.Kind, Description: spec.Description, Labels: spec.Labels, Tools: toolsUsable}
+		if u, ok := res.(*Unavailable); ok {
+			info.Unavailable = u.Reason
+		}
+		list = append(list, info)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	var text strings.Builder
@@ -97,7 +184,11 @@ func (b *Broker) ListResources(ctx context.Context, in Call) Result {
 		text.WriteString("No resources are available to you.")
 	}
 	for _, r := range list {
-		fmt.Fprintf(&text, "%s (%s): %s [tools: %s]\n", r.Name, r.Kind, r.Description, strings.Join(r.Tools, ", "))
+		fmt.Fprintf(&text, "%s (%s): %s [tools: %s]", r.Name, r.Kind, r.Description, strings.Join(r.Tools, ", "))
+		if r.Unavailable != "" {
+			fmt.Fprintf(&text, " UNAVAILABLE: %s", period(r.Unavailable))
+		}
+		text.WriteString("\n")
 	}
 	names := make([]string, len(list))
 	for i, r := range list {

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -19,6 +18,11 @@ import (
 // with its kind. prev, if not nil, is the state being replaced: resources
 // whose configuration did not change are carried over, not reopened.
 // Nothing here contacts a backend.
+//
+// A resource its kind cannot open (a secret that is not set, a key file
+// that does not parse) does not stop the others: it is in the state as an
+// *Unavailable that says why, and its calls are refused with that reason.
+// Callers that want all or nothing check State.Unavailable.
 func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*State, error) {
 	env := config.OSEnvironment{Dir: cfg.Dir}
 
@@ -32,29 +36,29 @@ func BuildState(cfg *config.Config, kinds map[string]tools.Kind, prev *State) (*
 	}
 
 	resources := map[string]tools.Resource{}
-	var errs []error
-	for _, spec := range cfg.Resources {
+	for i, spec := range cfg.Resources {
 		if prev != nil {
-			if old, ok := prev.Resources[spec.Name]; ok && reflect.DeepEqual(old.Spec(), spec) {
+			if old, ok := prev.Resources[spec.Name]; ok && reflect.DeepEqual(old.Spec(), spec) && !IsUnavailable(old) {
 				resources[spec.Name] = old
 				continue
 			}
 		}
 		kind, ok := kinds[spec.Kind]
 		if !ok {
-			errs = append(errs, fmt.Errorf("resource %s: kind %q is not one of %s", spec.Name, spec.Kind, strings.Join(kindNames(kinds), ", ")))
+			resources[spec.Name] = &Unavailable{spec: spec, Reason: fmt.Sprintf("kind %q is not one of %s", spec.Kind, strings.Join(kindNames(kinds), ", "))}
 			continue
 		}
 		res, err := kind.Open(spec, env)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("resource %s: %w", spec.Name, err))
+			e := cfg.ResourceError(i, err)
+			reason := e.Msg
+			if setting := strings.TrimPrefix(e.Key, fmt.Sprintf("resources[%d].", i)); setting != e.Key {
+				reason = setting + ": " + reason
+			}
+			resources[spec.Name] = &Unavailable{spec: spec, Reason: reason}
 			continue
 		}
 		resources[spec.Name] = res
-	}
-	if err := errors.Join(errs...); err != nil {
-		closeNew(resources, prev)
-		return nil, err
 	}
 
 	pol, err := policy.Load(cfg.Path(cfg.Policy))

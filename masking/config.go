@@ -33,6 +33,11 @@ type ProfileConfig struct {
 	Detectors []string `yaml:"detectors"`
 	// Replace is redact (default), partial or hash.
 	Replace string `yaml:"replace"`
+	// Enforce is "" (the broker masks) or "privileges": a PostgreSQL lease
+	// for a call this profile masks is also minted so that PostgreSQL itself
+	// refuses the protected columns (column-level grants instead of
+	// membership in the grant's roles). Needs column rules.
+	Enforce string `yaml:"enforce"`
 }
 
 // DetectorConfig is a user-defined regex detector.
@@ -49,6 +54,12 @@ const (
 	ReplaceRedact  = "redact"
 	ReplacePartial = "partial"
 	ReplaceHash    = "hash"
+)
+
+// Enforcement modes (`enforce:`).
+const (
+	// EnforcePrivileges makes PostgreSQL refuse the protected columns.
+	EnforcePrivileges = "privileges"
 )
 
 // MinHashKeyLen is the shortest key New accepts for `replace: hash`.
@@ -149,6 +160,15 @@ func (cfg Config) validate(hashKey []byte) error {
 			}
 		default:
 			fail("profile %q: unknown replace %q (valid: redact, partial, hash)", name, pc.Replace)
+		}
+		switch pc.Enforce {
+		case "":
+		case EnforcePrivileges:
+			if len(pc.Columns) == 0 {
+				fail("profile %q: enforce: privileges needs column rules (columns: [...]) to enforce", name)
+			}
+		default:
+			fail("profile %q: unknown enforce %q (valid: privileges, or leave it out)", name, pc.Enforce)
 		}
 		for _, c := range pc.Columns {
 			if _, err := path.Match(strings.ToLower(c), ""); err != nil || c == "" || strings.Count(c, ".") > 2 {

@@ -31,6 +31,7 @@ type Profile struct {
 	columns []columnPattern
 	fields  []fieldPath
 	hmacs   *sync.Pool // of hash.Hash; nil unless replace is hash
+	enforce string     // ProfileConfig.Enforce
 }
 
 // detector is one enabled detector: a built-in or a user regex.
@@ -84,7 +85,7 @@ func New(cfg Config, hashKey []byte) (*Engine, error) {
 	key := slices.Clone(hashKey)
 	e := &Engine{profiles: map[string]*Profile{}}
 	for name, pc := range cfg.Profiles {
-		p := &Profile{name: name, replace: pc.Replace}
+		p := &Profile{name: name, replace: pc.Replace, enforce: pc.Enforce}
 		if p.replace == "" {
 			p.replace = ReplaceRedact
 		}

@@ -13,13 +13,24 @@ import (
 	"unsafe"
 )
 
-// ColumnRef names a result column. Table is "schema.table" as resolved by the
-// caller from result metadata, or empty for a computed column.
+// ColumnRef names a result column and where its values come from, as the
+// caller resolved it from result metadata (never from the column's name in
+// the result). Table is "schema.table", or empty for a computed column.
 type ColumnRef struct {
 	Table, Column string
-	// Derived marks a computed column (no Table) the caller knows may be
-	// derived from a protected one: it is masked whole, like a matched column.
-	Derived bool
+	// From lists the base columns the values are derived from beyond
+	// Table.Column itself (a view's column, a computed column): the column
+	// is masked whole when a rule covers any of them.
+	From []BaseColumn
+	// Unknown, when not empty, says why the caller cannot tell where the
+	// values come from: the column is masked whole whenever the profile has
+	// any column rule.
+	Unknown string
+}
+
+// BaseColumn is a column of a stored table: Table is "schema.table".
+type BaseColumn struct {
+	Table, Column string
 }
 
 // columnPattern is a compiled column glob.
@@ -62,16 +73,41 @@ func (cp columnPattern) matches(ref ColumnRef) bool {
 }
 
 // columnMasked reports whether a column rule covers ref.
-func (p *Profile) columnMasked(ref ColumnRef) bool {
-	if ref.Derived {
-		return true
+func (p *Profile) columnMasked(ref ColumnRef) bool { return p.columnReason(ref) != "" }
+
+// columnReason says why ref is masked whole, or "" when it is not: the
+// column itself matches a rule ("column rule *.email"), a base column it is
+// derived from does ("derived from public.customers.email (rule *.email)"),
+// or its origin is unknown and the profile protects columns.
+func (p *Profile) columnReason(ref ColumnRef) string {
+	if len(p.columns) == 0 {
+		return ""
 	}
-	for _, cp := range p.columns {
-		if cp.matches(ref) {
-			return true
+	if ref.Table != "" || ref.Column != "" {
+		if cp := p.matchColumn(ref.Table, ref.Column); cp != nil {
+			return "column rule " + cp.pattern
 		}
 	}
-	return false
+	for _, b := range ref.From {
+		if cp := p.matchColumn(b.Table, b.Column); cp != nil {
+			return "derived from " + b.Table + "." + b.Column + " (rule " + cp.pattern + ")"
+		}
+	}
+	if ref.Unknown != "" {
+		return "unknown origin: " + ref.Unknown + "; masked because profile " + p.name + " protects columns"
+	}
+	return ""
+}
+
+// matchColumn returns the first column rule covering table.column, or nil.
+func (p *Profile) matchColumn(table, column string) *columnPattern {
+	ref := ColumnRef{Table: table, Column: column}
+	for i := range p.columns {
+		if p.columns[i].matches(ref) {
+			return &p.columns[i]
+		}
+	}
+	return nil
 }
 
 // ruleDetectors label values replaced by a rule rather than found by a detector.
@@ -84,26 +120,43 @@ func init() {
 	}
 }
 
-// MaskTable masks rows in place. A value in a column matched by a column rule
-// is replaced whole (counted as "column"; NULL stays NULL); every other value
-// goes through the detectors: strings, []byte, strings nested in maps and
-// slices, and integers long enough to be a card or SSN. A value of a type it
-// cannot inspect is an error (ErrUnsupportedType): the caller must withhold
-// the result.
-func (p *Profile) MaskTable(cols []ColumnRef, rows [][]any) (c Counts, err error) {
+// MaskTable masks rows in place. A value in a column a column rule covers
+// (the column itself or a base column it is derived from), or in a column
+// of unknown origin under a profile with column rules (see ColumnRef), is
+// replaced whole (counted as "column"; NULL stays NULL); every other value
+// goes through the detectors:
+// strings, []byte, strings nested in maps and slices, and integers long
+// enough to be a card or SSN. A value of a type it cannot inspect is an
+// error (ErrUnsupportedType): the caller must withhold the result.
+func (p *Profile) MaskTable(cols []ColumnRef, rows [][]any) (Counts, error) {
+	c, _, err := p.MaskTableWhy(cols, rows)
+	return c, err
+}
+
+// MaskTableWhy is MaskTable that also says why each column masked whole was
+// masked (see columnReason), indexed like cols; "" for a column left to the
+// detectors. The slice is nil when no column was masked whole.
+func (p *Profile) MaskTableWhy(cols []ColumnRef, rows [][]any) (c Counts, why []string, err error) {
 	defer recoverInto(&err)
 	var small [64]bool
 	masked := small[:0]
 	if len(cols) > len(small) {
 		masked = make([]bool, 0, len(cols))
 	}
-	for _, ref := range cols {
-		masked = append(masked, p.columnMasked(ref))
+	for i, ref := range cols {
+		reason := p.columnReason(ref)
+		if reason != "" && why == nil {
+			why = make([]string, len(cols))
+		}
+		if reason != "" {
+			why[i] = reason
+		}
+		masked = append(masked, reason != "")
 	}
 	counts := Counts{}
 	for r, row := range rows {
 		if len(row) != len(cols) {
-			return nil, fmt.Errorf("masking: row %d has %d values for %d columns", r, len(row), len(cols))
+			return nil, nil, fmt.Errorf("masking: row %d has %d values for %d columns", r, len(row), len(cols))
 		}
 		for j, v := range row {
 			if masked[j] {
@@ -115,12 +168,12 @@ func (p *Profile) MaskTable(cols []ColumnRef, rows [][]any) (c Counts, err error
 			}
 			nv, err := p.maskValue(v, counts)
 			if err != nil {
-				return nil, fmt.Errorf("column %q: %w", cols[j].Column, err)
+				return nil, nil, fmt.Errorf("column %q: %w", cols[j].Column, err)
 			}
 			row[j] = nv
 		}
 	}
-	return counts, nil
+	return counts, why, nil
 }
 
 // replaceWhole returns the replacement of a whole value. With `replace:
@@ -275,18 +328,3 @@ func (p *Profile) maskStringer(s string, v any, counts Counts) any {
 
 // HasColumnRules reports whether the profile masks any column whole.
 func (p *Profile) HasColumnRules() bool { return len(p.columns) > 0 }
-
-// ProtectsColumnName reports whether some column rule could match a column of
-// this name in some table (the table part of every rule is taken as
-// matching). The caller uses it to tell whether a computed result column
-// may be derived from a protected one.
-func (p *Profile) ProtectsColumnName(name string) bool {
-	name = strings.ToLower(name)
-	for _, cp := range p.columns {
-		i := strings.LastIndexByte(cp.pattern, '.')
-		if ok, _ := path.Match(cp.pattern[i+1:], name); ok {
-			return true
-		}
-	}
-	return false
-}

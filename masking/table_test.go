@@ -56,6 +56,76 @@ func TestMaskTable(t *testing.T) {
 	}
 }
 
+// A column is masked whole when a rule covers it, a base column it is
+// derived from, or (under a profile with column rules) when its origin is
+// unknown; MaskTableWhy says which, per column. The name a query gives the
+// column plays no part.
+func TestMaskTableReasons(t *testing.T) {
+	p := piiProfile(t)
+	email := BaseColumn{Table: "public.customers", Column: "email"}
+	tests := []struct {
+		name string
+		ref  ColumnRef
+		want string // "" leaves the value to the detectors
+	}{
+		{"own column", ColumnRef{Table: "public.customers", Column: "email"}, "column rule *.email"},
+		{"own column under an alias", ColumnRef{Table: "public.customers", Column: "card_number"}, "column rule *.card_number"},
+		{"derived", ColumnRef{From: []BaseColumn{{Table: "public.customers", Column: "name"}, email}}, "derived from public.customers.email (rule *.email)"},
+		{"view column", ColumnRef{Table: "public.contacts", Column: "mail", From: []BaseColumn{email}}, "derived from public.customers.email (rule *.email)"},
+		{"unknown", ColumnRef{Unknown: "function peek is not built into PostgreSQL"}, "unknown origin: function peek is not built into PostgreSQL; masked because profile pii protects columns"},
+		{"own rule before unknown", ColumnRef{Table: "public.customers", Column: "email", Unknown: "x"}, "column rule *.email"},
+		{"clean base column", ColumnRef{Table: "public.customers", Column: "name"}, ""},
+		{"clean computed column", ColumnRef{From: []BaseColumn{{Table: "public.customers", Column: "country"}}}, ""},
+		{"from no column", ColumnRef{}, ""},
+	}
+	cols := make([]ColumnRef, len(tests))
+	row := make([]any, len(tests))
+	for i, tt := range tests {
+		cols[i], row[i] = tt.ref, "plain text"
+	}
+	rows := [][]any{row}
+	c, why, err := p.MaskTableWhy(cols, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masked := 0
+	for i, tt := range tests {
+		if why[i] != tt.want {
+			t.Errorf("%s: reason %q, want %q", tt.name, why[i], tt.want)
+		}
+		wantValue := "plain text"
+		if tt.want != "" {
+			wantValue, masked = "[COLUMN]", masked+1
+		}
+		if rows[0][i] != wantValue {
+			t.Errorf("%s: value %q, want %q", tt.name, rows[0][i], wantValue)
+		}
+	}
+	if c[RuleColumn] != masked {
+		t.Errorf("column count %d, want %d", c[RuleColumn], masked)
+	}
+
+	// A profile without column rules masks nothing whole, unknown or not.
+	def, _ := mustEngine(t).Profile("default")
+	rows = [][]any{{"plain text"}}
+	if _, why, err := def.MaskTableWhy([]ColumnRef{{Unknown: "x"}}, rows); err != nil || why != nil || rows[0][0] != "plain text" {
+		t.Errorf("default profile: why %q, value %v, err %v", why, rows[0][0], err)
+	}
+	// Clean columns only: no reasons at all.
+	if _, why, _ := p.MaskTableWhy([]ColumnRef{{Table: "t", Column: "name"}}, [][]any{{"x"}}); why != nil {
+		t.Errorf("clean table: why = %q", why)
+	}
+}
+
+func mustEngine(t *testing.T) *Engine {
+	t.Helper()
+	e, err := New(DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func TestMaskTableFailsClosed(t *testing.T) {
 	p := piiProfile(t)
 	type opaque struct{ S string }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -91,10 +92,35 @@ func (c Case) Input() Input {
 	}
 }
 
-// ParseCases reads a case file: a top-level `cases:` list. Unknown keys,
-// missing names or effects and duplicate names are errors naming the case
-// and line.
+// CaseFile is a case file: its cases and, when the file names them, the
+// config and policy they are written for, so that `airlock policy test
+// FILE` needs no flags:
+//
+//	config: ../kubernetes/airlock.yaml   # resource kinds and labels
+//	policy: kubernetes.yaml
+//	cases:
+//	  - ...
+type CaseFile struct {
+	// Config and Policy are the top-level `config:` and `policy:` keys,
+	// resolved against the case file's directory; empty when not set.
+	Config string
+	Policy string
+	Cases  []Case
+}
+
+// ParseCases reads a case file: a top-level `cases:` list, and optionally
+// `config:` and `policy:` (see CaseFile). Unknown keys, missing names or
+// effects and duplicate names are errors naming the case and line.
 func ParseCases(data []byte, source string) ([]Case, error) {
+	f, err := ParseCaseFile(data, source)
+	if err != nil {
+		return nil, err
+	}
+	return f.Cases, nil
+}
+
+// ParseCaseFile reads a case file with its header (see CaseFile).
+func ParseCaseFile(data []byte, source string) (*CaseFile, error) {
 	body, err := parseDocument(data, source)
 	if err != nil {
 		return nil, err
@@ -102,9 +128,27 @@ func ParseCases(data []byte, source string) ([]Case, error) {
 	if body == nil {
 		return nil, &LoadError{Source: source, Err: errors.New("no cases: the file has no top-level cases key")}
 	}
-	top, lerr := fields(body, []string{"cases"}, "the case file")
+	top, lerr := fields(body, []string{"config", "policy", "cases"}, "the case file")
 	if lerr != nil {
 		return nil, &LoadError{Source: source, Line: lerr.line, Err: lerr.err}
+	}
+	file := &CaseFile{}
+	for _, h := range []struct {
+		key string
+		dst *string
+	}{{"config", &file.Config}, {"policy", &file.Policy}} {
+		hf, ok := lookup(top, h.key)
+		if !ok {
+			continue
+		}
+		p := strings.TrimSpace(scalarString(hf.value))
+		if p == "" {
+			return nil, &LoadError{Source: source, Line: hf.line, Err: fmt.Errorf("%s must be a path (relative to the case file), not %s", h.key, describeNode(hf.value))}
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(source), p)
+		}
+		*h.dst = p
 	}
 	f, ok := lookup(top, "cases")
 	if !ok || isNull(f.value) {
@@ -136,7 +180,8 @@ func ParseCases(data []byte, source string) ([]Case, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return cases, nil
+	file.Cases = cases
+	return file, nil
 }
 
 func parseCase(node ast.Node) (Case, []*located) {

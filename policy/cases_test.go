@@ -197,7 +197,7 @@ func TestParseCasesErrors(t *testing.T) {
 		{"missing tool", "cases:\n  - name: a\n    expect: {effect: deny}\n", `case "a" (case 1, line 2): tool is required`},
 		{"missing name", "cases:\n  - tool: t\n    expect: {effect: deny}\n", `case 1 (line 2): name is required`},
 		{"no cases", "cases:\n", "no cases"},
-		{"top-level key", "case:\n  - name: a\n", `c.yaml: line 1: unknown key "case" in the case file; valid keys are cases`},
+		{"top-level key", "case:\n  - name: a\n", `c.yaml: line 1: unknown key "case" in the case file; valid keys are config, policy, cases`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

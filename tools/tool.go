@@ -160,6 +160,24 @@ type MintRequest struct {
 	Identity  policy.Identity
 	CallID    string
 	Expires   time.Time
+	// Guard, when set, names columns the credential must not be able to
+	// read at all: the backend has the target system refuse them (for
+	// PostgreSQL, column-level privileges), beside the broker's masking.
+	// It comes from the deciding rule's masking profile (`enforce:
+	// privileges`). Kinds without columns ignore it.
+	Guard ColumnGuard
+}
+
+// ColumnGuard is the set of protected columns a backend enforces at mint.
+// masking.Profile implements it.
+type ColumnGuard interface {
+	// GuardKey identifies the guard's rules (its profile's name and a digest
+	// of its column rules): a lease minted under one key serves calls under
+	// that key only.
+	GuardKey() string
+	// Protects reports whether the values of schema.table.column must stay
+	// unreadable to the credential.
+	Protects(schema, table, column string) bool
 }
 
 // LeaseRef names a lease's credential on the backend.
@@ -203,20 +221,41 @@ type Table struct {
 	Rows    [][]any  `json:"rows"`
 	// Tag is the command tag, e.g. "SELECT 3" or "UPDATE 1".
 	Tag string `json:"tag,omitempty"`
-	// Referenced names the columns the query refers to anywhere, with "*"
-	// for stars, whole rows and SQL run from text: what a computed column
-	// may be derived from. Masking uses it to protect computed columns.
-	Referenced []string `json:"-"`
+	// Masked says, per column name, why the broker masked that column's
+	// values whole ("column rule *.email", "derived from
+	// public.customers.email (rule *.email)", "unknown origin: ..."). The
+	// broker fills it in; Render shows it so the model can rephrase.
+	Masked map[string]string `json:"masked,omitempty"`
 }
 
-// Column describes one result column. Table and Source are resolved from
-// the backend's metadata (for PostgreSQL the column's table OID and attribute
-// number), so an alias does not hide where a value came from.
+// Column describes one result column and where its values come from, as
+// the backend resolved it from its own metadata (for PostgreSQL the row
+// description's table OID and attribute number, view definitions and the
+// statement's expressions), so that neither an alias nor a view nor an
+// expression hides a protected column. Masking reads Table/Source, From and
+// Unknown; it never looks at Name.
 type Column struct {
 	Name   string `json:"name"`
 	Type   string `json:"type"`
-	Table  string `json:"table,omitempty"`  // "schema.table", empty for computed columns
+	Table  string `json:"table,omitempty"`  // "schema.table" the column belongs to (a table or a view), empty for computed columns
 	Source string `json:"source,omitempty"` // the column's name in Table
+	// From lists the base columns the values are derived from when that is
+	// more than Table.Source itself: what a view column or a computed
+	// column (upper(email), row_to_json(c)) reads. Empty for a plain table
+	// column and for values derived from no column (a constant, count(*),
+	// an EXPLAIN plan).
+	From []ColumnOrigin `json:"from,omitempty"`
+	// Unknown, when not empty, says why the backend cannot tell where the
+	// values come from (a function that runs SQL from text, statistics
+	// samples, a construct it does not follow). Such a column is masked whole
+	// whenever the profile protects any column: fail closed.
+	Unknown string `json:"unknown,omitempty"`
+}
+
+// ColumnOrigin names one base column a result column's values come from.
+type ColumnOrigin struct {
+	Table  string `json:"table"`  // "schema.table"
+	Column string `json:"column"` // the column's name in Table
 }
 
 // Streams is the output of a command.

@@ -13,11 +13,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +64,7 @@ type Config struct {
 	Approvals Approvals      `yaml:"approvals"`
 	UI        *UI            `yaml:"ui"`
 	Limits    Limits         `yaml:"limits"`
+	HTTP      HTTP           `yaml:"http"`
 	Leases    Leases         `yaml:"leases"`
 	Masking   masking.Config `yaml:"masking"`
 	Log       Log            `yaml:"log"`
@@ -71,6 +76,8 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// Source names the file the config came from, for messages.
 	Source string `yaml:"-"`
+
+	file *ast.File // the parsed file, for the lines of keys
 }
 
 // LocalIdentity is a configured identity for local, single-user setups.
@@ -125,6 +132,30 @@ type Limits struct {
 	Timeout  time.Duration `yaml:"timeout"`
 }
 
+// HTTP bounds what `airlock serve` accepts and keeps on /mcp and the JSON
+// API: MCP sessions (how many, for how long), request sizes, and the origins
+// browsers may call /mcp from. docs/config.md gives the reason for each
+// default.
+type HTTP struct {
+	// MaxSessions bounds the MCP sessions kept at once, all callers
+	// together; MaxSessionsPerIdentity those of one caller.
+	MaxSessions            int `yaml:"max_sessions"`
+	MaxSessionsPerIdentity int `yaml:"max_sessions_per_identity"`
+	// SessionIdleTimeout ends a session that made no request and held no
+	// open stream for this long.
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// MaxRequestBytes bounds one request body to /mcp; MaxInitializeBytes
+	// one initialize request, where everything a session keeps from its
+	// client (clientInfo, capabilities) comes from; MaxAPIRequestBytes one
+	// request body to /api and /ui.
+	MaxRequestBytes    int64 `yaml:"max_request_bytes"`
+	MaxInitializeBytes int64 `yaml:"max_initialize_bytes"`
+	MaxAPIRequestBytes int64 `yaml:"max_api_request_bytes"`
+	// AllowedOrigins are origins (scheme://host[:port]) browsers may call
+	// /mcp from besides public_url's and the listen address's own.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
 // Leases tunes credential leases.
 type Leases struct {
 	// ReuseMargin is the fraction of a lease's ttl that must remain for it to
@@ -159,40 +190,113 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
 }
 
+// Errors is every error found in one config file, in the order of their
+// lines. Its text is one error per line.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap lets errors.As find each *Error.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+func (es Errors) sorted() Errors {
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].Source != es[j].Source {
+			return es[i].Source < es[j].Source
+		}
+		return es[i].Line < es[j].Line
+	})
+	return es
+}
+
 // Load reads a config file, applies the embedded defaults under it and
-// validates the result.
+// validates the result. Any error fails the load; the error is an Errors
+// listing every problem found.
 func Load(path string) (*Config, error) {
+	cfg, errs := Check(path)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// Check reads a config file as Load does, and returns what it could read
+// together with every error found, for `airlock config check`. The config is
+// nil only when the file cannot be read or is not YAML at all. Check resolves
+// no secret reference and contacts nothing.
+func Check(path string) (*Config, Errors) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, Errors{{Source: path, Msg: fmt.Sprintf("cannot read the config file: %v", pathCause(err))}}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, Errors{{Source: path, Msg: err.Error()}}
 	}
-	return Parse(data, abs)
+	return parse(data, path, filepath.Dir(abs))
 }
 
 // Parse parses config text. source is the file path (its directory anchors
 // relative paths) or a label such as "<embedded defaults>".
 func Parse(data []byte, source string) (*Config, error) {
+	cfg, errs := parse(data, source, filepath.Dir(source))
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+func parse(data []byte, source, dir string) (*Config, Errors) {
 	var cfg Config
 	if err := yaml.UnmarshalWithOptions(defaultsYAML, &cfg, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("embedded defaults do not parse (a bug): %w", err)
+		return nil, Errors{{Source: "<embedded defaults>", Msg: fmt.Sprintf("do not parse (a bug): %v", err)}}
 	}
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
-		return nil, yamlError(source, data, err)
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, Errors{yamlError(source, err)}
+	}
+	cfg.Source = source
+	cfg.Dir = dir
+	cfg.file = file
+	var body ast.Node
+	for _, doc := range file.Docs {
+		if doc.Body == nil {
+			continue
+		}
+		if body != nil {
+			return nil, Errors{{Source: source, Line: nodeLine(doc.Body), Msg: "more than one YAML document (---); put everything in one"}}
+		}
+		body = doc.Body
+	}
+	d := &decoder{source: source, anchors: map[string]ast.Node{}}
+	if body != nil {
+		d.collectAnchors(body)
+		d.decode(body, reflect.ValueOf(&cfg).Elem(), "")
 	}
 	// The built-in masking profiles are a base the file extends; a profile
 	// of the same name in the file replaces the built-in one.
 	cfg.Masking = mergeMasking(masking.DefaultConfig(), cfg.Masking)
-	cfg.Source = source
-	cfg.Dir = filepath.Dir(source)
-	file, _ := parser.ParseBytes(data, 0)
-	if err := cfg.validate(file); err != nil {
-		return nil, err
+	errs := Errors(d.errs)
+	// A value that did not decode kept its default, or stayed empty: what
+	// validation says about it would repeat the same mistake.
+	for _, e := range cfg.validate() {
+		if !slices.ContainsFunc(d.errs, func(de *Error) bool { return de.Key == e.Key }) {
+			errs = append(errs, e)
+		}
 	}
-	// Files a resource names are relative to the config file, wherever
+	// Files the config names are relative to the config file, wherever
 	// airlock runs from.
 	for i := range cfg.Resources {
 		r := &cfg.Resources[i]
@@ -207,50 +311,31 @@ func Parse(data []byte, source string) (*Config, error) {
 	for i := range cfg.Approvals.Webhooks {
 		cfg.Approvals.Webhooks[i].SecretFile = cfg.Path(cfg.Approvals.Webhooks[i].SecretFile)
 	}
-	return &cfg, nil
+	return &cfg, errs.sorted()
 }
 
-// yamlError turns a go-yaml error into an Error with the line it names.
-// Some go-yaml errors (an invalid duration) carry no position; for those the
-// line is the first whose value is the quoted offending text.
-func yamlError(source string, data []byte, err error) error {
-	msg := err.Error()
-	line := 0
-	// go-yaml formats positions as "[line:column] message"; keep that text,
-	// and pull the line out for our own format.
-	if strings.HasPrefix(msg, "[") {
-		if end := strings.Index(msg, "]"); end > 0 {
-			var col int
-			if _, scanErr := fmt.Sscanf(msg[1:end], "%d:%d", &line, &col); scanErr == nil {
-				msg = strings.TrimSpace(msg[end+1:])
-			}
+// yamlError turns a go-yaml syntax error into an Error with its line.
+func yamlError(source string, err error) *Error {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		line := 0
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			line = tk.Position.Line
 		}
+		return &Error{Source: source, Line: line, Msg: "not valid YAML: " + ye.GetMessage()}
 	}
-	// Drop the source excerpt go-yaml appends after the first line.
-	if i := strings.Index(msg, "\n"); i > 0 {
-		msg = msg[:i]
-	}
-	if line == 0 {
-		line = lineOfValue(data, msg)
-	}
-	return &Error{Source: source, Line: line, Msg: msg}
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return &Error{Source: source, Msg: "not valid YAML: " + msg}
 }
 
-// lineOfValue finds the line holding the first double-quoted text of msg as
-// a YAML value, or 0.
-func lineOfValue(data []byte, msg string) int {
-	start := strings.Index(msg, `"`)
-	end := strings.LastIndex(msg, `"`)
-	if start < 0 || end <= start+1 {
-		return 0
+// pathCause strips an *fs.PathError to its cause: the path is already in
+// the message.
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
-	value := msg[start+1 : end]
-	for i, l := range strings.Split(string(data), "\n") {
-		if strings.Contains(l, ": "+value) || strings.Contains(l, `: "`+value+`"`) {
-			return i + 1
-		}
-	}
-	return 0
+	return err
 }
 
 func mergeMasking(base, file masking.Config) masking.Config {
@@ -267,11 +352,11 @@ func mergeMasking(base, file masking.Config) masking.Config {
 }
 
 // validate checks what the YAML decoder cannot: values, references and
-// combinations. file is the parsed YAML, used to find lines for keys.
-func (c *Config) validate(file *ast.File) error {
-	var errs []error
+// combinations.
+func (c *Config) validate() Errors {
+	var errs Errors
 	fail := func(key, format string, args ...any) {
-		errs = append(errs, &Error{Source: c.Source, Key: key, Line: lineOf(file, key), Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, c.errorAt(key, fmt.Sprintf(format, args...)))
 	}
 
 	if c.Listen != "" {
@@ -330,9 +415,9 @@ func (c *Config) validate(file *ast.File) error {
 		if w.Format != "" && w.Format != "json" && w.Format != "slack" {
 			fail(key+".format", "%q is not one of json, slack", w.Format)
 		}
-		if c.PublicURL == "" {
-			fail("public_url", "is required with approvals.webhooks: webhooks link to the approval page")
-		}
+	}
+	if len(c.Approvals.Webhooks) > 0 && c.PublicURL == "" {
+		fail("public_url", "is required with approvals.webhooks: webhooks link to the approval page")
 	}
 	if u := c.UI; u != nil {
 		if c.Auth.Mode != AuthOIDC {
@@ -357,6 +442,7 @@ func (c *Config) validate(file *ast.File) error {
 	if c.Limits.Timeout <= 0 {
 		fail("limits.timeout", "must be a positive duration such as 30s")
 	}
+	c.validateHTTP(fail)
 	if c.Leases.ReuseMargin < 0 || c.Leases.ReuseMargin >= 1 {
 		fail("leases.reuse_margin", "must be at least 0 and below 1 (0.5 reuses a lease while more than half its ttl is left)")
 	}
@@ -374,35 +460,8 @@ func (c *Config) validate(file *ast.File) error {
 		fail("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 
-	seen := map[string]int{}
-	for i, r := range c.Resources {
-		key := fmt.Sprintf("resources[%d]", i)
-		switch {
-		case r.Name == "":
-			fail(key+".name", "is required")
-		case !validName(r.Name):
-			fail(key+".name", "%q may contain only letters, digits, '-', '_' and '.'", r.Name)
-		}
-		if j, dup := seen[r.Name]; dup && r.Name != "" {
-			fail(key+".name", "%q is already the name of resources[%d]", r.Name, j)
-		}
-		seen[r.Name] = i
-		if r.Kind == "" {
-			fail(key+".kind", "is required (one of %s)", strings.Join(KnownKinds, ", "))
-		}
-		if len(r.Grants) == 0 {
-			fail(key+".grants", "at least one grant is required: a named set of privileges a policy rule can hand out")
-		}
-		for name, g := range r.Grants {
-			if g.TTL < 0 {
-				fail(key+".grants."+name+".ttl", "must be a positive duration such as 10m")
-			}
-			if g.Access != "" && g.Access != tools.AccessReadOnly && g.Access != tools.AccessReadWrite {
-				fail(key+".grants."+name+".access", "%q is not one of read_only, read_write", g.Access)
-			}
-		}
-	}
-	return errors.Join(errs...)
+	c.validateResources(fail)
+	return errs
 }
 
 // KnownKinds lists the resource kinds this build serves.
@@ -419,32 +478,85 @@ func validName(s string) bool {
 	return true
 }
 
-// lineOf finds the line of a key such as "resources[1].grants.ro.ttl" in the
-// parsed file, falling back to its closest existing parent; 0 if unknown.
-func lineOf(file *ast.File, key string) int {
-	if file == nil || key == "" {
-		return 0
-	}
-	for k := key; k != ""; k = parentKey(k) {
-		p, err := yaml.PathString("$." + k)
-		if err != nil {
-			continue
-		}
-		node, err := p.FilterFile(file)
-		if err != nil || node == nil || node.GetToken() == nil {
-			continue
-		}
-		return node.GetToken().Position.Line
-	}
-	return 0
+// errorAt returns an Error for key, with the line the key is on.
+func (c *Config) errorAt(key, msg string) *Error {
+	return &Error{Source: c.Source, Key: key, Line: c.LineOf(key), Msg: msg}
 }
 
-func parentKey(k string) string {
-	i := strings.LastIndexAny(k, ".[")
-	if i <= 0 {
-		return ""
+// LineOf finds the line of a key such as "resources[1].grants.ro.ttl" in
+// the file, or of its closest parent that is there; 0 if none is.
+func (c *Config) LineOf(key string) int {
+	if c.file == nil {
+		return 0
 	}
-	return k[:i]
+	var node ast.Node
+	for _, doc := range c.file.Docs {
+		if doc.Body != nil {
+			node = doc.Body
+		}
+	}
+	d := &decoder{anchors: map[string]ast.Node{}}
+	if node != nil {
+		d.collectAnchors(node)
+	}
+	line := 0
+	for _, seg := range keySegments(key) {
+		node = d.resolve(node)
+		if node == nil {
+			break
+		}
+		if seg.index >= 0 {
+			seq, ok := node.(*ast.SequenceNode)
+			if !ok || seg.index >= len(seq.Values) {
+				break
+			}
+			node = seq.Values[seg.index]
+			line = nodeLine(node)
+			continue
+		}
+		mvs, ok := d.mappingValues(node)
+		if !ok {
+			break
+		}
+		var next ast.Node
+		for _, mv := range mvs {
+			if keyText(mv) == seg.name {
+				next, line = mv.Value, nodeLine(mv.Key)
+				break
+			}
+		}
+		if next == nil {
+			break
+		}
+		node = next
+	}
+	return line
+}
+
+type keySegment struct {
+	name  string
+	index int // -1 for a name
+}
+
+// keySegments splits "resources[1].grants.ro" into resources, [1], grants, ro.
+func keySegments(key string) []keySegment {
+	var out []keySegment
+	for _, part := range strings.Split(key, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		if name != "" {
+			out = append(out, keySegment{name: name, index: -1})
+		}
+		for rest != "" {
+			num, after, _ := strings.Cut(rest, "]")
+			i, err := strconv.Atoi(num)
+			if err != nil {
+				break
+			}
+			out = append(out, keySegment{index: i})
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return out
 }
 
 // Path resolves a path from the config against the config's directory.

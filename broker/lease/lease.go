@@ -1,7 +1,7 @@
 // Package lease manages credential leases: short-lived credentials minted for
-// one (identity, resource, grant), never shown to the agent.
+// one (identity, resource, grant, column guard), never shown to the agent.
 //
-//	Acquire ─┬─ cached, reusable, enough ttl left ──────────────→ reuse
+//	Acquire ─┬─ cached for the same key, reusable, enough ttl left → reuse
 //	         └─ new lease id → store (pending) → Resource.Mint → store (active)
 //	Sweeper ─── store.LeasesDue(now) → Resource.Revoke → store (revoked)
 //	Recover ─── at start-up: expired leases are revoked, then every credential
@@ -99,7 +99,11 @@ type Lease struct {
 	res tools.Resource // the resource object that minted it
 }
 
-type key struct{ subject, issuer, resource, grant string }
+// key is what a lease may be reused for. guard is the GuardKey of the
+// columns the credential was minted to refuse ("" for none): a credential
+// minted without enforcement never serves a call that needs it, and one
+// minted for a profile never serves a call under another (or none).
+type key struct{ subject, issuer, resource, grant, guard string }
 
 // mintTimeout bounds one Mint, which runs even if the call is cancelled.
 const mintTimeout = 30 * time.Second
@@ -125,14 +129,22 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Acquire returns a lease for the grant: a cached one when the resource
-// allows reuse and enough of its ttl is left, else a freshly minted one.
-func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName string, id policy.Identity, callID string) (*Lease, error) {
+// allows reuse, it was minted for the same guard and enough of its ttl is
+// left, else a freshly minted one. guard, when not nil, names the columns
+// the credential must be unable to read (tools.MintRequest.Guard).
+func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName string, guard tools.ColumnGuard, id policy.Identity, callID string) (*Lease, error) {
 	spec := res.Spec()
 	grant, ok := spec.Grants[grantName]
 	if !ok {
 		return nil, fmt.Errorf("resource %s has no grant %q", spec.Name, grantName)
 	}
 	k := key{subject: id.Subject, issuer: id.Issuer, resource: spec.Name, grant: grantName}
+	if guard != nil {
+		k.guard = guard.GuardKey()
+		if k.guard == "" {
+			return nil, fmt.Errorf("resource %s: the column guard for grant %q has an empty key", spec.Name, grantName)
+		}
+	}
 	now := m.cfg.Clock()
 
 	if res.Reusable() {
@@ -180,6 +192,7 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 		Identity:  id,
 		CallID:    callID,
 		Expires:   rec.ExpiresAt,
+		Guard:     guard,
 	})
 	if err != nil {
 		m.fail(ctx, res, rec, err)

@@ -25,6 +25,7 @@ type fakeResource struct {
 
 	mu      sync.Mutex
 	minted  []string
+	guards  []string // the GuardKey of each mint's request, "" for none
 	revoked []string
 }
 
@@ -51,6 +52,11 @@ func (r *fakeResource) Mint(ctx context.Context, req tools.MintRequest) (tools.C
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.minted = append(r.minted, req.Handle)
+	g := ""
+	if req.Guard != nil {
+		g = req.Guard.GuardKey()
+	}
+	r.guards = append(r.guards, g)
 	return fakeCred{handle: req.Handle}, nil
 }
 
@@ -110,21 +116,21 @@ var alice = policy.Identity{Subject: "alice", Issuer: "https://idp"}
 func TestAcquireReusesWhileEnoughTTLIsLeft(t *testing.T) {
 	m, res, _, clk, events := setup(t, true)
 	ctx := context.Background()
-	first, err := m.Acquire(ctx, res, "ro", alice, "call-1")
+	first, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(4 * time.Minute) // 6 of 10 minutes left: more than half
-	second, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	second, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
 	if !second.Reused || second.Record.ID != first.Record.ID {
 		t.Errorf("want the lease reused, got %+v", second.Record)
 	}
-	bob, _ := m.Acquire(ctx, res, "ro", policy.Identity{Subject: "bob"}, "call-3")
+	bob, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-3")
 	if bob.Record.ID == first.Record.ID {
 		t.Error("another identity got alice's lease")
 	}
 	clk.Advance(2 * time.Minute) // 4 of 10 left: less than half
-	third, _ := m.Acquire(ctx, res, "ro", alice, "call-4")
+	third, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4")
 	if third.Reused || third.Record.ID == first.Record.ID {
 		t.Error("a lease with less than half its ttl left was reused")
 	}
@@ -139,7 +145,7 @@ func TestAcquireReusesWhileEnoughTTLIsLeft(t *testing.T) {
 func TestSweepRevokesAtExpiry(t *testing.T) {
 	m, res, st, clk, _ := setup(t, true)
 	ctx := context.Background()
-	l, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
 	m.Sweep(ctx)
 	if len(res.revoked) != 0 {
 		t.Fatal("revoked before expiry")
@@ -157,7 +163,7 @@ func TestSweepRevokesAtExpiry(t *testing.T) {
 		t.Errorf("live = %d", m.Live())
 	}
 	// An expired lease is not reused.
-	next, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	next, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
 	if next.Reused {
 		t.Error("a revoked lease was reused")
 	}
@@ -166,12 +172,12 @@ func TestSweepRevokesAtExpiry(t *testing.T) {
 func TestSingleUseCredentialsAreRevokedOnRelease(t *testing.T) {
 	m, res, _, _, _ := setup(t, false)
 	ctx := context.Background()
-	l, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
 	m.Release(ctx, res, l)
 	if len(res.revoked) != 1 {
 		t.Errorf("revoked %v", res.revoked)
 	}
-	l2, _ := m.Acquire(ctx, res, "ro", alice, "call-2")
+	l2, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
 	if l2.Reused {
 		t.Error("single-use credential reused")
 	}
@@ -181,7 +187,7 @@ func TestMintFailureIsRecordedAndCleanedUp(t *testing.T) {
 	m, res, st, _, events := setup(t, true)
 	res.mintErr = errors.New("permission denied to create role")
 	ctx := context.Background()
-	if _, err := m.Acquire(ctx, res, "ro", alice, "call-1"); err == nil {
+	if _, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1"); err == nil {
 		t.Fatal("want an error")
 	}
 	live, _ := st.LiveLeases(ctx)
@@ -201,7 +207,7 @@ func TestMintFailureIsRecordedAndCleanedUp(t *testing.T) {
 func TestRecover(t *testing.T) {
 	m, res, st, clk, _ := setup(t, true)
 	ctx := context.Background()
-	live, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
+	live, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
 	res.orphans = []string{"role_orphan1", live.Record.Handle}
 	// A lease left by a crashed process, already expired.
 	crashed := store.Lease{ID: "00000000-dead", CallID: "c", Resource: "db", Kind: "fake", Grant: "ro", Subject: "x", Handle: "role_crashed",
@@ -222,8 +228,8 @@ func TestCloseRevokesWhatThisProcessHolds(t *testing.T) {
 	m, res, _, _, _ := setup(t, true)
 	ctx := context.Background()
 	m.Start(ctx)
-	a, _ := m.Acquire(ctx, res, "ro", alice, "call-1")
-	b, _ := m.Acquire(ctx, res, "ro", policy.Identity{Subject: "bob"}, "call-2")
+	a, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	b, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-2")
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -248,5 +254,59 @@ func TestRecoverLeavesOtherResourcesLiveLeases(t *testing.T) {
 	}
 	if len(res.revoked) != 0 {
 		t.Errorf("revoked %v: another resource's live lease", res.revoked)
+	}
+}
+
+// fakeGuard is a column guard known only by its key.
+type fakeGuard string
+
+func (g fakeGuard) GuardKey() string                  { return string(g) }
+func (g fakeGuard) Protects(_, _, column string) bool { return column == "email" }
+
+// A lease minted without a guard never serves a call that needs one, nor
+// the reverse, nor one guard's lease another's; each is reused under its
+// own key, and the guard reaches Mint.
+func TestAcquireKeysReuseOnTheGuard(t *testing.T) {
+	m, res, _, _, _ := setup(t, true)
+	ctx := context.Background()
+	pii, pii2 := fakeGuard("pii:0a1b"), fakeGuard("pii:ffff") // same profile, other rules (a reload)
+	plain, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded, err := m.Acquire(ctx, res, "ro", pii, alice, "call-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if guarded.Reused || guarded.Record.ID == plain.Record.ID {
+		t.Fatal("an unguarded lease served a call that needs the guard")
+	}
+	again, _ := m.Acquire(ctx, res, "ro", pii, alice, "call-3")
+	if !again.Reused || again.Record.ID != guarded.Record.ID {
+		t.Errorf("the guarded lease was not reused under the same key: %+v", again.Record)
+	}
+	back, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4")
+	if !back.Reused || back.Record.ID != plain.Record.ID {
+		t.Errorf("a call without a guard did not get the unguarded lease back: reused=%v id=%s", back.Reused, back.Record.ID)
+	}
+	other, _ := m.Acquire(ctx, res, "ro", pii2, alice, "call-5")
+	if other.Reused || other.Record.ID == guarded.Record.ID || other.Record.ID == plain.Record.ID {
+		t.Error("a lease minted under other column rules was reused")
+	}
+	bob, _ := m.Acquire(ctx, res, "ro", pii, policy.Identity{Subject: "bob"}, "call-6")
+	if bob.Reused {
+		t.Error("another identity reused alice's guarded lease")
+	}
+	want := []string{"", "pii:0a1b", "pii:ffff", "pii:0a1b"}
+	if len(res.guards) != len(want) {
+		t.Fatalf("mints with guards %q, want %q", res.guards, want)
+	}
+	for i := range want {
+		if res.guards[i] != want[i] {
+			t.Fatalf("mints with guards %q, want %q", res.guards, want)
+		}
+	}
+	if _, err := m.Acquire(ctx, res, "ro", fakeGuard(""), alice, "call-7"); err == nil {
+		t.Error("a guard with an empty key was accepted")
 	}
 }

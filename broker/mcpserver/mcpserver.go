@@ -1,6 +1,8 @@
 // Package mcpserver binds the broker to the Model Context Protocol with
 // mcp-go: it registers each tool with its schema, and maps every tools/call
-// request to one broker call with the caller's identity.
+// request to one broker call with the caller's identity. A kind's tools are
+// offered only while a resource of that kind is configured; after a reload,
+// Sync changes the offer and tells connected clients (tools/list_changed).
 //
 //	MCP client ─ tools/call ─→ mcp-go ─→ handler ─→ broker.Handle ─→ CallToolResult
 //	                                        │
@@ -10,13 +12,21 @@
 //
 // A refusal is a tool result with isError set and one sentence saying why;
 // JSON-RPC errors are left for malformed requests, which mcp-go answers.
+//
+// Over HTTP (HTTPHandler, in http.go), a front door bounds what a caller can
+// make the server keep: the Origin is checked (403), bodies and initialize
+// requests are bounded (413), sessions are capped per identity and in total
+// (429 with Retry-After), and mcp-go ends sessions that idle out.
 package mcpserver
 
 import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -35,38 +45,95 @@ Every call is checked against policy, run with a short-lived credential, masked 
 A refused call says why in one sentence: adapt the request (for example, read instead of write,
 add a WHERE clause, or pick another resource) rather than retrying it unchanged.`
 
+// Server is the MCP server of one broker. It offers the tools of the kinds
+// the broker's state has resources of, list_resources and approval_status;
+// Sync brings the offer up to date after a reload, and clients that are
+// connected are told with notifications/tools/list_changed.
+type Server struct {
+	mcp      *server.MCPServer
+	broker   *broker.Broker
+	identity IdentityFunc
+	sessions *sessionTable // the sessions mcp-go holds, kept by its hooks
+
+	mu      sync.Mutex
+	offered []string // names of the broker's tools on offer, sorted
+}
+
 // New returns an MCP server exposing the broker's tools and list_resources.
-func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.Logger) *server.MCPServer {
-	s := server.NewMCPServer("airlock", version,
-		server.WithToolCapabilities(false),
-		server.WithRecovery(),
-		server.WithLogging(),
-		server.WithInstructions(Instructions),
-		server.WithLogger(logger),
-	)
+func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.Logger) *Server {
+	sessions := newSessionTable(time.Now)
+	s := &Server{
+		mcp: server.NewMCPServer("airlock", version,
+			server.WithHooks(sessions.hooks()),
+			// listChanged: a reload can add or remove a kind's tools.
+			server.WithToolCapabilities(true),
+			server.WithRecovery(),
+			server.WithLogging(),
+			server.WithInstructions(Instructions),
+			server.WithLogger(logger),
+		),
+		broker:   b,
+		identity: identity,
+		sessions: sessions,
+	}
+	s.Sync()
+	return s
+}
+
+// MCP returns the mcp-go server, for a transport to serve.
+func (s *Server) MCP() *server.MCPServer { return s.mcp }
+
+// Offered returns the names of the tools on offer, sorted.
+func (s *Server) Offered() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := slices.Clone(s.offered)
+	names = append(names, broker.ListResourcesTool, broker.ApprovalStatusTool)
+	slices.Sort(names)
+	return names
+}
+
+// Sync offers the tools of the broker's current state. It replaces the
+// tool list, and so notifies connected clients, only when the set of tools
+// changed, and reports whether it did.
+func (s *Server) Sync() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	offer := s.broker.OfferedTools()
+	names := make([]string, len(offer))
+	for i, t := range offer {
+		names[i] = t.Name()
+	}
+	if s.offered != nil && slices.Equal(names, s.offered) {
+		return false
+	}
+	s.offered = names
+	all := make([]server.ServerTool, 0, len(offer)+2)
 	yes, no := true, false
-	for _, t := range b.Tools() {
+	for _, t := range offer {
 		tool := mcp.NewToolWithRawSchema(t.Name(), t.Description(), t.InputSchema())
 		ro := t.ReadOnly()
 		tool.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &ro, OpenWorldHint: &yes}
 		if ro {
 			tool.Annotations.DestructiveHint = &no
 		}
-		s.AddTool(tool, handler(identity, func(ctx context.Context, c broker.Call) broker.Result {
-			return b.Handle(ctx, c)
-		}))
+		all = append(all, server.ServerTool{Tool: tool, Handler: handler(s.identity, s.broker.Handle)})
 	}
 	list := mcp.NewToolWithRawSchema(broker.ListResourcesTool,
 		"List the resources (databases, hosts, clusters) you may use through airlock, with what each is for and which tools work on it. Call this first.",
 		json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`))
 	list.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &yes, DestructiveHint: &no, OpenWorldHint: &no}
-	s.AddTool(list, handler(identity, b.ListResources))
 	status := mcp.NewToolWithRawSchema(broker.ApprovalStatusTool,
 		"Check an approval a held call returned: pending (and for whom), approved (call the same tool with the same arguments again to run it), denied (with the approver's reason) or expired.",
 		json.RawMessage(`{"type":"object","properties":{"id":{"type":"string","description":"the approval id a held call returned"}},"required":["id"],"additionalProperties":false}`))
 	status.Annotations = mcp.ToolAnnotation{ReadOnlyHint: &yes, DestructiveHint: &no, OpenWorldHint: &no}
-	s.AddTool(status, handler(identity, b.ApprovalStatus))
-	return s
+	all = append(all,
+		server.ServerTool{Tool: list, Handler: handler(s.identity, s.broker.ListResources)},
+		server.ServerTool{Tool: status, Handler: handler(s.identity, s.broker.ApprovalStatus)})
+	// One replacement, one notifications/tools/list_changed to every
+	// initialized session.
+	s.mcp.SetTools(all...)
+	return true
 }
 
 func handler(identity IdentityFunc, handle func(context.Context, broker.Call) broker.Result) server.ToolHandlerFunc {

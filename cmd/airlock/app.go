@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,22 +59,31 @@ type app struct {
 	approvals *approval.Manager
 	broker    *broker.Broker
 
+	// strict refuses to start, or to reload, with a resource unavailable.
+	strict bool
+
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
 }
 
 // newApp loads the config and wires every component. It revokes whatever an
-// earlier run left behind before it returns.
-func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, error) {
+// earlier run left behind before it returns. A resource that cannot be
+// opened (a secret that is not set) is served as unavailable, and the
+// others work; with strict, it fails the start instead.
+func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logger) (*app, error) {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfgPath: cfgPath, cfg: cfg, logger: logger, registry: prometheus.NewRegistry()}
+	a := &app{cfgPath: cfgPath, cfg: cfg, strict: strict, logger: logger, registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	state, err := broker.BuildState(cfg, kinds(), nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.checkUnavailable(state, nil); err != nil {
+		state.Close()
 		return nil, err
 	}
 	a.store, err = store.Open(ctx, cfg.StoreURL())
@@ -134,9 +146,16 @@ func newApp(ctx context.Context, cfgPath string, logger *slog.Logger) (*app, err
 		Help: "Credential leases currently live (minted and not yet revoked).",
 	}, func() float64 { return float64(a.leases.Live()) }))
 
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "airlock_resources_unavailable",
+		Help: "Configured resources that could not be opened (see /readyz and the log for why).",
+	}, func() float64 { return float64(len(a.broker.State().Unavailable())) }))
+
 	resources := make([]tools.Resource, 0, len(state.Resources))
 	for _, r := range state.Resources {
-		resources = append(resources, r)
+		if !broker.IsUnavailable(r) {
+			resources = append(resources, r)
+		}
 	}
 	if err := a.leases.Recover(ctx, resources); err != nil {
 		// A backend that is down now cannot be cleaned now; the sweeper and
@@ -162,6 +181,40 @@ func resolveWebhooks(cfg *config.Config) ([]approval.WebhookConfig, error) {
 		out[i] = w
 	}
 	return out, nil
+}
+
+// checkUnavailable logs the resources of st that could not be opened, and
+// refuses st when airlock runs --strict, or when a reload (prev not nil)
+// would make a resource that works now unavailable: a reload never takes
+// down what runs.
+func (a *app) checkUnavailable(st, prev *broker.State) error {
+	down := st.Unavailable()
+	var refused []string
+	for _, name := range slices.Sorted(maps.Keys(down)) {
+		reason := down[name]
+		switch {
+		case a.strict:
+			refused = append(refused, fmt.Sprintf("resource %s is unavailable: %s", name, reason))
+		case prev != nil && prev.Resources[name] != nil && !broker.IsUnavailable(prev.Resources[name]):
+			refused = append(refused, fmt.Sprintf("resource %s would become unavailable: %s", name, reason))
+		default:
+			a.logger.Warn("resource unavailable: its calls are refused until the configuration is fixed (--strict makes this fatal)", "resource", name, "reason", reason)
+		}
+	}
+	if len(refused) > 0 {
+		return errors.New(strings.Join(refused, "; "))
+	}
+	return nil
+}
+
+// closeNew closes the resources of a state that will not be used, leaving
+// those carried over from prev.
+func closeNew(st, prev *broker.State) {
+	for name, r := range st.Resources {
+		if prev.Resources[name] != r {
+			r.Close()
+		}
+	}
 }
 
 func (a *app) closeStore(state *broker.State) {
@@ -191,6 +244,10 @@ func (a *app) reload() error {
 	}
 	next, err := broker.BuildState(cfg, kinds(), a.broker.State())
 	if err != nil {
+		return err
+	}
+	if err := a.checkUnavailable(next, a.broker.State()); err != nil {
+		closeNew(next, a.broker.State())
 		return err
 	}
 	a.broker.Swap(next)

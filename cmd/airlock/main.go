@@ -9,17 +9,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-mcp/airlock/broker/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=...";
+// main replaces "dev" with what the binary's build info says (version.go).
 var version = "dev"
 
 func main() {
+	version = currentBuild().Version
 	if err := newRootCmd().Execute(); err != nil {
 		var exit *exitError
 		if errors.As(err, &exit) {
@@ -56,25 +57,8 @@ transcript. The agent never sees a secret.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newApprovalsCmd(), newPolicyCmd(), newTranscriptsCmd(), newConfigCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newApprovalsCmd(), newPolicyCmd(), newTranscriptsCmd(), newConfigCmd(), newDoctorCmd(), newVersionCmd())
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print airlock's version",
-		Example: "  airlock version",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := version
-			if info, ok := debug.ReadBuildInfo(); ok && v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
-				v = info.Main.Version
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "airlock %s\n", v)
-			return nil
-		},
-	}
 }
 
 func newConfigCmd() *cobra.Command {
@@ -91,19 +75,7 @@ func newConfigCmd() *cobra.Command {
 			_, err := cmd.OutOrStdout().Write(config.Defaults())
 			return err
 		},
-	}, &cobra.Command{
-		Use:     "check FILE",
-		Short:   "Load a config file with its policy and resources, and report every error",
-		Example: "  airlock config check airlock.yaml",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkConfig(args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK\n", args[0])
-			return nil
-		},
-	})
+	}, newConfigCheckCmd())
 	return cmd
 }
 

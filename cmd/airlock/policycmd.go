@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/airlock-mcp/airlock/broker"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/tools"
@@ -39,8 +39,11 @@ configured resources and masking profiles.`,
 				return err
 			}
 			if cfgPath != "" {
-				if err := checkConfig(cfgPath); err != nil {
-					return err
+				if errs := checkConfig(cfgPath, false); len(errs) > 0 {
+					for _, e := range errs {
+						fmt.Fprintln(cmd.ErrOrStderr(), e)
+					}
+					return &exitError{code: 1, msg: fmt.Sprintf("%s: %d %s", cfgPath, len(errs), plural(len(errs), "error", "errors"))}
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, OK (version %s)\n", args[0], len(p.Rules()), p.Version())
@@ -51,25 +54,10 @@ configured resources and masking profiles.`,
 	return cmd
 }
 
-// checkConfig loads a config with its policy and resources, contacting no
-// backend.
-func checkConfig(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	st, err := broker.BuildState(cfg, kinds(), nil)
-	if err != nil {
-		return err
-	}
-	st.Close()
-	return nil
-}
-
 func newPolicyTestCmd() *cobra.Command {
 	var policyPath, cfgPath string
 	cmd := &cobra.Command{
-		Use:   "test --policy FILE CASES.yaml",
+		Use:   "test [--policy FILE] [--config FILE] CASES.yaml",
 		Short: "Run example calls against a policy and compare each decision with the expected one",
 		Long: `Each case names an identity, a tool, a resource and the tool's arguments, and
 the effect (and optionally the deciding rule) it expects. Facts are computed by
@@ -78,21 +66,41 @@ parser), exactly as airlock does for a live call. Exits non-zero when a case
 does not get the decision it expects: keep the cases next to the policy and run
 them in CI.
 
-With --config, resources' kinds and labels come from the config; otherwise a
-case's resource has the kind of its tool and no labels.`,
-		Example: `  airlock policy test --config examples/policies/airlock.yaml \
+A case file may name the policy and config it is written for at the top,
+relative to the case file:
+
+  config: ../kubernetes/airlock.yaml
+  policy: kubernetes.yaml
+  cases:
+    - ...
+
+--policy and --config override those. With a config, resources' kinds and
+labels come from it; otherwise a case's resource has the kind of its tool and
+no labels. Without either, the policy is ./policy.yaml.`,
+		Example: `  airlock policy test examples/policies/ssh.cases.yaml
+  airlock policy test --config examples/policies/airlock.yaml \
     --policy examples/policies/postgres.yaml examples/policies/postgres.cases.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := policy.Load(policyPath)
-			if err != nil {
-				return err
-			}
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			cases, err := policy.ParseCases(data, args[0])
+			file, err := policy.ParseCaseFile(data, args[0])
+			if err != nil {
+				return err
+			}
+			switch {
+			case policyPath != "":
+			case file.Policy != "":
+				policyPath = file.Policy
+			default:
+				policyPath = "policy.yaml"
+			}
+			if cfgPath == "" {
+				cfgPath = file.Config
+			}
+			p, err := policy.Load(policyPath)
 			if err != nil {
 				return err
 			}
@@ -102,7 +110,7 @@ case's resource has the kind of its tool and no labels.`,
 					return err
 				}
 			}
-			results := policy.RunCases(p, cases, caseInput(cfg))
+			results := policy.RunCases(p, file.Cases, caseInput(cfg))
 			failed := 0
 			for _, r := range results {
 				fmt.Fprintln(cmd.OutOrStdout(), r.String())
@@ -117,8 +125,8 @@ case's resource has the kind of its tool and no labels.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&policyPath, "policy", "p", "policy.yaml", "policy file")
-	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file for resource kinds and labels")
+	cmd.Flags().StringVarP(&policyPath, "policy", "p", "", "policy file (default: the case file's policy:, else policy.yaml)")
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file for resource kinds and labels (default: the case file's config:)")
 	return cmd
 }
 
@@ -142,6 +150,6 @@ func caseInput(cfg *config.Config) func(policy.Case) (policy.Input, error) {
 				return tools.CaseInput(t, c, &cfg.Resources[i])
 			}
 		}
-		return c.Input(), fmt.Errorf("resource %q is not in %s", c.Resource, cfg.Source)
+		return c.Input(), fmt.Errorf("resource %q is not in %s (its resources: %s); use the config the case file is written for (config: at its top, or --config)", c.Resource, cfg.Source, strings.Join(cfg.ResourceNames(), ", "))
 	}
 }

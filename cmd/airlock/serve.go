@@ -7,15 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/mark3labs/mcp-go/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
@@ -26,41 +28,55 @@ import (
 	"github.com/airlock-mcp/airlock/policy"
 )
 
-// maxRequestBytes bounds one MCP request body.
-const maxRequestBytes = 4 << 20
-
 func newServeCmd() *cobra.Command {
-	var cfgPath string
+	var (
+		cfgPath string
+		strict  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP at /mcp, with /healthz, /readyz and /metrics",
 		Long: `Serve MCP over streamable HTTP. Agents connect to http://LISTEN/mcp.
 /healthz answers while the process runs, /readyz when it can serve calls, and
 /metrics exposes Prometheus metrics (calls by tool and effect, stage latencies,
-live leases).
+live leases, unavailable resources).
+
+A resource that cannot be set up (a secret that is not set, a key file that
+does not parse) does not stop the others: airlock serves it as unavailable —
+list_resources and /readyz name it with the reason, its calls are refused with
+it — and the log says so. --strict refuses to start instead. Agents are
+offered the tools of the kinds configured, and list_resources.
 
 SIGHUP reloads the config and policy without dropping calls in flight; if the
-new policy or config does not load, the old one keeps running and the log says
-why. SIGINT or SIGTERM stops accepting calls, waits for those in flight, and
+new policy or config does not load, or would make a working resource
+unavailable, the old one keeps running and the log says why. Connected clients
+are told when the tools on offer change (notifications/tools/list_changed). SIGINT or SIGTERM stops accepting calls, waits for those in flight, and
 revokes every live credential lease before exiting.
 
 Authentication: with auth.mode oidc every request to /mcp needs a bearer token
 from the configured provider (OAuth 2.1 resource server, per the MCP
 authorization spec; metadata at /.well-known/oauth-protected-resource/mcp).
 With auth.mode none, unauthenticated calls are accepted only when listen is a
-loopback address.`,
+loopback address.
+
+Limits (the http block; docs/config.md): /mcp refuses requests from web pages
+of other origins (403), bodies and initialize requests that are too large
+(413), and new sessions past http.max_sessions or
+http.max_sessions_per_identity (429, with Retry-After); a session idle for
+http.session_idle_timeout ends.`,
 		Example: `  airlock serve --config examples/demo/airlock.yaml
   claude mcp add --transport http airlock http://127.0.0.1:8080/mcp`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServe(cmd.Context(), cfgPath)
+			return runServe(cmd.Context(), cfgPath, strict)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file")
+	cmd.Flags().BoolVar(&strict, "strict", false, "refuse to start (or to reload) when a resource cannot be set up, instead of serving it as unavailable")
 	return cmd
 }
 
-func runServe(ctx context.Context, cfgPath string) error {
+func runServe(ctx context.Context, cfgPath string, strict bool) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -72,7 +88,7 @@ func runServe(ctx context.Context, cfgPath string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := newApp(ctx, cfgPath, logger)
+	a, err := newApp(ctx, cfgPath, strict, logger)
 	if err != nil {
 		return err
 	}
@@ -103,14 +119,14 @@ func runServe(ctx context.Context, cfgPath string) error {
 			}
 			return verifier.Verify(r.Context(), raw)
 		})
-		mux.Handle("/api/approvals", http.MaxBytesHandler(api, 64<<10))
-		mux.Handle("/api/approvals/", http.MaxBytesHandler(api, 64<<10))
+		mux.Handle("/api/approvals", http.MaxBytesHandler(api, cfg.HTTP.MaxAPIRequestBytes))
+		mux.Handle("/api/approvals/", http.MaxBytesHandler(api, cfg.HTTP.MaxAPIRequestBytes))
 		if cfg.UI != nil {
 			ui, err := newUI(cfg, a, logger)
 			if err != nil {
 				return err
 			}
-			mux.Handle("/ui/", http.MaxBytesHandler(ui, 64<<10))
+			mux.Handle("/ui/", http.MaxBytesHandler(ui, cfg.HTTP.MaxAPIRequestBytes))
 			mux.Handle("/ui", http.RedirectHandler("/ui/", http.StatusFound))
 		}
 		identity = func(ctx context.Context) (policy.Identity, error) {
@@ -127,20 +143,39 @@ func runServe(ctx context.Context, cfgPath string) error {
 		}
 	}
 
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
 	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
-	streamable := server.NewStreamableHTTPServer(mcpSrv,
-		server.WithEndpointPath("/mcp"),
-		server.WithStreamableHTTPLogger(logger),
+	// /mcp checks the Origin, bounds bodies, caps and expires sessions
+	// (cfg.HTTP), then authenticates and hands over to mcp-go.
+	mcpHTTP, err := mcpSrv.HTTPHandler(mcpserver.HTTPConfig{
+		MaxSessions:            cfg.HTTP.MaxSessions,
+		MaxSessionsPerIdentity: cfg.HTTP.MaxSessionsPerIdentity,
+		SessionIdleTimeout:     cfg.HTTP.SessionIdleTimeout,
+		MaxRequestBytes:        cfg.HTTP.MaxRequestBytes,
+		MaxInitializeBytes:     cfg.HTTP.MaxInitializeBytes,
+		PublicURL:              cfg.PublicURL,
+		Listen:                 ln.Addr().String(),
+		AllowedOrigins:         cfg.HTTP.AllowedOrigins,
+		Authenticate:           guard,
 		// The identity the middleware verified travels with the request
 		// into the tool handler.
-		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+		ContextFunc: func(ctx context.Context, r *http.Request) context.Context {
 			if id, ok := authn.IdentityFromContext(r.Context()); ok {
 				return authn.WithIdentity(ctx, id)
 			}
 			return ctx
-		}),
-	)
-	mux.Handle("/mcp", guard(http.MaxBytesHandler(streamable, maxRequestBytes)))
+		},
+		Logger:     logger,
+		Registerer: a.registry,
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	mux.Handle("/mcp", mcpHTTP)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -155,14 +190,22 @@ func runServe(ctx context.Context, cfgPath string) error {
 				return
 			}
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		// A resource that could not be set up does not make airlock unready:
+		// the others serve. It is named, with why.
+		down := a.broker.State().Unavailable()
+		if len(down) == 0 {
+			_, _ = w.Write([]byte("ready\n"))
+			return
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "ready, degraded: %d of %d resources unavailable\n", len(down), len(a.broker.State().Resources))
+		for _, name := range slices.Sorted(maps.Keys(down)) {
+			fmt.Fprintf(&b, "resource %s unavailable: %s\n", name, down[name])
+		}
+		_, _ = w.Write([]byte(b.String()))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -177,6 +220,13 @@ func runServe(ctx context.Context, cfgPath string) error {
 		case <-hup:
 			if err := a.reload(); err != nil {
 				logger.Error("reload failed; the previous configuration and policy stay in force", "error", err)
+			} else {
+				if !reflect.DeepEqual(a.config().HTTP, cfg.HTTP) {
+					logger.Warn("http changes take effect only after a restart")
+				}
+				if mcpSrv.Sync() {
+					logger.Info("tools offered changed", "tools", strings.Join(mcpSrv.Offered(), ","))
+				}
 			}
 		case err := <-errc:
 			if !errors.Is(err, http.ErrServerClosed) {
@@ -191,7 +241,7 @@ func runServe(ctx context.Context, cfgPath string) error {
 			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 			err := srv.Shutdown(shutdownCtx)
 			cancel()
-			_ = streamable.Shutdown(context.WithoutCancel(ctx))
+			_ = mcpHTTP.Shutdown(context.WithoutCancel(ctx))
 			return err
 		}
 	}

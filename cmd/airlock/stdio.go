@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -24,6 +25,7 @@ func newStdioCmd() *cobra.Command {
 		as        string
 		groups    []string
 		tokenFile string
+		strict    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "stdio",
@@ -37,6 +39,10 @@ $AIRLOCK_TOKEN, else the token cached by ` + "`airlock login`" + ` (refreshed be
 expires). With auth.mode none the caller is the local identity: --as (with
 --groups), else identity: in the config file.
 
+A resource that cannot be set up (a secret that is not set) is served as
+unavailable and the others work, so the client still connects; --strict
+refuses to start instead.
+
 When stdin closes or on SIGTERM, airlock revokes every live credential lease
 before exiting. SIGHUP reloads the config and policy.`,
 		Example: `  airlock stdio --config examples/demo/airlock.yaml
@@ -45,17 +51,18 @@ before exiting. SIGHUP reloads the config and policy.`,
   claude mcp add airlock -- airlock stdio --config /path/to/airlock.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStdio(cmd.Context(), cfgPath, as, groups, tokenFile, os.Stdin, os.Stdout)
+			return runStdio(cmd.Context(), cfgPath, as, groups, tokenFile, strict, os.Stdin, os.Stdout)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file")
 	cmd.Flags().StringVar(&as, "as", "", "subject of the local identity (overrides identity.subject in the config)")
 	cmd.Flags().StringSliceVar(&groups, "groups", nil, "groups of the local identity given with --as (comma-separated)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the bearer token (auth.mode oidc)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "refuse to start (or to reload) when a resource cannot be set up, instead of serving it as unavailable")
 	return cmd
 }
 
-func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFile string, in io.Reader, out io.Writer) error {
+func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFile string, strict bool, in io.Reader, out io.Writer) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -64,7 +71,7 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	a, err := newApp(ctx, cfgPath, logger)
+	a, err := newApp(ctx, cfgPath, strict, logger)
 	if err != nil {
 		return err
 	}
@@ -100,6 +107,7 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 			"policy_version", a.broker.State().Policy.Version())
 	}
 
+	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -107,11 +115,13 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 		for range hup {
 			if err := a.reload(); err != nil {
 				logger.Error("reload failed; the previous configuration and policy stay in force", "error", err)
+			} else if mcpSrv.Sync() {
+				logger.Info("tools offered changed", "tools", strings.Join(mcpSrv.Offered(), ","))
 			}
 		}
 	}()
 
-	stdio := server.NewStdioServer(mcpserver.New(a.broker, identity, version, logger))
+	stdio := server.NewStdioServer(mcpSrv.MCP())
 	err = stdio.Listen(ctx, in, out)
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-mcp/airlock/broker"
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
 )
 
@@ -59,31 +62,63 @@ store. These commands read it; the store is the one in --config, or --store.`,
 		}
 	}
 
-	var f recorder.Filter
-	var since time.Duration
-	addFilters := func(c *cobra.Command) {
-		c.Flags().StringVar(&f.Subject, "subject", "", "only calls by this identity")
-		c.Flags().StringVar(&f.Tool, "tool", "", "only calls of this tool")
-		c.Flags().StringVar(&f.Resource, "resource", "", "only calls on this resource")
-		c.Flags().StringVar(&f.Effect, "effect", "", "only calls with this decision: allow, deny, approve")
-		c.Flags().DurationVar(&since, "since", 0, "only the last DURATION, e.g. 24h")
-		c.Flags().IntVar(&f.Limit, "limit", 100, "at most this many")
+	// Each command has its own filter flags: flag defaults are written to
+	// their variables when the flag is defined.
+	type filterFlags struct {
+		f     recorder.Filter
+		since time.Duration
 	}
-	filter := func() recorder.Filter {
-		out := f
-		if since > 0 {
-			out.Since = time.Now().Add(-since)
+	addFilters := func(c *cobra.Command, limit int, limitHelp string) *filterFlags {
+		ff := &filterFlags{}
+		c.Flags().StringVar(&ff.f.Subject, "subject", "", "only calls by this identity")
+		c.Flags().StringVar(&ff.f.Tool, "tool", "", "only calls of this tool ("+strings.Join(toolNames(), ", ")+")")
+		c.Flags().StringVar(&ff.f.Resource, "resource", "", "only calls on this resource")
+		c.Flags().StringVar(&ff.f.Effect, "effect", "", "only calls with this decision: "+strings.Join(effects, ", "))
+		c.Flags().DurationVar(&ff.since, "since", 0, "only the last DURATION, e.g. 24h")
+		c.Flags().IntVar(&ff.f.Limit, "limit", limit, limitHelp)
+		return ff
+	}
+	// filter checks the flags and returns the filter they make: a value
+	// that can match nothing is an error, not an empty listing.
+	filter := func(ff *filterFlags) (recorder.Filter, error) {
+		out := ff.f
+		switch {
+		case out.Effect != "" && !slices.Contains(effects, out.Effect):
+			return out, fmt.Errorf("--effect %q is not a decision; use one of %s", out.Effect, strings.Join(effects, ", "))
+		case out.Tool != "" && !slices.Contains(toolNames(), out.Tool):
+			return out, fmt.Errorf("--tool %q is not a tool airlock serves; use one of %s", out.Tool, strings.Join(toolNames(), ", "))
+		case ff.since < 0:
+			return out, fmt.Errorf("--since %s is negative; give how far back to look, e.g. 24h", ff.since)
+		case out.Limit < 0:
+			return out, fmt.Errorf("--limit %d is negative; use 0 for no limit", out.Limit)
 		}
-		return out
+		if ff.since > 0 {
+			out.Since = time.Now().Add(-ff.since)
+		}
+		return out, nil
+	}
+	// withFilter checks the filter flags before the store is opened, and
+	// hands the filter to run.
+	withFilter := func(ff **filterFlags, run func(cmd *cobra.Command, rec *recorder.Recorder, fl recorder.Filter) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			fl, err := filter(*ff)
+			if err != nil {
+				return err
+			}
+			return withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
+				return run(cmd, rec, fl)
+			})(cmd, args)
+		}
 	}
 
+	var listFlags, exportFlags *filterFlags
 	list := &cobra.Command{
 		Use:     "list",
 		Short:   "List recent calls, newest first",
 		Example: "  airlock transcripts list --config airlock.yaml --effect deny --since 24h",
 		Args:    cobra.NoArgs,
-		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
-			calls, err := rec.Calls(cmd.Context(), filter())
+		RunE: withFilter(&listFlags, func(cmd *cobra.Command, rec *recorder.Recorder, fl recorder.Filter) error {
+			calls, err := rec.Calls(cmd.Context(), fl)
 			if err != nil {
 				return err
 			}
@@ -95,7 +130,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 			return w.Flush()
 		}),
 	}
-	addFilters(list)
+	listFlags = addFilters(list, 100, "at most this many calls, newest first (0: all)")
 
 	show := &cobra.Command{
 		Use:     "show CALL_ID",
@@ -147,18 +182,27 @@ chain alone: compare the head it prints with one you kept elsewhere.`,
 		Short:   "Write events as JSON lines, for a SIEM",
 		Example: "  airlock transcripts export --config airlock.yaml --since 24h > events.jsonl",
 		Args:    cobra.NoArgs,
-		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
-			fl := filter()
-			if !cmd.Flags().Changed("limit") {
-				fl.Limit = 0
-			}
+		RunE: withFilter(&exportFlags, func(cmd *cobra.Command, rec *recorder.Recorder, fl recorder.Filter) error {
 			return rec.Export(cmd.Context(), cmd.OutOrStdout(), fl)
 		}),
 	}
-	addFilters(export)
+	exportFlags = addFilters(export, 0, "at most this many events, oldest first (0: all)")
 
 	cmd.AddCommand(list, show, verify, export)
 	return cmd
+}
+
+// effects are the decisions --effect can select.
+var effects = []string{string(policy.Allow), string(policy.Deny), string(policy.Approve)}
+
+// toolNames lists every tool name a call can have, sorted.
+func toolNames() []string {
+	names := []string{broker.ListResourcesTool, broker.ApprovalStatusTool}
+	for _, t := range allTools() {
+		names = append(names, t.Name())
+	}
+	slices.Sort(names)
+	return names
 }
 
 func dash(s string) string {

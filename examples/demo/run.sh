@@ -3,6 +3,13 @@
 # it on its embedded defaults plus examples/demo/airlock.yaml. Stays in the
 # foreground; Ctrl-C stops airlock (which revokes every credential it minted)
 # and then the database, and removes the database's files.
+#
+# What must outlive a run lives in examples/demo/.state/ (git-ignored): the
+# admin connection string airlock reads (admin.dsn, with a password made on
+# the first run), the SSH user CA and host key, known_hosts and the store.
+# So a client registered once (Claude Desktop's stdio entry, `claude mcp
+# add`) keeps working across `make demo` runs: the database is new each
+# time, at the same address, with the same admin role and password.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,6 +18,9 @@ airlock="$repo/bin/airlock"
 pg_port="${AIRLOCK_DEMO_PG_PORT:-55432}"
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
+
+state="$here/.state"
+mkdir -p "$state"; chmod 700 "$state"
 
 # 1. PostgreSQL (and OpenSSH for the run_ssh part): install what is missing.
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && { [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; }; then
@@ -61,28 +71,49 @@ say "Starting a throwaway PostgreSQL on 127.0.0.1:$pg_port..."
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
   -o "-p $pg_port -k $work/sock -c listen_addresses=127.0.0.1" start >/dev/null
 "${as_pg[@]}" "$pg_bin/psql" -q -h "$work/sock" -p "$pg_port" -U postgres -c "CREATE DATABASE shop" >/dev/null
-"${as_pg[@]}" "$pg_bin/psql" -q -h "$work/sock" -p "$pg_port" -U postgres -d shop -v ON_ERROR_STOP=1 -f "$here/seed.sql" >/dev/null
+# On stdin: the postgres user may not be able to read a clone under a home directory.
+"${as_pg[@]}" "$pg_bin/psql" -q -h "$work/sock" -p "$pg_port" -U postgres -d shop -v ON_ERROR_STOP=1 < "$here/seed.sql" >/dev/null
+
+# Airlock's own admin role: not the superuser. It may create roles
+# (CREATEROLE), hand out the grant roles (ADMIN OPTION), end a lease's
+# sessions (pg_signal_backend), and, for the pii profile's enforce:
+# privileges, hand out the grant roles' privileges column by column (WITH
+# GRANT OPTION). Its password is made once and kept in .state/admin.dsn.
+if [ ! -s "$state/admin.pw" ]; then
+  (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$state/admin.pw")
+fi
+admin_pw="$(cat "$state/admin.pw")"
+"${as_pg[@]}" "$pg_bin/psql" -q -h "$work/sock" -p "$pg_port" -U postgres -d shop -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE ROLE demo_admin LOGIN CREATEROLE PASSWORD '$admin_pw';
+GRANT shop_reader, shop_writer TO demo_admin WITH ADMIN OPTION;
+GRANT pg_signal_backend TO demo_admin;
+GRANT CONNECT, TEMPORARY ON DATABASE shop TO demo_admin WITH GRANT OPTION;
+GRANT USAGE ON SCHEMA public TO demo_admin WITH GRANT OPTION;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO demo_admin WITH GRANT OPTION;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO demo_admin WITH GRANT OPTION;
+SQL
+# The admin connects over TCP with its password, at an address that is the
+# same on every run (the socket directory is not).
+(umask 077; echo "host=127.0.0.1 port=$pg_port user=demo_admin password=$admin_pw dbname=shop sslmode=disable" > "$state/admin.dsn")
 
 # 3. A private sshd on loopback that trusts airlock's user CA and nothing
 #    else: no passwords, no authorized keys. Airlock signs a certificate per
 #    call; the host's log shows the call id as the certificate's key id.
 ssh_port=52222
 ssh_note="run_ssh: demo-host is not available (needs root and openssh-server)."
-state="$here/.state"
-mkdir -p "$state"; chmod 700 "$state"
 if command -v ssh-keygen >/dev/null; then
   [ -f "$state/user_ca" ] || ssh-keygen -q -t ed25519 -N '' -C airlock-demo-user-ca -f "$state/user_ca"
-  ssh-keygen -q -t ed25519 -N '' -C airlock-demo-host -f "$work/host_key"
-  echo "[127.0.0.1]:$ssh_port $(cut -d' ' -f1,2 "$work/host_key.pub")" > "$state/known_hosts"
+  [ -f "$state/host_key" ] || ssh-keygen -q -t ed25519 -N '' -C airlock-demo-host -f "$state/host_key"
+  echo "[127.0.0.1]:$ssh_port $(cut -d' ' -f1,2 "$state/host_key.pub")" > "$state/known_hosts"
 fi
-if [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/sshd ] && [ -f "$work/host_key" ]; then
+if [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/sshd ] && [ -f "$state/host_key" ]; then
   id airlock-demo >/dev/null 2>&1 || useradd --create-home --shell /bin/bash airlock-demo
   usermod -p '*' airlock-demo   # unlocked, but no password: certificates only
   mkdir -p /run/sshd
   cat > "$work/sshd_config" <<SSHD
 ListenAddress 127.0.0.1
 Port $ssh_port
-HostKey $work/host_key
+HostKey $state/host_key
 PidFile $work/sshd.pid
 TrustedUserCAKeys $state/user_ca.pub
 AuthorizedKeysFile none
@@ -103,18 +134,19 @@ SSHD
   say "Started a private sshd on 127.0.0.1:$ssh_port for run_ssh."
 fi
 
-# 4. Airlock's own admin credential, handed over by reference (the config names
-#    the variable). Agents never see it.
-export AIRLOCK_DEMO_ADMIN_DSN="host=$work/sock port=$pg_port user=postgres dbname=shop sslmode=disable"
-
+# 4. Airlock reads its admin credential from .state/admin.dsn (the config
+#    names the file); agents never see it, and no registration embeds it.
 config="$here/airlock.yaml"
 cat <<MSG
 
 $(say "Airlock is starting at http://127.0.0.1:8080/mcp")
 Register it in your MCP client:
 
-  Claude Code (HTTP):
+  Claude Code (HTTP, while make demo runs):
     claude mcp add --transport http airlock http://127.0.0.1:8080/mcp
+
+  Claude Code (stdio: it starts airlock itself, on the same config and database):
+    claude mcp add airlock -- $airlock stdio --config $config
 
   Cursor (~/.cursor/mcp.json):
     { "mcpServers": { "airlock": { "url": "http://127.0.0.1:8080/mcp" } } }
@@ -122,11 +154,13 @@ Register it in your MCP client:
   Claude Desktop (claude_desktop_config.json; stdio, the same config and database):
     { "mcpServers": { "airlock": {
         "command": "$airlock",
-        "args": ["stdio", "--config", "$config"],
-        "env": { "AIRLOCK_DEMO_ADMIN_DSN": "$AIRLOCK_DEMO_ADMIN_DSN" } } } }
+        "args": ["stdio", "--config", "$config"] } } }
+
+These stay valid across make demo runs: nothing in them changes.
 
 Then ask the agent, for example:
-  "Using airlock, show me the customers in the shop database."    (emails and cards come back masked)
+  "Using airlock, show me the customers in the shop database."    (PostgreSQL itself refuses their emails and cards: enforce: privileges)
+  "Using airlock, show me the orders and their notes."             (an email and a card number in the notes come back masked)
   "Using airlock, drop the orders table."                          (denied by rule no-ddl)
   "Using airlock, mark order 3 as shipped."                        (held for a DBA's approval: see below)
   "Using airlock, check the disk space and uptime of demo-host."   (run_ssh with a certificate minted for the call)

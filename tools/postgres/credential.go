@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/airlock-mcp/airlock/tools"
@@ -27,6 +29,11 @@ type Credential struct {
 	expires  time.Time
 	readOnly bool
 	resource *Resource
+	// guard is the GuardKey the role was minted for ("" when it is a
+	// member of its grant's roles); protected and withheld are the columns
+	// and views it cannot read, for errors that explain a refusal.
+	guard               string
+	protected, withheld []string
 
 	mu     sync.Mutex
 	pool   *pgxpool.Pool
@@ -64,6 +71,7 @@ func (c *Credential) LogValue() slog.Value {
 		slog.String("role", c.role),
 		slog.Time("valid_until", c.expires),
 		slog.Bool("read_only", c.readOnly),
+		slog.String("guard", c.guard),
 	)
 }
 
@@ -138,4 +146,29 @@ func hmacSHA256(key []byte, msg string) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
+}
+
+// refusedRelation reports a permission error about reading a relation or a
+// column ("permission denied for table customers"), the kind an enforced
+// lease's missing privileges cause.
+func refusedRelation(msg string) bool {
+	for _, p := range []string{"permission denied for table ", "permission denied for view ", "permission denied for materialized view ", "permission denied for column ", "permission denied for relation "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// guardRefusal explains a permission error under an enforced lease: the
+// role was minted without the columns its masking profile protects.
+func (c *Credential) guardRefusal(pe *pgconn.PgError) error {
+	what := "the columns its masking profile protects"
+	if len(c.protected) > 0 {
+		what += " (" + listSome(c.protected, 8) + ")"
+	}
+	if len(c.withheld) > 0 {
+		what += " and views that read them or call functions that may (" + listSome(c.withheld, 4) + ")"
+	}
+	return fmt.Errorf("%w; this lease was minted so that PostgreSQL refuses %s: name the columns you need instead of * or whole rows", pe, what)
 }

@@ -15,6 +15,13 @@
 //	        DROP ROLE IF EXISTS airlock_<lease>   (REASSIGN/DROP OWNED first if it owns objects)
 //	Orphans SELECT rolname FROM pg_roles WHERE rolname LIKE 'airlock\_%'
 //
+// A lease minted for a masking profile with `enforce: privileges`
+// (MintRequest.Guard) joins no role: the grant roles' privileges are copied
+// onto it object by object, reads narrowed to the columns the profile does
+// not protect, views over protected columns left out (guard.go), so
+// PostgreSQL itself refuses the protected columns. The admin's right to
+// grant is checked first; a *GuardError says what is missing.
+//
 // The plaintext password never leaves the broker: the server receives only
 // its SCRAM verifier, and the Credential holds it as a tools.Secret.
 //
@@ -41,7 +48,9 @@
 // masking rules such as "customers.email" apply through aliases.
 //
 // Errors: database errors are *pgconn.PgError and read
-// "ERROR: <message> (SQLSTATE xxxxx)"; a server that cannot be reached or
-// goes away mid-call wraps tools.ErrBackendUnavailable; refusals wrap
-// tools.ErrRefused; bad arguments wrap tools.ErrInvalidArguments.
+// "ERROR: <message> (SQLSTATE xxxxx)", reduced to severity, SQLSTATE and a
+// message that quotes only what the agent wrote (errors.go); a server that
+// cannot be reached or goes away mid-call wraps tools.ErrBackendUnavailable;
+// refusals wrap tools.ErrRefused; bad arguments wrap
+// tools.ErrInvalidArguments.
 package postgres

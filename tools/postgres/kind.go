@@ -205,6 +205,12 @@ func credentialConfig(admin *pgxpool.Config, connectHost string) *pgxpool.Config
 	// DSN's default_query_exec_mode says: never the simple protocol with
 	// client-side interpolation of parameters.
 	cc.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	// NOTICE, WARNING and NOTIFY messages are dropped by the driver when no
+	// handler is set: a RAISE NOTICE can carry any value the call could
+	// compute, and none of it must bypass masking. Set here, whatever the
+	// admin config had.
+	cc.OnNotice = nil
+	cc.OnNotification = nil
 	cfg.MaxConns = credentialMaxConns
 	cfg.MinConns = 0
 	cfg.MaxConnIdleTime = time.Minute
@@ -308,6 +314,12 @@ func (r *Resource) Close() {
 // to the server only as a SCRAM-SHA-256 verifier, so it never appears in the
 // server's statement log. Minting a role that already exists (a retried
 // lease) resets its password, expiry and memberships.
+//
+// With a req.Guard (a masking profile with `enforce: privileges`) the role
+// joins no role: the grant roles' privileges are copied onto it, narrowed to
+// the columns the guard does not protect (guard.go). The catalogs are read
+// and the admin's right to grant checked before anything is created; a
+// *GuardError says what is missing.
 func (r *Resource) Mint(ctx context.Context, req tools.MintRequest) (tools.Credential, error) {
 	if err := checkGrant(req.Grant); err != nil {
 		return nil, fmt.Errorf("minting postgres role: grant %s: %w", req.GrantName, err)
@@ -344,17 +356,38 @@ func (r *Resource) Mint(ctx context.Context, req tools.MintRequest) (tools.Crede
 	if err != nil {
 		return nil, err
 	}
-	_, err = pool.Exec(ctx, "CREATE ROLE "+ident+" "+attrs+" IN ROLE "+strings.Join(roles, ", "))
+	var plan *guardPlan
+	inRole := " IN ROLE " + strings.Join(roles, ", ")
+	if req.Guard != nil {
+		if plan, err = r.planGuard(ctx, pool, req.Grant.Roles, req.Guard); err != nil {
+			return nil, fmt.Errorf("minting postgres role %s for resource %s: %w", role, r.spec.Name, err)
+		}
+		inRole = ""
+	}
+	_, err = pool.Exec(ctx, "CREATE ROLE "+ident+" "+attrs+inRole)
 	if pgErrorCode(err) == "42710" { // duplicate_object: a retried mint
 		_, err = pool.Exec(ctx, "ALTER ROLE "+ident+" "+attrs)
-		if err == nil {
+		switch {
+		case err != nil:
+		case plan == nil:
 			_, err = pool.Exec(ctx, "GRANT "+strings.Join(roles, ", ")+" TO "+ident)
+		default: // an enforced role is a member of nothing
+			_, err = pool.Exec(ctx, "REVOKE "+strings.Join(roles, ", ")+" FROM "+ident)
 		}
+	}
+	if err == nil && plan != nil && len(plan.grants) > 0 {
+		// One implicit transaction: every grant or none.
+		_, err = pool.Exec(ctx, plan.statements(ident))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("minting postgres role %s for resource %s: %w", role, r.spec.Name, adminError(err))
 	}
-	return newCredential(r, role, tools.NewSecret(password), expires, req.Grant), nil
+	cred := newCredential(r, role, tools.NewSecret(password), expires, req.Grant)
+	if plan != nil {
+		cred.guard = req.Guard.GuardKey()
+		cred.protected, cred.withheld = plan.protected, plan.withheld
+	}
+	return cred, nil
 }
 
 // Revoke terminates the role's sessions and drops it. If the role owns
@@ -375,23 +408,43 @@ func (r *Resource) Revoke(ctx context.Context, lease tools.LeaseRef) error {
 	}
 	ident := pgx.Identifier{role}.Sanitize()
 	for attempt := 0; ; attempt++ {
-		_, err = pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+		const terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1"
+		_, err = pool.Exec(ctx, terminate, role)
+		if pgErrorCode(err) == "42501" {
+			// insufficient_privilege: an admin that is not a superuser may
+			// signal only the sessions of roles it is a member of (an
+			// enforced lease's role still has one open). A CREATEROLE
+			// admin may make itself one, as for REASSIGN OWNED below.
+			if _, gerr := pool.Exec(ctx, "GRANT "+ident+" TO CURRENT_USER"); gerr == nil {
+				_, err = pool.Exec(ctx, terminate, role)
+			}
+		}
 		if err == nil {
 			_, err = pool.Exec(ctx, "DROP ROLE IF EXISTS "+ident)
 		}
 		code := pgErrorCode(err)
-		if err == nil || attempt > 0 || (code != "2BP01" && code != "55006") {
+		// Up to three tries: privileges or objects to drop first (2BP01),
+		// then a terminated backend still exiting (55006).
+		if err == nil || attempt > 1 || (code != "2BP01" && code != "55006") {
 			break
 		}
 		if code == "2BP01" { // dependent_objects_still_exist
 			// Objects a read_write lease created go to a role that can do
 			// nothing, never to the admin: a SECURITY DEFINER function or a
 			// view left behind must not run with the admin's privileges.
+			// DROP OWNED also revokes the privileges granted to the role
+			// (an enforced lease holds its privileges directly).
+			// Both need membership in the lease's role unless the admin is a
+			// superuser; a CREATEROLE admin may grant itself that.
 			if err2 := ensureRetiredOwner(ctx, pool); err2 == nil {
+				// 0LP01: a superuser, or a member already. Any other error
+				// shows again when DROP ROLE fails below.
+				_, _ = pool.Exec(ctx, "GRANT "+ident+" TO CURRENT_USER")
 				if _, err2 = pool.Exec(ctx, "REASSIGN OWNED BY "+ident+" TO "+pgx.Identifier{RetiredOwner}.Sanitize()); err2 == nil {
 					_, _ = pool.Exec(ctx, "DROP OWNED BY "+ident)
 				}
 			}
+			continue // nothing to wait for: retry at once
 		}
 		select { // object_in_use: a terminated backend has not exited yet
 		case <-time.After(100 * time.Millisecond):

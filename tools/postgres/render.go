@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -23,6 +25,9 @@ type Result struct {
 	Tag         string         `json:"tag,omitempty"`
 	Notice      string         `json:"notice,omitempty"`
 	Constraints any            `json:"constraints,omitempty"`
+	// Masked says, per column name, why the broker masked the column's
+	// values whole (tools.Table.Masked).
+	Masked map[string]string `json:"masked,omitempty"`
 }
 
 // ResultColumn names a result column and its PostgreSQL type.
@@ -43,6 +48,7 @@ func render(out *tools.Output) (any, string) {
 			res.Rows = t.Rows
 		}
 		res.Tag = t.Tag
+		res.Masked = t.Masked
 	}
 	res.RowCount = len(res.Rows)
 	if c, ok := out.Extra["constraints"]; ok {
@@ -102,6 +108,9 @@ func renderText(res Result) string {
 		}
 		b.WriteString(")")
 	}
+	if line := maskedLine(res); line != "" {
+		b.WriteString("\n" + line)
+	}
 	if res.Notice != "" {
 		b.WriteString("\nnotice: " + res.Notice)
 	}
@@ -112,6 +121,39 @@ func renderText(res Result) string {
 		}
 	}
 	return b.String()
+}
+
+// maskedLine says in one line which columns were masked whole and why, in
+// column order, columns masked for the same reason together: "masked:
+// email, contact (column rule *.email); upper (derived from
+// public.customers.email (rule *.email))".
+func maskedLine(res Result) string {
+	if len(res.Masked) == 0 {
+		return ""
+	}
+	var reasons []string
+	names := map[string][]string{}
+	add := func(name string) {
+		why, ok := res.Masked[name]
+		if !ok || slices.Contains(names[why], cellText(name)) {
+			return
+		}
+		if names[why] == nil {
+			reasons = append(reasons, why)
+		}
+		names[why] = append(names[why], cellText(name))
+	}
+	for _, c := range res.Columns {
+		add(c.Name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(res.Masked)) {
+		add(name)
+	}
+	parts := make([]string, len(reasons))
+	for i, why := range reasons {
+		parts[i] = strings.Join(names[why], ", ") + " (" + why + ")"
+	}
+	return "masked: " + strings.Join(parts, "; ")
 }
 
 func writeLine(b *strings.Builder, cells []string, widths []int) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/tools"
 )
@@ -128,7 +130,10 @@ func paramsUsed(n int) string {
 	return fmt.Sprintf("only $1..$%d", n)
 }
 
-// Facts describes the SQL for policy.
+// Facts describes the SQL for policy, from the parse Decode made. SQL the
+// analysis cannot see through (SQL text a function runs that is not a
+// literal, a table named by an expression, ...) gets no facts: the error
+// wraps tools.ErrOpaque and the broker refuses the call before policy.
 func (*QueryDB) Facts(args tools.Args) (policy.Facts, error) {
 	a, ok := args.(*QueryArgs)
 	if !ok {
@@ -141,6 +146,9 @@ func (*QueryDB) Facts(args tools.Args) (policy.Facts, error) {
 			return policy.Facts{}, fmt.Errorf("%w: sql does not parse: %v", tools.ErrInvalidArguments, err)
 		}
 	}
+	if p.opaque != "" {
+		return policy.Facts{}, tools.Opaque("%s", p.opaque)
+	}
 	f := p.facts
 	return policy.Facts{SQL: &f}, nil
 }
@@ -149,7 +157,9 @@ func (*QueryDB) Facts(args tools.Args) (policy.Facts, error) {
 // server it refuses transaction control, SET ROLE / SESSION AUTHORIZATION,
 // RESET, DISCARD and changes to the limits; several statements unless
 // Limits.MultiStatement; and, under a read-only grant, any statement that is
-// not a plain read (see the sideEffects table).
+// not a plain read (see the sideEffects table). Each result column says
+// where its values come from (provenance.go); after a read-write call that
+// may have changed the catalog, the resource's cached catalog is dropped.
 func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Args) (*tools.Output, error) {
 	a, ok := args.(*QueryArgs)
 	if !ok {
@@ -173,14 +183,14 @@ func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Arg
 		limits.MaxRows = a.MaxRows
 	}
 	stmts := make([]execStatement, len(p.statements))
-	var referenced []string
+	earlier := make([]*pg_query.Node, 0, len(p.statements))
 	for i, st := range p.statements {
-		stmts[i] = execStatement{text: st.text, args: a.Params[:st.params], read: st.notRead == ""}
-		referenced = appendUnique(referenced, st.columns...)
+		stmts[i] = execStatement{text: st.text, args: a.Params[:st.params], read: st.notRead == "", node: st.node, earlier: earlier[:i:i]}
+		earlier = append(earlier, st.node)
 	}
 	out, err := runToOutput(ctx, &execution{resource: res, cred: cred, limits: limits, stmts: stmts}, nil)
-	if out != nil && out.Table != nil {
-		out.Table.Referenced = referenced
+	if !cred.readOnly {
+		res.forgetChangedCatalog(ctx, earlier, cred.role)
 	}
 	return out, err
 }
