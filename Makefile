@@ -13,7 +13,7 @@ FUZZTIME ?= 30s
 # (see internal/testenv.TestBinDir).
 TESTBIN  ?= $(or $(AIRLOCK_TEST_BIN_DIR),$(shell go env GOCACHE | xargs dirname)/airlock/testbin)
 
-.PHONY: all build demo test test-deps test-servers e2e-deps bench fuzz lint release clean
+.PHONY: all build demo test test-deps test-servers e2e-deps bench bench-load fuzz lint release clean
 
 all: build
 
@@ -44,9 +44,23 @@ e2e-deps: $(E2E)/node_modules/.package-lock.json
 $(E2E)/node_modules/.package-lock.json: $(E2E)/package.json $(E2E)/package-lock.json
 	cd $(E2E) && npm ci --no-audit --no-fund
 
-## bench: benchmarks with their baselines (see docs/benchmarks.md).
-bench: test-servers
-	AIRLOCK_TEST_BIN_DIR=$(TESTBIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS)
+## bench: benchmarks with their baselines (see docs/benchmarks.md), the
+## peer MCP servers (internal/e2e/package.json) among them.
+## The output goes to $(BIN)/bench.txt, and the table of the figures issue 14
+## set targets for is printed from it (with bench-load's, when it ran).
+bench: test-servers e2e-deps
+	@mkdir -p $(BIN)
+	AIRLOCK_TEST_BIN_DIR=$(TESTBIN) $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(BENCH_PKGS) 2>&1 | tee $(BIN)/bench.txt
+	@! grep -q '^FAIL' $(BIN)/bench.txt
+	@$(GO) run ./internal/benchtable $(BIN)/bench.txt $(BIN)/bench-load.txt
+
+## bench-load: 50 MCP sessions over streamable HTTP, 2,000 calls, against
+## airlock serve and dbhub with the same load generator (docs/benchmarks.md).
+bench-load: e2e-deps
+	@mkdir -p $(BIN)
+	$(GO) test -tags load -run '^$$' -bench 'Load' -benchtime 1x -timeout 20m ./internal/e2e/ 2>&1 | tee $(BIN)/bench-load.txt
+	@! grep -q '^FAIL' $(BIN)/bench-load.txt
+	@$(GO) run ./internal/benchtable $(BIN)/bench.txt $(BIN)/bench-load.txt
 
 ## fuzz: each fuzz target of FUZZ_PKGS for FUZZTIME (seeds are in code and
 ## testdata/fuzz; the SQL facts target starts its own PostgreSQL per process).

@@ -62,6 +62,7 @@ func (b *Broker) ApprovalStatus(ctx context.Context, in Call) Result {
 // decision, a refused decision attempt, a webhook delivery or failure. The
 // approval manager calls it.
 func (b *Broker) RecordApproval(ctx context.Context, ev approval.Event) error {
+	b.cfg.Metrics.ObserveApprovalEvent(ev, b.cfg.Clock())
 	return RecordApprovalEvent(ctx, b.cfg.Recorder, ev)
 }
 

@@ -71,6 +71,10 @@ type Call struct {
 	// Progress, when set, tells the client what a long stage is waiting for
 	// (MCP progress notifications).
 	Progress func(message string)
+	// NoWait answers a call held for approval at once with the pending
+	// result, instead of waiting approvals.wait for a decision: the caller
+	// (an MCP task) follows the approval itself.
+	NoWait bool
 }
 
 // Result is what goes back to the agent.
@@ -186,6 +190,7 @@ func New(cfg Config, st *State) (*Broker, error) {
 		b.tools[t.Name()] = t
 	}
 	b.state.Store(st)
+	b.cfg.Metrics.watchApprovals(cfg.Approvals)
 	return b, nil
 }
 
@@ -291,7 +296,7 @@ func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	if !json.Valid(args) {
 		args = recorder.CapJSON(string(args), 4096)
 	}
-	masked, _, err := b.maskArguments(c.st, args)
+	masked, _, err := b.maskExactArguments(c.st, args)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
 	}
@@ -387,7 +392,7 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		return nil
 	}
 	canonical := c.args.Canonical()
-	masked, hidden, err := b.maskArguments(c.st, canonical)
+	masked, hidden, err := b.maskExactArguments(c.st, canonical)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the approvers.")
 	}
@@ -404,9 +409,11 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, parenthesized(c.decision.Message))
 	}
 	digest := sha256.Sum256(canonical)
+	impact := b.preview(ctx, c) // what approvers see of its effect (preview.go)
 	a, created, err := b.cfg.Approvals.Request(ctx, approval.RequestInput{
 		Requester: c.Identity, Tool: c.Tool, Resource: c.args.ResourceName(),
 		Arguments: shown, ArgumentsDigest: digest[:], Decision: c.decision, CallID: c.id,
+		Impact: impact,
 	})
 	if err != nil {
 		b.recordFailure(ctx, c, "approval", err.Error())
@@ -417,7 +424,7 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	}); err != nil {
 		return refuse("failed", "The call was refused because its approval request could not be recorded.")
 	}
-	if a.State == approval.Pending {
+	if a.State == approval.Pending && !c.NoWait {
 		progress := c.Progress
 		if progress == nil {
 			progress = func(string) {}

@@ -93,9 +93,11 @@ func benchmarkEvaluate(b *testing.B, n int) {
 		b.Fatalf("unexpected decision %+v", d)
 	}
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		p.Evaluate(in)
 	}
+	reportCPU(b, start)
 }
 
 func BenchmarkEvaluate1Rule(b *testing.B)    { benchmarkEvaluate(b, 1) }

@@ -141,3 +141,31 @@ func (in *Input) SetFacts(f Facts) {
 		in.K8s = *f.K8s
 	}
 }
+
+// Clone returns a deep copy of the facts: a tool that keeps facts (a cache of
+// parses) hands out clones, so that nothing done to one call's facts reaches
+// another's.
+func (s SQL) Clone() SQL {
+	c := s
+	c.Statements = cloneSlice(s.Statements)
+	for i := range c.Statements {
+		st := &c.Statements[i]
+		st.TablesRead = cloneSlice(st.TablesRead)
+		st.TablesWritten = cloneSlice(st.TablesWritten)
+		st.Functions = cloneSlice(st.Functions)
+	}
+	c.Tables = cloneSlice(s.Tables)
+	c.TablesRead = cloneSlice(s.TablesRead)
+	c.TablesWritten = cloneSlice(s.TablesWritten)
+	c.Functions = cloneSlice(s.Functions)
+	return c
+}
+
+// cloneSlice copies s, keeping the difference between nil and empty (facts
+// encode an empty list as [], never null).
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -11,10 +12,15 @@ import (
 // DefaultDenyMessage is the Message of a decision no rule matched.
 const DefaultDenyMessage = "no rule allows this call (default deny)"
 
-// machines reuses expr VMs (and their stacks) across evaluations.
-var machines = sync.Pool{New: func() any { return new(vm.VM) }}
+// machines reuses expr VMs (and their stacks) across evaluations, and
+// inputs the copy of the call's Input the VM and the native rules read.
+var (
+	machines = sync.Pool{New: func() any { return new(vm.VM) }}
+	inputs   = sync.Pool{New: func() any { return new(Input) }}
+)
 
-// Evaluate decides one call. Every rule is evaluated, in policy order:
+// Evaluate decides one call. Every rule that can match is evaluated, in
+// policy order:
 //
 //   - any matching deny wins (the first one decides);
 //   - else any matching approve requires approval (the first one decides);
@@ -24,79 +30,127 @@ var machines = sync.Pool{New: func() any { return new(vm.VM) }}
 // A rule whose expression fails at run time counts as a matching deny with a
 // message saying so: evaluation fails closed. Matched lists every matching
 // rule in policy order. Evaluate never panics.
-func (p *Policy) Evaluate(in Input) Decision {
-	env := &in // one allocation; every rule reads through the pointer
-	m := machines.Get().(*vm.VM)
-	healthy := true
+//
+// Rules limited to another tool or resource by their leading comparisons
+// are not looked at (prefilter.go), and rules in the native subset run as
+// Go code instead of in the VM (native.go): both give exactly what running
+// every rule in the VM gives (TestIndexedEvaluationAgrees).
+func (p *Policy) Evaluate(in Input) Decision { return p.evaluate(in, true) }
 
-	matched := []Match{} // encodes as [] rather than null
-	// Positions in matched of the first deny, approve and allow, and the
-	// rules they came from.
-	deny, approve, allow := -1, -1, -1
-	var denyRule, approveRule, allowRule int
-	for i := range p.rules {
-		r := &p.rules[i]
-		if r.tool != "" && r.tool != in.Tool {
-			continue // the expression starts with tool == "...": false
-		}
-		ok, err := r.eval(m, env)
-		if err != nil {
-			if _, panicked := err.(panicError); panicked {
-				healthy = false
-				m = new(vm.VM)
-			}
-			matched = append(matched, Match{Rule: r.Name, Effect: Deny, Message: fmt.Sprintf("rule %s failed to evaluate: %s", r.Name, firstLine(err.Error()))})
-			if deny < 0 {
-				deny, denyRule = len(matched)-1, i
-			}
-			continue
-		}
-		if !ok {
-			continue
-		}
-		matched = append(matched, Match{Rule: r.Name, Effect: r.Effect, Message: r.message})
-		at := len(matched) - 1
-		switch r.Effect {
-		case Deny:
-			if deny < 0 {
-				deny, denyRule = at, i
-			}
-		case Approve:
-			if approve < 0 {
-				approve, approveRule = at, i
-			}
-		case Allow:
-			if allow < 0 {
-				allow, allowRule = at, i
-			}
+// evaluate is Evaluate; with indexed false it runs every rule in the VM,
+// the reference the index and the native code are tested against.
+func (p *Policy) evaluate(in Input, indexed bool) Decision {
+	s := evaluation{p: p, env: inputs.Get().(*Input), healthy: true, indexed: indexed,
+		matched: make([]Match, 0, 4), // encodes as [] rather than null
+		deny:    -1, approve: -1, allow: -1}
+	*s.env = in
+
+	var small [4]uint64 // the bitmap of a policy of up to 256 rules
+	bitmap := small[:]
+	if p.index.words > len(small) {
+		bitmap = make([]uint64, p.index.words)
+	}
+	bitmap = bitmap[:p.index.words]
+	if indexed {
+		p.index.mark(bitmap, in.Tool, in.Resource.Name)
+	} else {
+		for i := range p.rules {
+			bitmap[i>>6] |= 1 << (i & 63)
 		}
 	}
-	if healthy {
-		machines.Put(m)
+	for w, word := range bitmap {
+		for word != 0 {
+			s.rule(w<<6 | bits.TrailingZeros64(word))
+			word &= word - 1
+		}
 	}
+	if s.m != nil && s.healthy {
+		machines.Put(s.m)
+	}
+	*s.env = Input{} // drop references to the call's data
+	inputs.Put(s.env)
 
-	d := Decision{Matched: matched, PolicyVersion: p.version}
+	d := Decision{Matched: s.matched, PolicyVersion: p.version}
 	deciding, rule := -1, 0
 	switch {
-	case deny >= 0:
-		deciding, rule = deny, denyRule
-	case approve >= 0:
-		deciding, rule = approve, approveRule
-	case allow >= 0:
-		deciding, rule = allow, allowRule
+	case s.deny >= 0:
+		deciding, rule = s.deny, s.denyRule
+	case s.approve >= 0:
+		deciding, rule = s.approve, s.approveRule
+	case s.allow >= 0:
+		deciding, rule = s.allow, s.allowRule
 	}
 	if deciding < 0 {
 		d.Effect = Deny
 		d.Message = DefaultDenyMessage
 		return d
 	}
-	match := matched[deciding]
+	match := s.matched[deciding]
 	d.Effect, d.Rule, d.Message = match.Effect, match.Rule, match.Message
 	if d.Effect != Deny {
 		r := &p.rules[rule]
 		d.Grant, d.Mask, d.Limits, d.Approvers = r.Grant, r.Mask, r.Limits, r.Approvers.clone()
 	}
 	return d
+}
+
+// evaluation is one Evaluate under way.
+type evaluation struct {
+	p       *Policy
+	env     *Input
+	m       *vm.VM // taken from the pool when a rule needs it
+	healthy bool
+	indexed bool
+	matched []Match
+	// Positions in matched of the first deny, approve and allow, and the
+	// rules they came from.
+	deny, approve, allow             int
+	denyRule, approveRule, allowRule int
+}
+
+// rule evaluates rule i and records it when it matches.
+func (s *evaluation) rule(i int) {
+	r := &s.p.rules[i]
+	var ok bool
+	var err error
+	if s.indexed && r.native != nil {
+		ok = r.native(s.env, elem{})
+	} else {
+		if s.m == nil {
+			s.m = machines.Get().(*vm.VM)
+		}
+		ok, err = r.eval(s.m, s.env)
+	}
+	if err != nil {
+		if _, panicked := err.(panicError); panicked {
+			s.healthy = false
+			s.m = new(vm.VM)
+		}
+		s.matched = append(s.matched, Match{Rule: r.Name, Effect: Deny, Message: fmt.Sprintf("rule %s failed to evaluate: %s", r.Name, firstLine(err.Error()))})
+		if s.deny < 0 {
+			s.deny, s.denyRule = len(s.matched)-1, i
+		}
+		return
+	}
+	if !ok {
+		return
+	}
+	s.matched = append(s.matched, Match{Rule: r.Name, Effect: r.Effect, Message: r.message})
+	at := len(s.matched) - 1
+	switch r.Effect {
+	case Deny:
+		if s.deny < 0 {
+			s.deny, s.denyRule = at, i
+		}
+	case Approve:
+		if s.approve < 0 {
+			s.approve, s.approveRule = at, i
+		}
+	case Allow:
+		if s.allow < 0 {
+			s.allow, s.allowRule = at, i
+		}
+	}
 }
 
 // panicError marks a panic recovered around the VM, after which the VM is

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr"
+	exprast "github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 	"github.com/goccy/go-yaml/ast"
 )
@@ -38,15 +39,20 @@ type Policy struct {
 	source  string
 	version string
 	rules   []compiledRule
+	index   ruleIndex
 }
 
 // compiledRule is a validated rule with its program and where it was written.
 type compiledRule struct {
 	Rule
 	program *vm.Program // nil when When is empty
-	tool    string      // when set, the rule can only match calls to this tool
-	message string      // Message, or a default naming the rule
-	line    int         // line of the rule's first key
+	// native is the expression compiled to Go when it is in the native
+	// subset (native.go), else nil.
+	native boolFn
+	// limit is the tool and resource the rule can only match (prefilter.go).
+	limit   constraint
+	message string // Message, or a default naming the rule
+	line    int    // line of the rule's first key
 	lines   map[string]int
 }
 
@@ -121,6 +127,7 @@ func Parse(data []byte, source string) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	p.index = newRuleIndex(p.rules)
 	return p, nil
 }
 
@@ -210,7 +217,9 @@ func compileRule(node ast.Node) (compiledRule, []*located) {
 			bad("when", "when does not compile: %s", indentSnippet(err.Error()))
 		} else {
 			r.program = prog
-			r.tool = requiredTool(prog.Node())
+			var rest []exprast.Node
+			r.limit, rest = leadingConstraints(prog.Node())
+			r.native, _ = compileNative(rest)
 		}
 	}
 

@@ -24,6 +24,7 @@ const (
 	TypeCallExecuted      = "call.executed" // the backend ran: duration, rows/bytes, masked result (capped)
 	TypeCallFailed        = "call.failed"   // the backend or a stage failed
 	TypeCallCompleted     = "call.completed"
+	TypeCallInterrupted   = "call.interrupted" // the replica running the call stopped before it ended (a crash)
 )
 
 // GenesisHash is the prev_hash of the first event. The version suffix names

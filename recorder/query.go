@@ -89,7 +89,7 @@ func scanEvent(sc interface{ Scan(...any) error }) (Event, error) {
 func (r *Recorder) each(ctx context.Context, f Filter, fn func(Event) error) error {
 	where, args := f.where()
 	rows, err := r.read.QueryContext(ctx,
-		`SELECT `+eventColumns+` FROM transcript_events WHERE `+where+` ORDER BY seq`+f.limit(), args...)
+		r.q(`SELECT `+eventColumns+` FROM transcript_events WHERE `+where+` ORDER BY seq`+f.limit()), args...)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (r *Recorder) Calls(ctx context.Context, f Filter) ([]CallSummary, error) {
 	// events that know it and empty on the others. The subject is the
 	// caller's, from the call's first event: later events of the call can
 	// name someone else (the approver of approval.decided).
-	rows, err := r.read.QueryContext(ctx, `
+	rows, err := r.read.QueryContext(ctx, r.q(`
 		SELECT e.call_id, MAX(e.session_id), MIN(e.time), MAX(e.time),
 			(SELECT f.subject FROM transcript_events f WHERE f.call_id = e.call_id ORDER BY f.seq LIMIT 1), MAX(e.tool),
 			MAX(e.resource), MAX(e.effect), COUNT(*),
@@ -163,7 +163,7 @@ func (r *Recorder) Calls(ctx context.Context, f Filter) ([]CallSummary, error) {
 		FROM transcript_events e
 		WHERE e.call_id IN (SELECT call_id FROM transcript_events WHERE call_id <> '' AND `+where+`)
 		GROUP BY e.call_id
-		ORDER BY MIN(e.seq) DESC`+f.limit(), args...)
+		ORDER BY MIN(e.seq) DESC`+f.limit()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing calls: %w", err)
 	}

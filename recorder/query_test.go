@@ -45,8 +45,8 @@ func seedCalls(t *testing.T, r *Recorder) {
 
 func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 
-func TestEventsFilter(t *testing.T) {
-	r, _ := newRecorder(t)
+func testEventsFilter(t *testing.T, b backend) {
+	r, _ := newRecorder(t, b)
 	seedCalls(t, r)
 	tests := []struct {
 		name string
@@ -86,8 +86,8 @@ func TestEventsFilter(t *testing.T) {
 	}
 }
 
-func TestCalls(t *testing.T) {
-	r, _ := newRecorder(t)
+func testCalls(t *testing.T, b backend) {
+	r, _ := newRecorder(t, b)
 	seedCalls(t, r)
 	c1 := CallSummary{CallID: "c1", SessionID: "s1", Time: at(1), Subject: "alice", Tool: "query_db", Resource: "orders",
 		Effect: "allow", Outcome: TypeCallCompleted, Duration: 3 * time.Millisecond, Events: 4}
@@ -122,9 +122,9 @@ func TestCalls(t *testing.T) {
 	}
 }
 
-func TestExport(t *testing.T) {
+func testExport(t *testing.T, b backend) {
 	ctx := context.Background()
-	r, _ := newRecorder(t)
+	r, _ := newRecorder(t, b)
 	seedCalls(t, r)
 	mustAppend(t, r, Event{Type: TypeCallExecuted, CallID: "c4", Data: json.RawMessage(`{"sql":"SELECT 1 WHERE a < b && c > d"}`)})
 

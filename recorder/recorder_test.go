@@ -13,23 +13,11 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
-
-// openDB opens a temp-file SQLite database configured the way broker/store
-// configures its writer pool.
-func openDB(t testing.TB) *sql.DB {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "transcript.db")
-	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // stepClock returns a clock that advances by one millisecond per call.
 func stepClock() func() time.Time {
@@ -43,10 +31,10 @@ func stepClock() func() time.Time {
 	}
 }
 
-func newRecorder(t testing.TB) (*Recorder, *sql.DB) {
+func newRecorder(t testing.TB, b backend, opts ...Option) (*Recorder, *sql.DB) {
 	t.Helper()
-	db := openDB(t)
-	r, err := New(db, WithClock(stepClock()))
+	db := b.openDB(t)
+	r, err := New(db, append([]Option{WithClock(stepClock())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,9 +50,9 @@ func mustAppend(t testing.TB, r *Recorder, ev Event) Event {
 	return got
 }
 
-func TestAppendAssignsChain(t *testing.T) {
+func testAppendAssignsChain(t *testing.T, b backend) {
 	ctx := context.Background()
-	r, _ := newRecorder(t)
+	r, _ := newRecorder(t, b)
 	zone := time.FixedZone("X", 3600)
 	first := mustAppend(t, r, Event{Type: TypeCallReceived, CallID: "c1", Subject: "alice",
 		Data: json.RawMessage(` { "z": 1, "a": [true, null, 1.50], "html": "<b>&</b>" } `)})
@@ -110,8 +98,8 @@ func eventsEqual(a, b Event) bool {
 	return bytes.Equal(ja, jb)
 }
 
-func TestAppendInvalid(t *testing.T) {
-	r, _ := newRecorder(t)
+func testAppendInvalid(t *testing.T, b backend) {
+	r, _ := newRecorder(t, b)
 	tests := []struct {
 		name string
 		ev   Event
@@ -134,9 +122,9 @@ func TestAppendInvalid(t *testing.T) {
 	}
 }
 
-func TestAppendConcurrent(t *testing.T) {
+func testAppendConcurrent(t *testing.T, b backend) {
 	ctx := context.Background()
-	r, _ := newRecorder(t)
+	r, _ := newRecorder(t, b)
 	const workers, each = 8, 40
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
@@ -202,7 +190,7 @@ func TestAppendFailsClosed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			r, db := newRecorder(t)
+			r, db := newRecorder(t, sqliteBackend)
 			mustAppend(t, r, Event{Type: TypeCallReceived, CallID: "c1"})
 			tt.break_(t, db)
 			if ev, err := r.Append(ctx, Event{Type: TypeCallDecided, CallID: "c1"}); err == nil {
@@ -249,16 +237,17 @@ func TestAppendReadOnlyFile(t *testing.T) {
 	}
 }
 
+// mustExec runs q, written with ? parameters, in db's dialect.
 func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 	t.Helper()
-	if _, err := db.Exec(q, args...); err != nil {
+	if _, err := db.Exec(sqldialect.Of(db).Rebind(q), args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
 
 // Audit writes outlive the request: a cancelled context still records.
-func TestAppendIgnoresCancellation(t *testing.T) {
-	r, _ := newRecorder(t)
+func testAppendIgnoresCancellation(t *testing.T, b backend) {
+	r, _ := newRecorder(t, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := r.Append(ctx, Event{Type: TypeCallFailed, CallID: "c1"}); err != nil {
@@ -267,7 +256,7 @@ func TestAppendIgnoresCancellation(t *testing.T) {
 }
 
 func TestAppendTimeout(t *testing.T) {
-	db := openDB(t)
+	db := sqliteBackend.openDB(t)
 	r, err := New(db, WithAppendTimeout(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Reason names how the chain is broken.
@@ -25,7 +27,29 @@ const (
 	// successor links past it, its prev_hash does not match its
 	// predecessor, or its seq repeats or goes backwards.
 	ReasonInserted Reason = "inserted"
+	// ReasonTruncated: the chain ends before the head a checkpoint names:
+	// events were cut off its end.
+	ReasonTruncated Reason = "truncated"
+	// ReasonCheckpoint: the event a checkpoint names has another hash (the
+	// chain was rewritten up to it and re-hashed), or the latest checkpoint
+	// is not signed with the checkpoint key (forged, or another key).
+	ReasonCheckpoint Reason = "checkpoint"
 )
+
+// CheckpointProof says how far a checkpoint's proof reaches: every event
+// up to HeadSeq is as it was when the checkpoint was signed at Time.
+// Events after it (After of them) are covered by the chain alone, until
+// the next checkpoint.
+type CheckpointProof struct {
+	ID      int64     `json:"id"`
+	Time    time.Time `json:"time"`
+	HeadSeq int64     `json:"head_seq"`
+	// Signed is true when the signature was checked with the checkpoint
+	// key; false when Verify had no key (the checkpoint was taken as it is).
+	Signed bool   `json:"signed"`
+	KeyID  string `json:"key_id,omitempty"`
+	After  int64  `json:"after"` // events after the checkpoint's head
+}
 
 // VerifyReport is the result of checking the chain from the first event.
 type VerifyReport struct {
@@ -38,6 +62,10 @@ type VerifyReport struct {
 	BadSeq int64  `json:"bad_seq,omitempty"` // first bad event (for removed: the first missing seq)
 	Reason Reason `json:"reason,omitempty"`
 	Detail string `json:"detail,omitempty"`
+
+	// Checkpoint is the latest checkpoint the chain was checked against;
+	// nil when there is none (then nothing shows a cut-off tail).
+	Checkpoint *CheckpointProof `json:"checkpoint,omitempty"`
 }
 
 // Verify recomputes the chain from the first event and stops at the first
@@ -45,26 +73,76 @@ type VerifyReport struct {
 // or may not be included.
 //
 // A clean report proves the events are those appended, in order, with
-// nothing removed or inserted between them, unless the tail was cut off or
-// rewritten wholesale (every later hash recomputed): compare the report's
-// head with an anchor published earlier (see Head and VerifyAnchor).
+// nothing removed or inserted between them. It then checks the chain
+// against the latest checkpoint (see Checkpoint): the chain must reach the
+// checkpoint's head, with the same hash, and with a checkpoint key the
+// checkpoint must be signed with it. That catches a tail cut off, or
+// rewritten wholesale, up to the checkpoint; report.Checkpoint says how far
+// back the proof reaches. Events after the latest checkpoint are covered by
+// the chain alone: compare the head with one published earlier (Head,
+// VerifyAnchor, the checkpoint log lines).
 func (r *Recorder) Verify(ctx context.Context) (VerifyReport, error) {
+	cp, err := r.LatestCheckpoint(ctx)
+	hasCP := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
+	}
 	rows, err := r.read.QueryContext(ctx, `SELECT `+eventColumns+` FROM transcript_events ORDER BY seq`)
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
 	}
 	defer rows.Close()
+	var atCP string // hash of the event at the checkpoint's head, as stored
 	rep, err := verify(func() (Event, bool, error) {
 		if !rows.Next() {
 			return Event{}, false, rows.Err()
 		}
 		ev, err := scanEvent(rows)
+		if hasCP && err == nil && ev.Seq == cp.HeadSeq {
+			atCP = ev.Hash
+		}
 		return ev, err == nil, err
 	})
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
 	}
-	return rep, nil
+	if !rep.OK || !hasCP {
+		return rep, nil
+	}
+	return r.checkCheckpoint(rep, cp, atCP), nil
+}
+
+// checkCheckpoint checks a chain that verified against checkpoint cp;
+// atCP is the stored hash of the event at cp.HeadSeq ("" if none).
+func (r *Recorder) checkCheckpoint(rep VerifyReport, cp Checkpoint, atCP string) VerifyReport {
+	proof := &CheckpointProof{ID: cp.ID, Time: cp.Time, HeadSeq: cp.HeadSeq, KeyID: cp.KeyID, After: rep.HeadSeq - cp.HeadSeq}
+	rep.Checkpoint = proof
+	fail := func(seq int64, reason Reason, format string, args ...any) VerifyReport {
+		rep.OK, rep.BadSeq, rep.Reason, rep.Detail = false, seq, reason, fmt.Sprintf(format, args...)
+		return rep
+	}
+	when := cp.Time.Format(time.RFC3339)
+	if len(r.key) > 0 {
+		if !checkSignature(r.key, cp) {
+			return fail(cp.HeadSeq, ReasonCheckpoint,
+				"checkpoint %d (head #%d, %s) is not signed with this installation's checkpoint key (key id %s, checkpoint's %q): it was forged or written with another key",
+				cp.ID, cp.HeadSeq, when, keyID(r.key), cp.KeyID)
+		}
+		proof.Signed = true
+	}
+	switch {
+	case cp.HeadSeq == 0:
+	case rep.HeadSeq < cp.HeadSeq:
+		proof.After = 0
+		return fail(rep.HeadSeq+1, ReasonTruncated,
+			"checkpoint %d of %s says the transcript reached event #%d, but it ends at #%d: events #%d to #%d were removed from its end",
+			cp.ID, when, cp.HeadSeq, rep.HeadSeq, rep.HeadSeq+1, cp.HeadSeq)
+	case atCP != cp.HeadHash:
+		return fail(cp.HeadSeq, ReasonCheckpoint,
+			"event #%d does not have the hash checkpoint %d of %s names: the transcript was rewritten up to it and re-hashed",
+			cp.HeadSeq, cp.ID, when)
+	}
+	return rep
 }
 
 // VerifyJSONL verifies a complete export (Export with an empty Filter) read

@@ -50,7 +50,7 @@ func shiftUp(t *testing.T, db *sql.DB, seq int64) {
 	mustExec(t, db, `UPDATE transcript_events SET seq = seq - 999 WHERE seq >= 1000`)
 }
 
-func TestVerifyDetectsTampering(t *testing.T) {
+func testVerifyDetectsTampering(t *testing.T, b backend) {
 	tests := []struct {
 		name       string
 		tamper     func(t *testing.T, db *sql.DB, evs []Event)
@@ -193,7 +193,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			r, db := newRecorder(t)
+			r, db := newRecorder(t, b)
 			evs := seed(t, r)
 			if rep, err := r.Verify(ctx); err != nil || !rep.OK || rep.Count != 5 {
 				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
@@ -231,9 +231,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 }
 
 // Cutting off the tail leaves a valid chain: only an anchor catches it.
-func TestTailTruncationNeedsAnchor(t *testing.T) {
+func testTailTruncationNeedsAnchor(t *testing.T, b backend) {
 	ctx := context.Background()
-	r, db := newRecorder(t)
+	r, db := newRecorder(t, b)
 	seed(t, r)
 	seq, hash, err := r.Head(ctx)
 	if err != nil || seq != 5 {
@@ -272,9 +272,9 @@ func TestTailTruncationNeedsAnchor(t *testing.T) {
 	}
 }
 
-func TestVerifyJSONL(t *testing.T) {
+func testVerifyJSONL(t *testing.T, b backend) {
 	ctx := context.Background()
-	r, _ := newRecorder(t)
+	r, _ := newRecorder(t, b)
 	seed(t, r)
 	var buf bytes.Buffer
 	if err := r.Export(ctx, &buf, Filter{}); err != nil {
@@ -318,8 +318,8 @@ func TestVerifyJSONL(t *testing.T) {
 	}
 }
 
-func TestVerifyEmpty(t *testing.T) {
-	r, _ := newRecorder(t)
+func testVerifyEmpty(t *testing.T, b backend) {
+	r, _ := newRecorder(t, b)
 	rep, err := r.Verify(context.Background())
 	if err != nil || !rep.OK || rep.Count != 0 || rep.HeadHash != GenesisHash {
 		t.Errorf("Verify(empty) = %+v, %v", rep, err)

@@ -80,6 +80,12 @@ const (
 // maxReason bounds a decision's reason, in bytes.
 const maxReason = 1000
 
+// DefaultWait is how long a held call waits for a decision unless
+// configured: under the 60s request timeout of the TypeScript SDK (and so
+// of Claude Code), so a client that waits with the default timeout still
+// hears "pending" and the approval id before it gives up.
+const DefaultWait = 45 * time.Second
+
 // Principal names a person: the requester of an approval or an approver.
 // Groups are deliberately absent: membership is checked when a decision is
 // made, from the approver's verified identity.
@@ -131,6 +137,9 @@ type Approval struct {
 
 	// URL is the approval page, when a public URL is configured.
 	URL string `json:"url,omitempty"`
+	// Impact is RequestInput.Impact on the approval Request returns (and
+	// its webhooks carry); it is not stored, so approvals read back lack it.
+	Impact json.RawMessage `json:"impact,omitempty"`
 }
 
 // Approvals counts the approve verdicts so far.
@@ -252,7 +261,8 @@ type Config struct {
 	// PublicURL is airlock's public URL (its /mcp endpoint, say); links in
 	// webhooks use its origin. Required when webhooks are configured.
 	PublicURL string
-	// Wait is how long a held call waits for a decision (default 60s);
+	// Wait is how long a held call waits for a decision (default 45s, under
+	// the 60s request timeout common MCP clients use);
 	// Expire how long an approval may be decided and then used (default 15m).
 	Wait, Expire time.Duration
 	// PollInterval is how often a waiting call rereads the store, which is
@@ -287,7 +297,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		return errors.New("approval: Store is required")
 	}
 	if c.Wait == 0 {
-		c.Wait = 60 * time.Second
+		c.Wait = DefaultWait
 	}
 	if c.Expire == 0 {
 		c.Expire = 15 * time.Minute
@@ -427,6 +437,9 @@ type RequestInput struct {
 	// approvers and policy version.
 	Decision policy.Decision
 	CallID   string
+	// Impact is the call's impact preview (the broker's call.previewed
+	// data), sent with the webhooks of a new approval; not stored.
+	Impact json.RawMessage
 }
 
 // Digest binds an approval to one call: requester (subject and issuer),
@@ -488,6 +501,7 @@ func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool,
 		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
 	}
 	a := m.fromRecord(got, now)
+	a.Impact = in.Impact
 	if created {
 		m.notifyWebhooks(ctx, a)
 	}
@@ -596,6 +610,7 @@ func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identit
 		Data: map[string]any{
 			"verdict": v, "reason": reason, "via": via, "state": a.State,
 			"approvals": a.Approvals(), "min": a.Approvers.Min, "requester": a.Requester.Subject,
+			"created_at": a.CreatedAt,
 		},
 	})
 	m.cfg.Logger.Info("approval decided", "approval_id", id, "approver", approver.Subject, "verdict", string(v), "via", via, "state", string(a.State))

@@ -449,7 +449,7 @@ func TestConfig(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tt.cfg.Wait != 60*time.Second && len(tt.cfg.Webhooks) == 0 && tt.cfg.PublicURL == "" {
+				if tt.cfg.Wait != DefaultWait && len(tt.cfg.Webhooks) == 0 && tt.cfg.PublicURL == "" {
 					t.Errorf("Wait default = %s", tt.cfg.Wait)
 				}
 				return
@@ -469,3 +469,15 @@ func TestConfig(t *testing.T) {
 
 // fakeStore satisfies Store for config tests; it is never called.
 type fakeStore struct{ Store }
+
+// The default wait is under the 60s request timeout of the TypeScript SDK
+// and Claude Code, with room for the answer to travel.
+func TestDefaultWaitIsUnderClientTimeouts(t *testing.T) {
+	cfg := Config{Store: &fakeStore{}}
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Wait != 45*time.Second {
+		t.Errorf("Wait default = %s, want 45s", cfg.Wait)
+	}
+}

@@ -271,6 +271,7 @@ func (m *Manager) payload(a Approval) webhook.Payload {
 			CreatedAt: a.CreatedAt,
 			ExpiresAt: a.ExpiresAt,
 			Links:     webhook.Links{Page: m.PageURL(a.ID), API: m.apiURL(a.ID)},
+			Impact:    a.Impact,
 		},
 	}
 }

@@ -54,8 +54,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// PublicURL is the URL clients use to reach /mcp (for OAuth metadata).
 	PublicURL string `yaml:"public_url"`
-	// Store is where leases, approvals and transcripts live.
+	// Store is where leases, approvals and transcripts live: sqlite://PATH,
+	// or postgres://… for several replicas (its password named by the
+	// password_env or password_file query parameter, never written in it).
 	Store string `yaml:"store"`
+	// Transcripts configures the transcript's signed checkpoints.
+	Transcripts Transcripts `yaml:"transcripts"`
 	// Policy is the policy file, relative to the config file.
 	Policy string `yaml:"policy"`
 	// Identity is who `airlock stdio` runs as when no token is given.
@@ -163,6 +167,24 @@ type Leases struct {
 	ReuseMargin float64 `yaml:"reuse_margin"`
 	// SweepInterval is how often expired leases are revoked.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// HeartbeatInterval is how often a replica refreshes its heartbeat in
+	// the store and looks for replicas that stopped; HeartbeatTimeout is
+	// how long after its last heartbeat a stopped replica's leases are
+	// revoked (docs/operations.md).
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout"`
+}
+
+// Transcripts configures checkpoints of the transcript's chain head: every
+// CheckpointInterval a checkpoint, signed with the checkpoint key when one
+// is set, goes to the store and the log, and `airlock transcripts verify`
+// checks the chain against the latest one (docs/transcripts.md).
+type Transcripts struct {
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// CheckpointKeyEnv or CheckpointKeyFile names at least 32 bytes that
+	// sign checkpoints (HMAC-SHA256); every replica needs the same.
+	CheckpointKeyEnv  string `yaml:"checkpoint_key_env"`
+	CheckpointKeyFile string `yaml:"checkpoint_key_file"`
 }
 
 // Log configures logging (to stderr).
@@ -305,6 +327,7 @@ func parse(data []byte, source, dir string) (*Config, Errors) {
 		}
 	}
 	cfg.Masking.HashKeyFile = cfg.Path(cfg.Masking.HashKeyFile)
+	cfg.Transcripts.CheckpointKeyFile = cfg.Path(cfg.Transcripts.CheckpointKeyFile)
 	if cfg.UI != nil {
 		cfg.UI.ClientSecretFile = cfg.Path(cfg.UI.ClientSecretFile)
 	}
@@ -369,9 +392,7 @@ func (c *Config) validate() Errors {
 			fail("public_url", "%q is not an http(s) URL (for example https://airlock.example.com/mcp)", c.PublicURL)
 		}
 	}
-	if !strings.HasPrefix(c.Store, "sqlite://") {
-		fail("store", "%q is not supported; use sqlite://PATH (for example sqlite://./airlock.db)", c.Store)
-	}
+	c.validateStore(fail)
 	switch c.Auth.Mode {
 	case AuthNone:
 	case AuthOIDC:
@@ -448,6 +469,12 @@ func (c *Config) validate() Errors {
 	}
 	if c.Leases.SweepInterval <= 0 {
 		fail("leases.sweep_interval", "must be a positive duration such as 30s")
+	}
+	if c.Leases.HeartbeatInterval <= 0 {
+		fail("leases.heartbeat_interval", "must be a positive duration such as 5s")
+	}
+	if c.Leases.HeartbeatTimeout < 2*c.Leases.HeartbeatInterval {
+		fail("leases.heartbeat_timeout", "must be at least twice leases.heartbeat_interval (%s)", c.Leases.HeartbeatInterval)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -567,9 +594,71 @@ func (c *Config) Path(p string) string {
 	return filepath.Join(c.Dir, p)
 }
 
-// StoreURL returns the store URL with a relative sqlite path resolved
-// against the config's directory.
+// validateStore checks the store URL and the transcript settings kept in it.
+func (c *Config) validateStore(fail func(key, format string, args ...any)) {
+	scheme, _, _ := strings.Cut(c.Store, "://")
+	switch strings.ToLower(scheme) {
+	case "sqlite":
+	case "postgres", "postgresql":
+		u, err := url.Parse(c.Store)
+		if err != nil {
+			fail("store", "is not a postgres:// URL (for example postgres://airlock@db.example.com:5432/airlock?sslmode=verify-full&password_env=AIRLOCK_STORE_PASSWORD)")
+			break
+		}
+		q := u.Query()
+		if _, set := u.User.Password(); set || q.Has("password") {
+			fail("store", "has a password in it: secrets are never in the config file; name it with the URL's password_env or password_file parameter")
+		}
+		if q.Get("password_env") != "" && q.Get("password_file") != "" {
+			fail("store", "set password_env or password_file, not both")
+		}
+		if u.Path == "" || u.Path == "/" {
+			fail("store", "names no database: postgres://USER@HOST:PORT/DATABASE")
+		}
+	default:
+		fail("store", "%q is not supported; use sqlite://PATH (for example sqlite://./airlock.db) or postgres://USER@HOST/DATABASE", redactStoreURL(c.Store))
+	}
+	t := c.Transcripts
+	if t.CheckpointInterval <= 0 {
+		fail("transcripts.checkpoint_interval", "must be a positive duration such as 1m")
+	}
+	if t.CheckpointKeyEnv != "" && t.CheckpointKeyFile != "" {
+		fail("transcripts.checkpoint_key_env", "set checkpoint_key_env or checkpoint_key_file, not both")
+	}
+}
+
+// redactStoreURL hides a password in a store URL quoted in a message.
+func redactStoreURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return "<unparseable URL>"
+		}
+		return raw
+	}
+	if _, set := u.User.Password(); set {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	return u.String()
+}
+
+// StoreURL returns the store URL with a relative sqlite path, or a
+// relative password_file of a postgres:// URL, resolved against the
+// config's directory. The password itself is resolved when the store is
+// opened.
 func (c *Config) StoreURL() string {
+	if scheme, _, _ := strings.Cut(c.Store, "://"); scheme == "postgres" || scheme == "postgresql" {
+		u, err := url.Parse(c.Store)
+		if err != nil {
+			return c.Store
+		}
+		q := u.Query()
+		if f := q.Get("password_file"); f != "" && !filepath.IsAbs(f) {
+			q.Set("password_file", c.Path(f))
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
 	rest := strings.TrimPrefix(c.Store, "sqlite://")
 	if rest == ":memory:" || filepath.IsAbs(rest) {
 		return c.Store

@@ -2,14 +2,22 @@
 // one (identity, resource, grant, column guard), never shown to the agent.
 //
 //	Acquire ─┬─ cached for the same key, reusable, enough ttl left → reuse
-//	         └─ new lease id → store (pending) → Resource.Mint → store (active)
-//	Sweeper ─── store.LeasesDue(now) → Resource.Revoke → store (revoked)
-//	Recover ─── at start-up: expired leases are revoked, then every credential
-//	            on a backend that no live lease owns (Orphans).
-//	Close   ─── revokes every lease this process holds.
+//	         └─ new lease id → store (pending, this replica) → Resource.Mint → store (active)
+//	Sweeper ─── store.ClaimLeasesDue(now) → Resource.Revoke → store (revoked)
+//	Heartbeat ─ every HeartbeatInterval: store.Heartbeat(replica), then reap:
+//	            replicas silent for longer than HeartbeatTimeout−HeartbeatInterval
+//	            → their calls in flight get OnInterrupted (call.interrupted),
+//	            their leases are claimed (ClaimAbandonedLeases) and revoked.
+//	Register ── at start-up: drop the row of a previous run on this host (same
+//	            host, its pid gone or ours), record this replica.
+//	Recover ─── then: reap, revoke expired leases, then every credential on a backend carrying this
+//	            installation's mark that no live lease owns (Orphans).
+//	Close   ─── revokes every lease this process holds, interrupts the calls it
+//	            still has in flight, removes its replica row.
 //
 // The lease is written to the store before the credential exists, so a crash
-// between the two leaves a record that start-up recovery revokes.
+// between the two leaves a record that recovery revokes. A lease is claimed
+// in the store before it is revoked, so of several replicas one revokes it.
 package lease
 
 import (
@@ -18,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -32,8 +41,16 @@ import (
 type Store interface {
 	InsertLease(ctx context.Context, l store.Lease) error
 	SetLeaseState(ctx context.Context, id string, state store.LeaseState, errText string, at time.Time) error
-	LeasesDue(ctx context.Context, now time.Time) ([]store.Lease, error)
 	LiveLeases(ctx context.Context) ([]store.Lease, error)
+	ClaimLeasesDue(ctx context.Context, now time.Time, claimer string, hold time.Duration, limit int) ([]store.Lease, error)
+	ClaimAbandonedLeases(ctx context.Context, staleBefore, now time.Time, claimer string, hold time.Duration, limit int) ([]store.Lease, error)
+
+	RegisterReplica(ctx context.Context, r store.Replica) error
+	Heartbeat(ctx context.Context, id string, at time.Time) error
+	Replicas(ctx context.Context) ([]store.Replica, error)
+	RemoveReplica(ctx context.Context, id string) error
+	RemoveStaleReplicas(ctx context.Context, before time.Time) ([]string, error)
+	TakeAbandonedCalls(ctx context.Context, staleBefore time.Time, replica string) ([]store.CallInFlight, error)
 }
 
 // Event reports a lease transition (minted, reused, revoked, failed) so the
@@ -56,11 +73,36 @@ type Config struct {
 	// OnEvent is called for every lease transition; an error from it fails
 	// the transition (minting stops; revocation is retried by the sweeper).
 	OnEvent func(ctx context.Context, ev Event) error
+	// OnInterrupted is called for each call a gone replica (or this one, at
+	// Close) left without a final transcript event; the caller records
+	// call.interrupted. An error is logged.
+	OnInterrupted func(ctx context.Context, c store.CallInFlight) error
 	// ReuseMargin is the fraction of ttl that must remain for reuse.
 	ReuseMargin   float64
 	SweepInterval time.Duration
-	Clock         func() time.Time
-	Logger        *slog.Logger
+
+	// Replica identifies this process among those sharing the store
+	// (default: a random id); Host, PID and Version are recorded with it
+	// (defaults: os.Hostname, os.Getpid, "dev").
+	Replica string
+	Host    string
+	PID     int
+	Version string
+	// HeartbeatInterval is how often this replica refreshes its heartbeat
+	// and looks for gone replicas (default 5s); a replica whose heartbeat is
+	// older than HeartbeatTimeout−HeartbeatInterval (default timeout 15s)
+	// when looked at is gone, so its leases are revoked at most
+	// HeartbeatTimeout after its last heartbeat. The timeout must be at
+	// least twice the interval.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// Installation is the store's installation id, set on every resource
+	// that marks its credentials with it (InstallationMarker) before it
+	// mints or lists orphans.
+	Installation string
+
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 // CheckAndSetDefaults validates the config and fills in defaults.
@@ -79,6 +121,30 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 15 * time.Second
+	}
+	if c.OnInterrupted == nil {
+		c.OnInterrupted = func(context.Context, store.CallInFlight) error { return nil }
+	}
+	if c.Replica == "" {
+		c.Replica = uuid.NewString()
+	}
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.PID == 0 {
+		c.PID = os.Getpid()
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
+		return fmt.Errorf("lease: heartbeat timeout %s must be at least twice the heartbeat interval %s", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -171,7 +237,9 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 		State:     store.LeasePending,
 		CreatedAt: now,
 		ExpiresAt: now.Add(grant.TTL),
+		Replica:   m.cfg.Replica,
 	}
+	m.mark(res)
 	if namer, ok := res.(tools.HandleNamer); ok {
 		rec.Handle = namer.Handle(leaseID)
 	}
@@ -321,6 +389,7 @@ func (m *Manager) revokeRecord(ctx context.Context, rec store.Lease, why string)
 // processes sharing the store are left alone; the sweeper revokes them at
 // expiry.
 func (m *Manager) Recover(ctx context.Context, resources []tools.Resource) error {
+	m.Reap(ctx)
 	m.Sweep(ctx)
 	// Handles of every live lease, whatever its resource: two resources can
 	// be databases of one PostgreSQL cluster, where roles are cluster-wide,
@@ -336,6 +405,7 @@ func (m *Manager) Recover(ctx context.Context, resources []tools.Resource) error
 	var errs []error
 	for _, res := range resources {
 		name := res.Spec().Name
+		m.mark(res)
 		orphans, err := res.Orphans(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("resource %s: listing credentials left behind: %w", name, err))
@@ -361,28 +431,47 @@ func (m *Manager) Start(ctx context.Context) {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		t := time.NewTicker(m.cfg.SweepInterval)
-		defer t.Stop()
+		sweep := time.NewTicker(m.cfg.SweepInterval)
+		defer sweep.Stop()
+		beat := time.NewTicker(m.cfg.HeartbeatInterval)
+		defer beat.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-sweep.C:
 				m.Sweep(ctx)
+			case <-beat.C:
+				m.heartbeat(ctx)
+				m.Reap(ctx)
 			}
 		}
 	}()
 }
 
-// Sweep revokes every lease whose expiry has passed.
+// claimHold is how long a sweeper's claim on a lease lasts: a claimed
+// lease that its claimer did not revoke in that time (it died, or the
+// backend is down) is claimed again.
+const claimHold = time.Minute
+
+// claimBatch bounds the leases one claim takes.
+const claimBatch = 100
+
+// Sweep revokes every lease whose expiry has passed, claiming each first
+// so that of several replicas sweeping one store, one revokes it.
 func (m *Manager) Sweep(ctx context.Context) {
-	due, err := m.cfg.Store.LeasesDue(ctx, m.cfg.Clock())
-	if err != nil {
-		m.cfg.Logger.Error("listing expired leases", "error", err)
-		return
-	}
-	for _, rec := range due {
-		m.revokeRecord(ctx, rec, "expired")
+	for {
+		due, err := m.cfg.Store.ClaimLeasesDue(ctx, m.cfg.Clock(), m.cfg.Replica, claimHold, claimBatch)
+		if err != nil {
+			m.cfg.Logger.Error("claiming expired leases", "error", err)
+			return
+		}
+		for _, rec := range due {
+			m.revokeRecord(ctx, rec, "expired")
+		}
+		if len(due) < claimBatch || ctx.Err() != nil {
+			return
+		}
 	}
 }
 
@@ -412,5 +501,5 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 		m.revoke(ctx, res, l, "shutdown")
 	}
-	return nil
+	return m.unregister(ctx)
 }

@@ -193,6 +193,7 @@ func Origin(s string) (string, bool) {
 type HTTPHandler struct {
 	cfg        HTTPConfig
 	sessions   *sessionTable
+	tasks      *tasks
 	identity   IdentityFunc
 	origins    map[string]bool
 	streamable *server.StreamableHTTPServer
@@ -238,6 +239,7 @@ func (s *Server) HTTPHandler(cfg HTTPConfig) (*HTTPHandler, error) {
 	h := &HTTPHandler{
 		cfg:      cfg,
 		sessions: s.sessions,
+		tasks:    s.tasks,
 		identity: s.identity,
 		origins:  origins,
 		// As mcp-go's sweeper runs: every half ttl, at least every second.
@@ -322,10 +324,14 @@ func (h *HTTPHandler) originAllowed(r *http.Request) (string, bool) {
 func (h *HTTPHandler) admit(w http.ResponseWriter, r *http.Request) {
 	sessionID := r.Header.Get(server.HeaderKeySessionID)
 	opens := false
-	var rpcID json.RawMessage
+	var (
+		rpcID json.RawMessage
+		body  []byte
+	)
 	switch r.Method {
 	case http.MethodPost:
-		body, err := io.ReadAll(r.Body)
+		var err error
+		body, err = io.ReadAll(r.Body)
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
@@ -368,6 +374,10 @@ func (h *HTTPHandler) admit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !opens {
 		h.sessions.touch(sessionID)
+		if req, ok := h.taskRequest(r, body, sessionID); ok {
+			h.serveTask(w, r, req, sessionID)
+			return
+		}
 		h.streamable.ServeHTTP(w, r)
 		return
 	}
@@ -385,6 +395,34 @@ func (h *HTTPHandler) admit(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.sessions.release(res)
 	h.streamable.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reservationKey{}, res)))
+}
+
+// taskRequest returns the request the task layer answers (tasks.go), when
+// the POST body is one and comes on a session mcp-go holds, in protocol
+// 2025-11-25: a request on no session or an unknown one, or of protocol
+// 2026-07-28 (stateless), goes on to mcp-go, which answers it as it does.
+func (h *HTTPHandler) taskRequest(r *http.Request, body []byte, sessionID string) (*rpcRequest, bool) {
+	if r.Method != http.MethodPost || sessionID == "" || !h.sessions.has(sessionID) ||
+		mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+		return nil, false
+	}
+	var meta struct {
+		Params struct {
+			Meta *mcp.Meta `json:"_meta"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &meta) != nil || mcp.IsModernProtocol(meta.Params.Meta.ProtocolVersion()) {
+		return nil, false
+	}
+	return h.tasks.claim(body)
+}
+
+// serveTask answers a request of the task layer with a JSON response.
+func (h *HTTPHandler) serveTask(w http.ResponseWriter, r *http.Request, req *rpcRequest, sessionID string) {
+	resp := h.tasks.handle(r.Context(), req, sessionID)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(resp, '\n'))
 }
 
 func (h *HTTPHandler) tooMany(scope capScope, key string, id policy.Identity, rpcID json.RawMessage) refusal {

@@ -54,6 +54,7 @@ type Server struct {
 	broker   *broker.Broker
 	identity IdentityFunc
 	sessions *sessionTable // the sessions mcp-go holds, kept by its hooks
+	tasks    *tasks        // held calls as MCP tasks (tasks.go)
 
 	mu      sync.Mutex
 	offered []string // names of the broker's tools on offer, sorted
@@ -67,6 +68,9 @@ func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.L
 			server.WithHooks(sessions.hooks()),
 			// listChanged: a reload can add or remove a kind's tools.
 			server.WithToolCapabilities(true),
+			// Advertised in initialize; the task layer (tasks.go), in
+			// front of mcp-go, answers these requests itself.
+			server.WithTaskCapabilities(true, true, true),
 			server.WithRecovery(),
 			server.WithLogging(),
 			server.WithInstructions(Instructions),
@@ -76,6 +80,7 @@ func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.L
 		identity: identity,
 		sessions: sessions,
 	}
+	s.tasks = newTasks(s)
 	s.Sync()
 	return s
 }
@@ -117,6 +122,9 @@ func (s *Server) Sync() bool {
 		if ro {
 			tool.Annotations.DestructiveHint = &no
 		}
+		// Any call of a broker tool may be held for approval: a client may
+		// make it a task (tasks.go).
+		tool.Execution = &mcp.ToolExecution{TaskSupport: mcp.TaskSupportOptional}
 		all = append(all, server.ServerTool{Tool: tool, Handler: handler(s.identity, s.broker.Handle)})
 	}
 	list := mcp.NewToolWithRawSchema(broker.ListResourcesTool,
@@ -134,6 +142,14 @@ func (s *Server) Sync() bool {
 	// initialized session.
 	s.mcp.SetTools(all...)
 	return true
+}
+
+// taskTool reports whether name is a broker tool on offer, one a client may
+// call as a task.
+func (s *Server) taskTool(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.offered, name)
 }
 
 func handler(identity IdentityFunc, handle func(context.Context, broker.Call) broker.Result) server.ToolHandlerFunc {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
 )
 
 // Approval errors. Callers match them with errors.Is; the transitions that
@@ -145,6 +147,13 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) 
 		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
 	}
 	defer tx.Rollback()
+	// SQLite's BEGIN IMMEDIATE already holds the write lock; PostgreSQL
+	// takes one per digest, so two replicas asking at once share one approval.
+	if s.dialect == sqldialect.Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, sqldialect.LockApprovals, a.Digest); err != nil {
+			return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
+		}
+	}
 
 	for _, state := range []ApprovalState{ApprovalApproved, ApprovalPending} {
 		found, err := s.queryApprovals(ctx, tx, `SELECT `+approvalColumns+` FROM approvals
@@ -158,8 +167,8 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) 
 		}
 	}
 
-	_, err = tx.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, '')`,
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO approvals (`+approvalColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, '')`),
 		a.ID, a.Digest, a.CallID, a.Subject, a.Email, a.Issuer, a.Tool, a.Resource, jsonText(a.Arguments, "null"),
 		a.Rule, jsonText(a.Rules, "[]"), string(groups), a.MinApprovers, a.PolicyVersion, string(a.State),
 		toNanos(a.CreatedAt), toNanos(a.ExpiresAt))
@@ -195,6 +204,13 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 	}
 	defer tx.Rollback()
 
+	// SQLite's BEGIN IMMEDIATE already holds the write lock; in PostgreSQL
+	// the row lock makes two approvers deciding at once count each other.
+	if s.dialect == sqldialect.Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT 1 FROM approvals WHERE id = $1 FOR UPDATE`, id); err != nil {
+			return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)
+		}
+	}
 	cur, err := s.approval(ctx, tx, id)
 	if err != nil {
 		return Approval{}, err
@@ -211,9 +227,9 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 			approvals++
 		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO approval_decisions
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO approval_decisions
 		(approval_id, subject, issuer, email, verdict, reason, via, decided_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		id, d.Subject, d.Issuer, d.Email, d.Verdict, d.Reason, d.Via, toNanos(d.At))
 	if err != nil {
 		return Approval{}, fmt.Errorf("recording decision on approval %s: %w", id, err)
@@ -229,7 +245,7 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 		next = ApprovalApproved
 	}
 	if next != ApprovalPending {
-		_, err = tx.ExecContext(ctx, `UPDATE approvals SET state = ?, decided_at = ? WHERE id = ? AND state = 'pending'`,
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE approvals SET state = ?, decided_at = ? WHERE id = ? AND state = 'pending'`),
 			string(next), toNanos(d.At), id)
 		if err != nil {
 			return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)
@@ -246,8 +262,8 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 // It succeeds once: otherwise the current approval is returned with
 // ErrApprovalState (or ErrNotFound).
 func (s *Store) ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (Approval, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE approvals SET state = 'consumed', consumed_at = ?, consumed_by = ?
-		WHERE id = ? AND state = 'approved' AND expires_at > ?`,
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET state = 'consumed', consumed_at = ?, consumed_by = ?
+		WHERE id = ? AND state = 'approved' AND expires_at > ?`),
 		toNanos(now), callID, id, toNanos(now))
 	if err != nil {
 		return Approval{}, fmt.Errorf("consuming approval %s: %w", id, err)
@@ -323,7 +339,7 @@ func (s *Store) ListApprovals(ctx context.Context, f ApprovalFilter, now time.Ti
 		cond := "(subject = ? AND issuer = ?)"
 		args = append(args, f.Subject, f.Issuer)
 		if len(f.Groups) > 0 {
-			cond = "(" + cond + " OR EXISTS (SELECT 1 FROM json_each(approvals.approver_groups) g WHERE g.value IN (" +
+			cond = "(" + cond + " OR EXISTS (SELECT 1 FROM " + s.jsonArray("approvals.approver_groups") + " WHERE g.value IN (" +
 				placeholders(len(f.Groups)) + ")))"
 			for _, g := range f.Groups {
 				args = append(args, g)
@@ -347,7 +363,7 @@ func (s *Store) ListApprovals(ctx context.Context, f ApprovalFilter, now time.Ti
 // queryApprovals runs a query selecting approvalColumns and loads the
 // decisions of every approval it returns.
 func (s *Store) queryApprovals(ctx context.Context, q querier, query string, args ...any) ([]Approval, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading approvals: %w", err)
 	}
@@ -374,9 +390,11 @@ func (s *Store) queryApprovals(ctx context.Context, q querier, query string, arg
 		index[a.ID] = i
 		ids[i] = a.ID
 	}
-	rows, err = q.QueryContext(ctx, `SELECT approval_id, subject, issuer, email, verdict, reason, via, decided_at
+	// rowid is SQLite's implicit insertion order, and a column of that name
+	// in PostgreSQL (migrate.go).
+	rows, err = q.QueryContext(ctx, s.q(`SELECT approval_id, subject, issuer, email, verdict, reason, via, decided_at
 		FROM approval_decisions WHERE approval_id IN (`+placeholders(len(ids))+`)
-		ORDER BY decided_at, rowid`, ids...)
+		ORDER BY decided_at, rowid`), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("reading approval decisions: %w", err)
 	}
@@ -436,6 +454,15 @@ func (a Approval) StateAt(now time.Time) string {
 		return "expired"
 	}
 	return string(a.State)
+}
+
+// jsonArray is a table expression g(value) over the elements of a JSON
+// array of strings held in a TEXT column.
+func (s *Store) jsonArray(col string) string {
+	if s.dialect == sqldialect.Postgres {
+		return "jsonb_array_elements_text(" + col + "::jsonb) AS g(value)"
+	}
+	return "json_each(" + col + ") AS g"
 }
 
 func placeholders(n int) string {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -24,9 +26,9 @@ func decision(subject, verdict string, at time.Time) ApprovalDecision {
 		Verdict: verdict, Reason: "ok", Via: "api", At: at}
 }
 
-func TestRequestApprovalReuse(t *testing.T) {
+func testRequestApprovalReuse(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	now := t0
 
 	first, created, err := s.RequestApproval(ctx, testApproval("a1", "d1", now), now)
@@ -67,8 +69,8 @@ func TestRequestApprovalReuse(t *testing.T) {
 	}
 }
 
-func TestRequestApprovalInvalid(t *testing.T) {
-	s := openMem(t)
+func testRequestApprovalInvalid(t *testing.T, b backend) {
+	s := b.open(t)
 	tests := []struct {
 		name   string
 		mutate func(*Approval)
@@ -92,7 +94,7 @@ func TestRequestApprovalInvalid(t *testing.T) {
 	}
 }
 
-func TestDecideApproval(t *testing.T) {
+func testDecideApproval(t *testing.T, b backend) {
 	at := t0.Add(time.Minute)
 	tests := []struct {
 		name      string
@@ -116,7 +118,7 @@ func TestDecideApproval(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			s := openMem(t)
+			s := b.open(t)
 			a := testApproval("a1", "d1", t0)
 			a.MinApprovers = tt.min
 			if _, _, err := s.RequestApproval(ctx, a, t0); err != nil {
@@ -150,16 +152,16 @@ func TestDecideApproval(t *testing.T) {
 	}
 
 	t.Run("not found", func(t *testing.T) {
-		s := openMem(t)
+		s := b.open(t)
 		if _, err := s.DecideApproval(context.Background(), "nope", decision("bob", VerdictApprove, at), at); !errors.Is(err, ErrNotFound) {
 			t.Errorf("DecideApproval(nope) = %v, want ErrNotFound", err)
 		}
 	})
 }
 
-func TestConsumeApproval(t *testing.T) {
+func testConsumeApproval(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	if _, _, err := s.RequestApproval(ctx, testApproval("a1", "d1", t0), t0); err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +195,9 @@ func TestConsumeApproval(t *testing.T) {
 	}
 }
 
-func TestListApprovals(t *testing.T) {
+func testListApprovals(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	mk := func(id, subject string, groups []string, created time.Time) {
 		a := testApproval(id, "d-"+id, created)
 		a.Subject, a.ApproverGroups = subject, groups
@@ -256,9 +258,9 @@ func TestListApprovals(t *testing.T) {
 	}
 }
 
-func TestApprovalSurvivesReopen(t *testing.T) {
+func testApprovalSurvivesReopen(t *testing.T, b backend) {
 	ctx := context.Background()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
+	url := b.url(t)
 	s, err := Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -284,5 +286,85 @@ func TestApprovalSurvivesReopen(t *testing.T) {
 	}
 	if got.State != ApprovalApproved || len(got.Decisions) != 1 || got.Decisions[0].Subject != "bob" || !got.Decisions[0].At.Equal(t0) {
 		t.Errorf("after reopen: %+v", got)
+	}
+}
+
+// Several Stores on one database (replicas) asking for the same digest at
+// once share one approval: exactly one is created.
+func testRequestApprovalConcurrentWriters(t *testing.T, b backend) {
+	ctx := context.Background()
+	u := b.url(t)
+	const writers = 6
+	stores := make([]*Store, writers)
+	for i := range stores {
+		stores[i] = openURL(t, u)
+	}
+	var (
+		wg      sync.WaitGroup
+		created atomic.Int32
+		ids     sync.Map
+	)
+	errs := make(chan error, writers)
+	for i, s := range stores {
+		wg.Go(func() {
+			got, c, err := s.RequestApproval(ctx, testApproval(fmt.Sprintf("a%d", i), "same", t0), t0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if c {
+				created.Add(1)
+			}
+			ids.Store(got.ID, true)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n := 0
+	ids.Range(func(any, any) bool { n++; return true })
+	if created.Load() != 1 || n != 1 {
+		t.Errorf("%d approvals created, %d distinct ids returned; want 1 and 1", created.Load(), n)
+	}
+}
+
+// Two approvers deciding at once on different replicas, with two needed:
+// the approval ends approved with both decisions, whoever commits last
+// counting the other.
+func testDecideApprovalConcurrentWriters(t *testing.T, b backend) {
+	ctx := context.Background()
+	u := b.url(t)
+	s1, s2 := openURL(t, u), openURL(t, u)
+	for round := range 10 {
+		id := fmt.Sprintf("a%d", round)
+		a := testApproval(id, "d-"+id, t0)
+		a.MinApprovers = 2
+		if _, _, err := s1.RequestApproval(ctx, a, t0); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for i, s := range []*Store{s1, s2} {
+			wg.Go(func() {
+				_, err := s.DecideApproval(ctx, id, decision(fmt.Sprintf("approver%d", i), VerdictApprove, t0), t0)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s1.Approval(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != ApprovalApproved || len(got.Decisions) != 2 {
+			t.Fatalf("round %d: state %s with %d decisions; want approved with 2", round, got.State, len(got.Decisions))
+		}
 	}
 }

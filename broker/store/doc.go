@@ -9,17 +9,27 @@
 //	sqlite://./airlock.db
 //	sqlite://:memory:          (tests)
 //
-// PostgreSQL (postgres://…), for several replicas sharing one store, is
-// planned and rejected with a clear error for now.
+// PostgreSQL (postgres://…, through pgx's database/sql driver) is for
+// several replicas sharing one store:
 //
-// Writes go through a single connection (DB), so in-process writers queue
-// in database/sql instead of spinning on SQLITE_BUSY; every explicit
+//	postgres://airlock@db:5432/airlock?sslmode=verify-full&password_env=NAME
+//
+// SQLite writes go through a single connection (DB), so in-process writers
+// queue in database/sql instead of spinning on SQLITE_BUSY; every explicit
 // transaction begins IMMEDIATE, which also makes a second process (the CLI)
 // wait on busy_timeout rather than deadlock. Reads use a read-only pool
-// (ReadDB) that WAL lets run alongside the writer.
+// (ReadDB) that WAL lets run alongside the writer. PostgreSQL has one pool
+// for both; where SQLite's write lock serialised a read-then-write, it
+// takes a lock of its own: an advisory lock per approval digest
+// (RequestApproval), a row lock (DecideApproval), an advisory lock around
+// each migration step.
 //
-// The schema is versioned in schema_version and migrated on Open; Open is
-// idempotent. Times are stored as UTC unix nanoseconds.
+// Queries are written once with `?` parameters (sqldialect.Rebind makes
+// them PostgreSQL's); the few that differ are written per dialect. The
+// schema is versioned in schema_version, with one migration list per
+// dialect reaching the same tables, and migrated on Open; Open is
+// idempotent. Times are stored as UTC unix nanoseconds (BIGINT). Copy
+// moves every table to another store (airlock store copy).
 //
 // A lease goes through these states:
 //

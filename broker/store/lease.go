@@ -46,6 +46,10 @@ type Lease struct {
 	Issuer   string
 	Handle   string // role name / cert serial / service account — not secret
 	State    LeaseState
+	// Replica is the id of the airlock serve that minted the lease (""
+	// for the CLI and stores from before replicas): when its heartbeat
+	// stops, another replica revokes the lease.
+	Replica string
 
 	CreatedAt time.Time
 	ExpiresAt time.Time
@@ -68,17 +72,17 @@ func (l Lease) validate() error {
 }
 
 const leaseColumns = `id, call_id, resource, kind, grant_name, subject, issuer, handle, state,
-	created_at, expires_at, revoked_at, error`
+	created_at, expires_at, revoked_at, error, replica`
 
 // InsertLease records a new lease.
 func (s *Store) InsertLease(ctx context.Context, l Lease) error {
 	if err := l.validate(); err != nil {
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO leases (`+leaseColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO leases (`+leaseColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		l.ID, l.CallID, l.Resource, l.Kind, l.Grant, l.Subject, l.Issuer, l.Handle, string(l.State),
-		toNanos(l.CreatedAt), toNanos(l.ExpiresAt), nullNanos(l.RevokedAt), l.Error)
+		toNanos(l.CreatedAt), toNanos(l.ExpiresAt), nullNanos(l.RevokedAt), l.Error, l.Replica)
 	if err != nil {
 		return fmt.Errorf("inserting lease %s: %w", l.ID, err)
 	}
@@ -100,9 +104,9 @@ func (s *Store) SetLeaseState(ctx context.Context, id string, state LeaseState, 
 	if state == LeaseRevoked {
 		revokedAt = toNanos(at)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE leases
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE leases
 		SET state = ?, error = ?, revoked_at = COALESCE(?, revoked_at)
-		WHERE id = ? AND state IN ('pending', 'active')`,
+		WHERE id = ? AND state IN ('pending', 'active')`),
 		string(state), errText, revokedAt, id)
 	if err != nil {
 		return fmt.Errorf("setting lease %s %s: %w", id, state, err)
@@ -128,7 +132,7 @@ func (s *Store) Lease(ctx context.Context, id string) (Lease, error) {
 }
 
 func (s *Store) lease(ctx context.Context, db *sql.DB, id string) (Lease, error) {
-	row := db.QueryRowContext(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = ?`, id)
+	row := db.QueryRowContext(ctx, s.q(`SELECT `+leaseColumns+` FROM leases WHERE id = ?`), id)
 	l, err := scanLease(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Lease{}, fmt.Errorf("lease %s: %w", id, ErrNotFound)
@@ -159,8 +163,8 @@ func (s *Store) LiveLeases(ctx context.Context) ([]Lease, error) {
 // LeaseHandles returns the set of handles of live leases on resource, so
 // a backend can tell its own credentials from ones airlock no longer tracks.
 func (s *Store) LeaseHandles(ctx context.Context, resource string) (map[string]bool, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT handle FROM leases
-		WHERE resource = ? AND state IN ('pending', 'active')`, resource)
+	rows, err := s.read.QueryContext(ctx, s.q(`SELECT handle FROM leases
+		WHERE resource = ? AND state IN ('pending', 'active')`), resource)
 	if err != nil {
 		return nil, fmt.Errorf("listing lease handles of %s: %w", resource, err)
 	}
@@ -190,7 +194,7 @@ func (s *Store) CountLiveLeases(ctx context.Context) (int, error) {
 }
 
 func (s *Store) queryLeases(ctx context.Context, query string, args ...any) ([]Lease, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	rows, err := s.read.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing leases: %w", err)
 	}
@@ -219,7 +223,7 @@ func scanLease(sc scanner) (Lease, error) {
 		revoked          sql.NullInt64
 	)
 	err := sc.Scan(&l.ID, &l.CallID, &l.Resource, &l.Kind, &l.Grant, &l.Subject, &l.Issuer, &l.Handle,
-		&state, &created, &expires, &revoked, &l.Error)
+		&state, &created, &expires, &revoked, &l.Error, &l.Replica)
 	if err != nil {
 		return Lease{}, err
 	}

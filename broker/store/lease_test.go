@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +19,9 @@ func testLease(id string, created time.Time) Lease {
 	}
 }
 
-func TestLeaseRoundTrip(t *testing.T) {
+func testLeaseRoundTrip(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	// A non-UTC zone with nanoseconds must come back as the same instant, in UTC.
 	zone := time.FixedZone("X", 5*3600+1800)
 	want := testLease("l1", t0.In(zone))
@@ -49,8 +48,8 @@ func TestLeaseRoundTrip(t *testing.T) {
 	}
 }
 
-func TestInsertLeaseInvalid(t *testing.T) {
-	s := openMem(t)
+func testInsertLeaseInvalid(t *testing.T, b backend) {
+	s := b.open(t)
 	tests := []struct {
 		name   string
 		mutate func(*Lease)
@@ -71,7 +70,7 @@ func TestInsertLeaseInvalid(t *testing.T) {
 	}
 }
 
-func TestSetLeaseState(t *testing.T) {
+func testSetLeaseState(t *testing.T, b backend) {
 	at := t0.Add(time.Minute)
 	tests := []struct {
 		name        string
@@ -91,7 +90,7 @@ func TestSetLeaseState(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			s := openMem(t)
+			s := b.open(t)
 			if err := s.InsertLease(ctx, testLease("l", t0)); err != nil {
 				t.Fatal(err)
 			}
@@ -119,9 +118,9 @@ func TestSetLeaseState(t *testing.T) {
 	}
 }
 
-func TestSetLeaseStateErrorText(t *testing.T) {
+func testSetLeaseStateErrorText(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	if err := s.InsertLease(ctx, testLease("l", t0)); err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +145,9 @@ func TestSetLeaseStateErrorText(t *testing.T) {
 	}
 }
 
-func TestLeaseQueries(t *testing.T) {
+func testLeaseQueries(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openMem(t)
+	s := b.open(t)
 	type row struct {
 		id, resource string
 		state        LeaseState
@@ -215,19 +214,17 @@ func ids(ls []Lease) []string {
 	return out
 }
 
-// Many goroutines writing and reading a file store at once: no SQLITE_BUSY,
-// no lost rows.
-func TestLeasesConcurrent(t *testing.T) {
+// Many goroutines writing and reading at once, through two Stores on one
+// database (two processes): no SQLITE_BUSY, no lost rows.
+func testLeasesConcurrent(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, err := Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "airlock.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	u := b.url(t)
+	stores := []*Store{openURL(t, u), openURL(t, u)}
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {
+		s := stores[w%len(stores)]
 		wg.Go(func() {
 			for i := range each {
 				id := fmt.Sprintf("w%d-%d", w, i)
@@ -251,7 +248,7 @@ func TestLeasesConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n, err := s.CountLiveLeases(ctx); err != nil || n != workers*each {
+	if n, err := stores[0].CountLiveLeases(ctx); err != nil || n != workers*each {
 		t.Errorf("CountLiveLeases = %d, %v; want %d", n, err, workers*each)
 	}
 }

@@ -8,8 +8,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
 )
 
 // Sentinel errors. Callers match them with errors.Is.
@@ -34,10 +38,18 @@ const (
 	readConns     = 4
 )
 
+// Connection settings for PostgreSQL: one pool for reads and writes.
+// pgConns bounds the connections one airlock process holds on the store.
+const (
+	pgConns       = 10
+	pgConnMaxIdle = 5 * time.Minute
+)
+
 // Store is airlock's persistent state. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB // the single writer connection
-	read *sql.DB // readers; the same pool as db for in-memory stores
+	db      *sql.DB // SQLite: the single writer connection; PostgreSQL: the pool
+	read    *sql.DB // readers; the same pool as db for in-memory and PostgreSQL stores
+	dialect sqldialect.Dialect
 }
 
 // Open opens the store named by rawURL and brings its schema up to date.
@@ -47,6 +59,15 @@ type Store struct {
 //	sqlite:///abs/path.db   SQLite file at an absolute path
 //	sqlite://./rel.db       SQLite file relative to the working directory
 //	sqlite://:memory:       private in-memory SQLite database (tests)
+//	postgres://user@host:5432/db?sslmode=verify-full&password_env=NAME
+//	                        PostgreSQL (also postgresql://), for several replicas
+//
+// A PostgreSQL URL is pgx's (libpq's keywords as query parameters), plus
+// two parameters of airlock's own that name where the password is kept,
+// the way every other secret in the config is named: password_env (an
+// environment variable) or password_file (a file, its content trimmed).
+// They are removed before the URL reaches the driver. A password written
+// into the URL itself is used as given; it is never quoted in an error.
 //
 // A new SQLite file is created with mode 0600. Connections use WAL,
 // synchronous=NORMAL, foreign keys and a busy timeout. Writes go through
@@ -61,25 +82,34 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	case "sqlite":
 		return openSQLite(ctx, rest)
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("%w %q: PostgreSQL is not supported yet in this version; %s", ErrUnsupportedURL, redactURL(rawURL), supported)
+		return openPostgres(ctx, rawURL)
 	default:
 		return nil, fmt.Errorf("%w %q: %s", ErrUnsupportedURL, redactURL(rawURL), supported)
 	}
 }
 
-const supported = "supported: sqlite:///abs/path.db, sqlite://./rel.db, sqlite://:memory:"
+const supported = "supported: sqlite:///abs/path.db, sqlite://./rel.db, sqlite://:memory:, postgres://user@host/db"
 
-// redactURL drops user information (a PostgreSQL password, say) from a URL
-// before it is quoted in an error message.
+// RedactURL returns a store URL fit to print: a password in it is replaced
+// by REDACTED (the user name stays), and so is a password query parameter.
+// A URL that does not parse is not printed at all if it may hold one.
+func RedactURL(raw string) string { return redactURL(raw) }
+
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(raw, "@") {
+	if err != nil {
+		if strings.Contains(raw, "@") || strings.Contains(strings.ToLower(raw), "password") {
 			return "<unparseable URL>"
 		}
 		return raw
 	}
-	u.User = url.User("REDACTED")
+	if _, set := u.User.Password(); set {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
 	return u.String()
 }
 
@@ -167,9 +197,9 @@ func createFile(path string) error {
 
 func (s *Store) init(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("connecting to sqlite: %w", err)
+		return fmt.Errorf("connecting to %s: %w", s.dialect, err)
 	}
-	if err := migrate(ctx, s.db); err != nil {
+	if err := migrate(ctx, s.db, s.dialect); err != nil {
 		return err
 	}
 	if s.read != s.db {
@@ -180,15 +210,23 @@ func (s *Store) init(ctx context.Context) error {
 	return nil
 }
 
-// DB returns the writer pool (one connection). Components that keep their
-// own tables in the store, such as the recorder, write through it. Do not
-// hold a transaction on it while waiting for another write: it is the only
-// connection.
+// DB returns the writer pool: one connection for SQLite, the pool for
+// PostgreSQL. Components that keep their own tables in the store, such as
+// the recorder, write through it (sqldialect.Of tells them which SQL to
+// speak). Do not hold a transaction on it while waiting for another write:
+// for SQLite it is the only connection.
 func (s *Store) DB() *sql.DB { return s.db }
 
 // ReadDB returns a read-only pool for queries that may run long (exports,
-// listings) without holding up writers. For an in-memory store it is DB.
+// listings) without holding up writers. For an in-memory SQLite store and
+// for PostgreSQL it is DB.
 func (s *Store) ReadDB() *sql.DB { return s.read }
+
+// Dialect reports which SQL database the store is.
+func (s *Store) Dialect() sqldialect.Dialect { return s.dialect }
+
+// q rewrites a query written with `?` parameters for the store's dialect.
+func (s *Store) q(query string) string { return s.dialect.Rebind(query) }
 
 // Close closes both pools.
 func (s *Store) Close() error {

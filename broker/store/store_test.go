@@ -3,27 +3,25 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-func openMem(t *testing.T) *Store {
-	t.Helper()
-	s, err := Open(context.Background(), "sqlite://:memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
+	"github.com/airlock-mcp/airlock/internal/testenv"
+)
 
 func TestOpenURLs(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
+	t.Setenv("AIRLOCK_TEST_UNSET", "")
 	tests := []struct {
 		name    string
 		url     string
@@ -33,8 +31,11 @@ func TestOpenURLs(t *testing.T) {
 		{"absolute", "sqlite://" + filepath.Join(dir, "abs.db"), ""},
 		{"relative", "sqlite://./rel.db", ""},
 		{"relative bare", "sqlite://bare.db", ""},
-		{"postgres", "postgres://airlock:hunter2@db.example.com/airlock", "not supported yet"},
-		{"postgresql", "postgresql://db/airlock", "not supported yet"},
+		{"postgres password twice", "postgres://airlock:hunter2@db.example.com/airlock?password_env=X", "keep only the reference"},
+		{"postgres both references", "postgresql://airlock@db/airlock?password_env=X&password_file=/f", "not both"},
+		{"postgres password env unset", "postgres://airlock@db/airlock?password_env=AIRLOCK_TEST_UNSET", "AIRLOCK_TEST_UNSET, which is not set"},
+		{"postgres password file missing", "postgres://airlock@db/airlock?password_file=" + filepath.Join(dir, "nope"), "password_file"},
+		{"postgres bad DSN", "postgres://airlock:hunter2@db/airlock?sslmode=sometimes", "sslmode"},
 		{"no scheme", "./airlock.db", "supported: sqlite://"},
 		{"unknown scheme", "mysql://db/airlock", "supported: sqlite://"},
 		{"empty path", "sqlite://", "no path"},
@@ -48,17 +49,14 @@ func TestOpenURLs(t *testing.T) {
 					t.Fatalf("Open(%q): %v", tt.url, err)
 				}
 				defer s.Close()
-				if v, err := s.SchemaVersion(context.Background()); err != nil || v != len(migrations) {
-					t.Errorf("SchemaVersion = %d, %v; want %d", v, err, len(migrations))
+				if v, err := s.SchemaVersion(context.Background()); err != nil || v != SchemaVersionWanted() {
+					t.Errorf("SchemaVersion = %d, %v; want %d", v, err, SchemaVersionWanted())
 				}
 				return
 			}
 			if err == nil {
 				s.Close()
 				t.Fatalf("Open(%q) succeeded, want error containing %q", tt.url, tt.wantErr)
-			}
-			if !errors.Is(err, ErrUnsupportedURL) {
-				t.Errorf("error %v is not ErrUnsupportedURL", err)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not contain %q", err, tt.wantErr)
@@ -67,6 +65,63 @@ func TestOpenURLs(t *testing.T) {
 				t.Errorf("error leaks the password: %q", err)
 			}
 		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"sqlite:///var/lib/airlock.db", "sqlite:///var/lib/airlock.db"},
+		{"postgres://airlock:hunter2@db:5432/airlock?sslmode=require", "postgres://airlock:REDACTED@db:5432/airlock?sslmode=require"},
+		{"postgres://airlock@db/airlock?password=hunter2&password_env=X", "postgres://airlock@db/airlock?password=REDACTED&password_env=X"},
+		{"postgres://airlock@db/airlock?password_file=/etc/pw", "postgres://airlock@db/airlock?password_file=/etc/pw"},
+		{"postgres://airlock:hun%ter2@db/x", "<unparseable URL>"},
+	}
+	for _, tt := range tests {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// A PostgreSQL store reached over TCP as a role with a password (SCRAM),
+// the password named by password_env or password_file, never written in
+// the URL; a wrong one fails without quoting it.
+func TestOpenPostgresPassword(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	pg.Exec(t, `CREATE ROLE airlock_store LOGIN PASSWORD 'correct-horse'`)
+	pg.Exec(t, `CREATE DATABASE pwstore OWNER airlock_store`)
+	base := fmt.Sprintf("postgres://airlock_store@%s:%d/pwstore?sslmode=disable", pg.Host, pg.Port)
+	pwFile := filepath.Join(t.TempDir(), "store-password")
+	if err := os.WriteFile(pwFile, []byte("correct-horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AIRLOCK_TEST_STORE_PASSWORD", "correct-horse")
+	t.Setenv("AIRLOCK_TEST_WRONG_PASSWORD", "wrong-battery")
+	t.Setenv("PGPASSWORD", "") // only the reference may supply it
+
+	for _, u := range []string{base + "&password_env=AIRLOCK_TEST_STORE_PASSWORD", base + "&password_file=" + pwFile} {
+		s, err := Open(context.Background(), u)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", u, err)
+		}
+		if s.Dialect() != sqldialect.Postgres {
+			t.Errorf("Dialect = %v", s.Dialect())
+		}
+		if err := s.InsertLease(context.Background(), testLease("l1-"+filepath.Base(u)[:4], t0)); err != nil {
+			t.Error(err)
+		}
+		s.Close()
+	}
+	_, err := Open(context.Background(), base+"&password_env=AIRLOCK_TEST_WRONG_PASSWORD")
+	if err == nil {
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	if strings.Contains(err.Error(), "wrong-battery") || strings.Contains(err.Error(), "correct-horse") {
+		t.Errorf("error leaks a password: %v", err)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Errorf("error = %v, want SQLSTATE 28P01 (invalid password)", err)
 	}
 }
 
@@ -116,9 +171,9 @@ func TestOpenFileModeAndPragmas(t *testing.T) {
 	}
 }
 
-func TestOpenIdempotent(t *testing.T) {
+func testOpenIdempotent(t *testing.T, b backend) {
 	ctx := context.Background()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
+	url := b.url(t)
 	s, err := Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -144,9 +199,9 @@ func TestOpenIdempotent(t *testing.T) {
 	}
 }
 
-func TestOpenNewerSchema(t *testing.T) {
+func testOpenNewerSchema(t *testing.T, b backend) {
 	ctx := context.Background()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
+	url := b.url(t)
 	s, err := Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -155,16 +210,21 @@ func TestOpenNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := Open(ctx, url); err == nil {
+	s, err = Open(ctx, url)
+	if err == nil {
 		s.Close()
 		t.Fatal("Open accepted a schema newer than it knows")
 	}
+	if !strings.Contains(err.Error(), "newer than this airlock supports") {
+		t.Errorf("error = %v", err)
+	}
 }
 
-// Concurrent Open of one file must not fail or run a migration twice.
-func TestOpenConcurrent(t *testing.T) {
+// Concurrent Open of one store (replicas starting together) must not fail
+// or run a migration twice.
+func testOpenConcurrent(t *testing.T, b backend) {
 	ctx := context.Background()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
+	url := b.url(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
@@ -183,5 +243,60 @@ func TestOpenConcurrent(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+	s := openURL(t, url)
+	var rows, v int
+	if err := s.DB().QueryRow(`SELECT COUNT(*), MAX(version) FROM schema_version`).Scan(&rows, &v); err != nil || rows != 1 || v != SchemaVersionWanted() {
+		t.Errorf("schema_version = %d rows, version %d, %v; want 1 row, %d", rows, v, err, SchemaVersionWanted())
+	}
+}
+
+// Both migration lists reach the same version and the same schema: the
+// same tables with the same columns and the same indexes. The one
+// difference allowed is approval_decisions.rowid, which SQLite has
+// implicitly.
+func TestMigrationsAgree(t *testing.T) {
+	if len(sqliteMigrations) != len(postgresMigrations) {
+		t.Fatalf("%d SQLite migrations, %d PostgreSQL migrations: add every migration to both", len(sqliteMigrations), len(postgresMigrations))
+	}
+	ctx := context.Background()
+	lite := openURL(t, sqliteBackend().url(t))
+	pgs := openURL(t, postgresBackend(t).url(t))
+	for _, s := range []*Store{lite, pgs} {
+		if v, err := s.SchemaVersion(ctx); err != nil || v != SchemaVersionWanted() {
+			t.Errorf("%s: SchemaVersion = %d, %v; want %d", s.Dialect(), v, err, SchemaVersionWanted())
+		}
+	}
+	schema := func(s *Store, columns, indexes string) []string {
+		t.Helper()
+		var out []string
+		for _, q := range []string{columns, indexes} {
+			rows, err := s.DB().QueryContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var a, b string
+				if err := rows.Scan(&a, &b); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, a+"."+b)
+			}
+			rows.Close()
+		}
+		slices.Sort(out)
+		return out
+	}
+	liteSchema := schema(lite,
+		`SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`,
+		`SELECT tbl_name, 'index ' || name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'`)
+	pgSchema := schema(pgs,
+		`SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() AND NOT (table_name = 'approval_decisions' AND column_name = 'rowid')`,
+		`SELECT tablename, 'index ' || indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey'`)
+	if !slices.Equal(liteSchema, pgSchema) {
+		t.Errorf("schemas differ:\nsqlite:   %v\npostgres: %v", liteSchema, pgSchema)
+	}
+	if len(liteSchema) < 40 {
+		t.Errorf("schema has %d columns and indexes; the query read too little: %v", len(liteSchema), liteSchema)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/airlock-mcp/airlock/broker/approval"
@@ -60,25 +62,82 @@ func (h *Handler) approvalsPage(w http.ResponseWriter, r *http.Request, s *sessi
 		h.errorPage(w, r, s, http.StatusBadRequest, "Bad request", "Unknown state "+string(state)+".")
 		return
 	}
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	page = max(page, 1)
 	id := s.Identity()
-	list, err := h.cfg.Approvals.List(r.Context(), approval.ListFilter{Viewer: &id, State: state, Limit: 200})
+	list, err := h.cfg.Approvals.List(r.Context(), approval.ListFilter{Viewer: &id, State: state, Limit: maxApprovalsListed})
 	if err != nil {
 		h.cfg.Logger.Error("web: listing approvals", keyError, err)
 		h.errorPage(w, r, s, http.StatusInternalServerError, "Error", "The approvals could not be listed.")
 		return
 	}
-	var open, closed []approvalView
+	// Pending first (List's order), then the most recent; the search and
+	// the pages are over that list.
+	var matched []approvalView
 	for _, a := range list {
 		v := h.viewApproval(a, s)
+		if q == "" || v.matches(q) {
+			matched = append(matched, v)
+		}
+	}
+	pages := max(1, (len(matched)+approvalsPerPage-1)/approvalsPerPage)
+	page = min(page, pages)
+	shown := matched[(page-1)*approvalsPerPage : min(len(matched), page*approvalsPerPage)]
+	var open, closed []approvalView
+	for _, v := range shown {
 		if v.Open {
 			open = append(open, v)
 		} else {
 			closed = append(closed, v)
 		}
 	}
-	h.render(w, r, s, http.StatusOK, "approvals", "Approvals", map[string]any{
+	link := func(p int) string {
+		v := url.Values{}
+		if state != "" {
+			v.Set("state", string(state))
+		}
+		if q != "" {
+			v.Set("q", q)
+		}
+		if p > 1 {
+			v.Set("page", strconv.Itoa(p))
+		}
+		if len(v) == 0 {
+			return "/ui/approvals"
+		}
+		return "/ui/approvals?" + v.Encode()
+	}
+	d := map[string]any{
 		"Open": open, "Closed": closed, "State": string(state), "States": approvalStates, "CSRF": s.CSRF,
-	})
+		"Q": q, "Total": len(matched), "Page": page, "Pages": pages, "Capped": len(list) == maxApprovalsListed,
+		"Empty": len(list) == 0,
+	}
+	if page > 1 {
+		d["Prev"] = link(page - 1)
+	}
+	if page < pages {
+		d["Next"] = link(page + 1)
+	}
+	h.render(w, r, s, http.StatusOK, "approvals", "Approvals", d)
+}
+
+// Limits of the approvals page.
+const (
+	approvalsPerPage   = 20
+	maxApprovalsListed = 1000 // read from the store, then searched and paged
+)
+
+// matches reports whether the approval's SQL or command (or its tool,
+// resource, requester or rule) contains q, ignoring case.
+func (v approvalView) matches(q string) bool {
+	q = strings.ToLower(q)
+	for _, s := range []string{v.Args.SQL, v.Args.Command, v.Tool, v.Resource, v.Requester.Subject, v.Requester.Email, v.Rule, v.ID} {
+		if strings.Contains(strings.ToLower(s), q) {
+			return true
+		}
+	}
+	return false
 }
 
 func stateKnown(s approval.State) bool {
@@ -102,7 +161,7 @@ func (h *Handler) approvalPage(w http.ResponseWriter, r *http.Request, s *sessio
 
 func (h *Handler) showApproval(w http.ResponseWriter, r *http.Request, s *session, status int, a approval.Approval, done, errMsg string) {
 	h.render(w, r, s, status, "approval", "Approval "+short(a.ID, 8), map[string]any{
-		"A": h.viewApproval(a, s), "CSRF": s.CSRF, "Done": done, "Error": errMsg,
+		"A": h.viewApproval(a, s), "CSRF": s.CSRF, "Done": done, "Error": errMsg, "Impact": h.impact(r.Context(), a),
 	})
 }
 

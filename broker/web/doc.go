@@ -1,7 +1,14 @@
 // Package web serves airlock's pages for approvers and reviewers under
 // /ui: the approvals waiting for a decision, and the transcripts of calls.
 // Pages are rendered on the server (html/template, assets embedded) and
-// work without JavaScript.
+// work without JavaScript (one embedded script keeps countdowns live). SQL
+// is highlighted from PostgreSQL's own scanner, with the parser's facts
+// beside it (highlight.go, facts.go); an approval's page shows the call's
+// impact from its transcript (impact.go).
+//
+// With auth.mode none on loopback, Config.Local serves the pages without an
+// identity provider: a person picks a name and groups, every page says so,
+// and nothing is offered on any other address (local.go).
 //
 // Login is the OpenID Connect authorization code flow with PKCE, against
 // the provider the API trusts, with the UI's own confidential client:

@@ -3,27 +3,21 @@ package web
 import (
 	"html/template"
 	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // The highlighters split text into tokens and wrap some in <span class>;
 // every token is HTML-escaped, so the result is safe whatever the input.
-// They only colour: a token they misread is still shown as written.
 
-var sqlKeywords = toSet(`select from where and or not in is null as on join left right inner outer full cross
-natural using group by order having limit offset union all distinct insert into values update set delete
-returning create alter drop table index view truncate grant revoke to with recursive case when then else end
-begin commit rollback savepoint transaction like ilike between exists asc desc nulls first last primary key
-foreign references constraint default cascade restrict schema sequence function trigger vacuum analyze explain
-copy do lateral window over partition true false if only except intersect fetch next rows row for share
-nowait skip locked conflict nothing`)
-
-func toSet(words string) map[string]bool {
-	m := map[string]bool{}
-	for _, w := range strings.Fields(words) {
-		m[w] = true
-	}
-	return m
-}
+// SQL is drawn from PostgreSQL's own scanner (pg_query.Scan), so what the
+// page shows as a string, a comment or a keyword is what the server reads:
+// `'a\', x = 1 --'` is one string and then a comment that runs to the end
+// of the line, nested block comments end where PostgreSQL ends them, and
+// E'', dollar-quoted and bit strings are each one token. The scanner reads
+// with standard_conforming_strings on, as the facts do (query_db refuses
+// calls that change it). Every byte of the source is written exactly once,
+// HTML-escaped: between tokens as it is, inside a token wrapped in a span.
 
 func span(b *strings.Builder, class, text string) {
 	if class == "" {
@@ -37,68 +31,52 @@ func span(b *strings.Builder, class, text string) {
 	b.WriteString(`</span>`)
 }
 
-// highlightSQL marks keywords, strings, numbers, comments and parameters.
-func highlightSQL(src string) template.HTML {
-	var b strings.Builder
-	i := 0
-	for i < len(src) {
-		c := src[i]
-		switch {
-		case c == '-' && strings.HasPrefix(src[i:], "--"):
-			j := strings.IndexByte(src[i:], '\n')
-			if j < 0 {
-				j = len(src) - i
-			}
-			span(&b, "cm", src[i:i+j])
-			i += j
-		case c == '/' && strings.HasPrefix(src[i:], "/*"):
-			j := strings.Index(src[i+2:], "*/")
-			end := len(src)
-			if j >= 0 {
-				end = i + 2 + j + 2
-			}
-			span(&b, "cm", src[i:end])
-			i = end
-		case c == '\'' || c == '"':
-			end := quoted(src, i, c)
-			class := "st"
-			if c == '"' {
-				class = "id"
-			}
-			span(&b, class, src[i:end])
-			i = end
-		case c == '$' && i+1 < len(src) && isDigit(src[i+1]):
-			j := i + 1
-			for j < len(src) && isDigit(src[j]) {
-				j++
-			}
-			span(&b, "pm", src[i:j])
-			i = j
-		case isDigit(c):
-			j := i
-			for j < len(src) && (isDigit(src[j]) || src[j] == '.') {
-				j++
-			}
-			span(&b, "nu", src[i:j])
-			i = j
-		case isWord(c):
-			j := i
-			for j < len(src) && (isWord(src[j]) || isDigit(src[j])) {
-				j++
-			}
-			w := src[i:j]
-			if sqlKeywords[strings.ToLower(w)] {
-				span(&b, "kw", w)
-			} else {
-				span(&b, "", w)
-			}
-			i = j
-		default:
-			span(&b, "", src[i:i+1])
-			i++
+// sqlClass is the class a scanner token is drawn with ("" for none).
+func sqlClass(src string, tk *pg_query.ScanToken) string {
+	switch tk.Token {
+	case pg_query.Token_SQL_COMMENT, pg_query.Token_C_COMMENT:
+		return "cm"
+	case pg_query.Token_SCONST, pg_query.Token_USCONST, pg_query.Token_BCONST, pg_query.Token_XCONST:
+		return "st"
+	case pg_query.Token_ICONST, pg_query.Token_FCONST:
+		return "nu"
+	case pg_query.Token_PARAM:
+		return "pm"
+	case pg_query.Token_UIDENT:
+		return "id"
+	case pg_query.Token_IDENT:
+		if strings.HasPrefix(src, `"`) {
+			return "id"
 		}
+		return ""
 	}
-	return template.HTML(b.String()) //nolint:gosec // every token is escaped by span
+	if tk.KeywordKind != pg_query.KeywordKind_NO_KEYWORD {
+		return "kw"
+	}
+	return ""
+}
+
+// highlightSQL marks keywords, strings, numbers, comments, quoted
+// identifiers and parameters as PostgreSQL's scanner reads them. Text the
+// scanner refuses (an unterminated string or comment) is shown plain.
+func highlightSQL(src string) template.HTML {
+	res, err := pg_query.Scan(src)
+	if err != nil || strings.IndexByte(src, 0) >= 0 {
+		return template.HTML(template.HTMLEscapeString(src)) //nolint:gosec // escaped
+	}
+	var b strings.Builder
+	pos := 0
+	for _, tk := range res.Tokens {
+		start, end := int(tk.Start), int(tk.End)
+		if start < pos || end <= start || end > len(src) {
+			continue // never draw a byte twice or past the end
+		}
+		span(&b, "", src[pos:start])
+		span(&b, sqlClass(src[start:end], tk), src[start:end])
+		pos = end
+	}
+	span(&b, "", src[pos:])
+	return template.HTML(b.String()) //nolint:gosec // every byte is escaped by span
 }
 
 // highlightShell marks the command words, flags, strings, variables and

@@ -58,6 +58,7 @@ type view struct {
 	Nav   string // approvals | transcripts
 	S     *session
 	D     any
+	Local bool // local mode: the banner
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, s *session, status int, page, title string, d any) {
@@ -70,7 +71,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, s *session, sta
 		nav = "transcripts"
 	}
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout.html", view{Title: title, Nav: nav, S: s, D: d}); err != nil {
+	if err := t.ExecuteTemplate(&buf, "layout.html", view{Title: title, Nav: nav, S: s, D: d, Local: h.cfg.Local}); err != nil {
 		h.cfg.Logger.Error("web: rendering page", "page", page, keyError, err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
@@ -196,7 +197,9 @@ type kv struct {
 // and shell commands get their own highlighted block, the rest is a list.
 type argsView struct {
 	SQL, Command string
-	Other        []kv
+	// SQLFacts is what PostgreSQL's parser reads in SQL, shown beside it.
+	SQLFacts *sqlFactsView
+	Other    []kv
 }
 
 func viewArgs(raw json.RawMessage) argsView {
@@ -221,6 +224,7 @@ func viewArgs(raw json.RawMessage) argsView {
 			switch k {
 			case "sql":
 				v.SQL = s
+				v.SQLFacts = viewSQLFacts(s)
 				continue
 			case "command":
 				v.Command = s

@@ -36,13 +36,18 @@ type session struct {
 	Email   string    `json:"email,omitempty"`
 	Issuer  string    `json:"iss"`
 	Groups  []string  `json:"groups,omitempty"`
+	Method  string    `json:"method,omitempty"` // "" (oidc) or "none" (local mode)
 	CSRF    string    `json:"csrf"`
 	Expires time.Time `json:"exp"`
 }
 
 // Identity is the policy identity decisions are made as.
 func (s *session) Identity() policy.Identity {
-	return policy.Identity{Subject: s.Subject, Email: s.Email, Issuer: s.Issuer, Groups: s.Groups, Method: "oidc"}
+	method := s.Method
+	if method == "" {
+		method = "oidc"
+	}
+	return policy.Identity{Subject: s.Subject, Email: s.Email, Issuer: s.Issuer, Groups: s.Groups, Method: method}
 }
 
 // Name is how the UI shows the person.
@@ -132,6 +137,9 @@ func (h *Handler) readSession(r *http.Request) (*session, error) {
 	if s.Subject == "" || s.CSRF == "" || !h.cfg.Clock().Before(s.Expires) {
 		return nil, errNoSession
 	}
+	if (s.Method == localMethod) != h.cfg.Local {
+		return nil, errNoSession // a session of the other mode (the same key)
+	}
 	return &s, nil
 }
 
@@ -140,6 +148,9 @@ func (h *Handler) newSession(w http.ResponseWriter, id policy.Identity) error {
 	s := session{
 		Subject: id.Subject, Email: id.Email, Issuer: id.Issuer, Groups: id.Groups,
 		CSRF: randomToken(), Expires: h.cfg.Clock().Add(h.cfg.SessionTTL),
+	}
+	if id.Method == localMethod {
+		s.Method = localMethod
 	}
 	return h.setCookie(w, sessionCookie, s, s.Expires)
 }
@@ -178,15 +189,19 @@ func (h *Handler) checkCSRF(r *http.Request, s *session) string {
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) != 1 {
 		return "wrong CSRF token"
 	}
+	origin := h.origin
+	if h.cfg.Local {
+		origin = "http://" + r.Host // loopback, checked in ServeHTTP
+	}
 	if o := r.Header.Get("Origin"); o != "" {
-		if o != h.origin {
+		if o != origin {
 			return "cross-origin request from " + o
 		}
 		return ""
 	}
 	if ref := r.Header.Get("Referer"); ref != "" {
 		u, err := url.Parse(ref)
-		if err != nil || u.Scheme+"://"+u.Host != h.origin {
+		if err != nil || u.Scheme+"://"+u.Host != origin {
 			return "cross-origin referer"
 		}
 	}

@@ -66,6 +66,15 @@ type Config struct {
 	// transcript. Everyone else reads the calls they made, and the calls of
 	// approvals they requested or may decide.
 	ReviewersGroup string
+	// Local is local mode (auth.mode none on a loopback listener): no
+	// identity provider; the login page asks for a name and groups, and
+	// every page says so (local.go). PublicURL must be a loopback URL, and
+	// every request must come over loopback. OIDC, ClientID and
+	// ClientSecret are not used.
+	Local bool
+	// LocalGroups are offered as checkboxes on the local login page (the
+	// approver groups the policy names, say); others can be typed.
+	LocalGroups []string
 
 	Logger     *slog.Logger
 	Clock      func() time.Time
@@ -79,7 +88,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		return errors.New("web: Approvals is required")
 	case c.Recorder == nil:
 		return errors.New("web: Recorder is required")
-	case c.ClientID == "":
+	case c.ClientID == "" && !c.Local:
 		return errors.New("ui.client_id is required")
 	case len(c.SessionKey) != 32:
 		return fmt.Errorf("ui: the session key must be 32 bytes, not %d", len(c.SessionKey))
@@ -88,11 +97,17 @@ func (c *Config) CheckAndSetDefaults() error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("public_url %q must be an absolute http(s) URL for the web UI", c.PublicURL)
 	}
-	if c.OIDC.Audience == "" {
+	if c.Local {
+		if !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("the web UI's local mode (no identity provider) is only served on a loopback address, not %s", u.Host)
+		}
+	} else if c.OIDC.Audience == "" {
 		c.OIDC.Audience = c.PublicURL // unused here, but required by the check
 	}
-	if err := c.OIDC.CheckAndSetDefaults(); err != nil {
-		return err
+	if !c.Local {
+		if err := c.OIDC.CheckAndSetDefaults(); err != nil {
+			return err
+		}
 	}
 	if len(c.Scopes) == 0 {
 		c.Scopes = []string{"openid", "profile", "email"}
@@ -171,8 +186,13 @@ func (h *Handler) routes() *http.ServeMux {
 		http.Redirect(w, r, "/ui/approvals", http.StatusSeeOther)
 	})
 	mux.Handle("GET /ui/static/", staticHandler())
-	mux.HandleFunc("GET /ui/login", h.login.start)
-	mux.HandleFunc("GET /ui/callback", h.login.callback)
+	if h.cfg.Local {
+		mux.HandleFunc("GET /ui/login", h.localLoginForm)
+		mux.HandleFunc("POST /ui/login", h.localLogin)
+	} else {
+		mux.HandleFunc("GET /ui/login", h.login.start)
+		mux.HandleFunc("GET /ui/callback", h.login.callback)
+	}
 	mux.HandleFunc("POST /ui/logout", h.withSession(h.logout))
 	mux.HandleFunc("GET /ui/logout", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/approvals", http.StatusSeeOther)
@@ -194,12 +214,17 @@ func (h *Handler) routes() *http.ServeMux {
 // ServeHTTP serves /ui/... with security headers on every response.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	if h.secure {
 		hd.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	if h.cfg.Local && !loopbackRequest(r) {
+		h.cfg.Logger.Warn("web: local mode refused a request that did not come over loopback", keyPath, r.URL.Path, "remote", r.RemoteAddr, "host", r.Host)
+		h.errorPage(w, r, nil, http.StatusForbidden, "Not served here", "Airlock's pages run in local mode (no identity provider), which is served on a loopback address only.")
+		return
 	}
 	h.mux.ServeHTTP(w, r)
 }

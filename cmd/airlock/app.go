@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -59,6 +60,9 @@ type app struct {
 	approvals *approval.Manager
 	broker    *broker.Broker
 
+	// checkpoints writes signed checkpoints of the transcript head (store.go).
+	checkpoints *recorder.Checkpointer
+
 	// strict refuses to start, or to reload, with a resource unavailable.
 	strict bool
 
@@ -91,10 +95,17 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 		state.Close()
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	a.rec, err = recorder.New(a.store.DB())
+	a.rec, err = openRecorder(cfg, a.store)
 	if err != nil {
 		a.closeStore(state)
 		return nil, fmt.Errorf("opening transcript: %w", err)
+	}
+	// The installation id marks minted credentials, so orphan cleanup
+	// spares another installation's on a shared backend.
+	installation, err := a.store.Installation(ctx, uuid.NewString(), time.Now())
+	if err != nil {
+		a.closeStore(state)
+		return nil, err
 	}
 	a.leases, err = lease.New(lease.Config{
 		Store: a.store,
@@ -102,10 +113,17 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 			r, ok := a.broker.State().Resources[name]
 			return r, ok
 		},
-		OnEvent:       func(ctx context.Context, ev lease.Event) error { return a.broker.RecordLease(ctx, ev) },
-		ReuseMargin:   cfg.Leases.ReuseMargin,
-		SweepInterval: cfg.Leases.SweepInterval,
-		Logger:        logger,
+		OnEvent: func(ctx context.Context, ev lease.Event) error { return a.broker.RecordLease(ctx, ev) },
+		OnInterrupted: func(ctx context.Context, c store.CallInFlight) error {
+			return interrupted(ctx, a.rec, c, a.leases.Replica())
+		},
+		ReuseMargin:       cfg.Leases.ReuseMargin,
+		SweepInterval:     cfg.Leases.SweepInterval,
+		Version:           version,
+		HeartbeatInterval: cfg.Leases.HeartbeatInterval,
+		HeartbeatTimeout:  cfg.Leases.HeartbeatTimeout,
+		Installation:      installation,
+		Logger:            logger,
 	})
 	if err != nil {
 		a.closeStore(state)
@@ -131,7 +149,7 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 	}
 	a.broker, err = broker.New(broker.Config{
 		Tools:     allTools(),
-		Recorder:  a.rec,
+		Recorder:  &inflightRecorder{rec: a.rec, store: a.store, replica: a.leases.Replica()},
 		Leases:    a.leases,
 		Approvals: a.approvals,
 		Metrics:   broker.NewMetrics(a.registry),
@@ -157,12 +175,20 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 			resources = append(resources, r)
 		}
 	}
+	if err := a.leases.Register(ctx); err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
 	if err := a.leases.Recover(ctx, resources); err != nil {
 		// A backend that is down now cannot be cleaned now; the sweeper and
 		// the next start try again. Calls to it fail with a clear error.
 		logger.Warn("could not revoke every credential an earlier run left behind", "error", err)
 	}
 	a.leases.Start(ctx)
+	if err := a.startCheckpoints(ctx); err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
 	a.approvals.Start(ctx)
 	return a, nil
 }
@@ -263,6 +289,9 @@ func (a *app) close(ctx context.Context) {
 	defer cancel()
 	var errs []error
 	if err := a.approvals.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.stopCheckpoints(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.leases.Close(ctx); err != nil {

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,13 +49,18 @@ With OIDC (auth.mode oidc), they call the server's API as you: the token comes
 from --token-file, $AIRLOCK_TOKEN or "airlock login", and the server is
 --server or the origin of public_url in the config.
 
-Without OIDC (a local, single-operator setup where you hold the store), --as
-NAME --groups G1,G2 names the approver and the commands work on the store
-directly; the transcript records that the decision came from the local CLI.
+Without OIDC (a local, single-operator setup where you hold the store), the
+commands work on the store directly: list and show read it as they are (every
+approval), and approve and deny need --as NAME --groups G1,G2 to name the
+approver; the transcript records that the decision came from the local CLI.
+
+show prints the approval for people (the call, its SQL or command, who asked,
+the rule, the decisions and who made them); --json prints it for machines.
 
 Either way the same rules hold: the approver must be in the rule's approver
 groups and must not be the requester, and min distinct approvers are needed.`,
 		Example: `  airlock approvals list --config airlock.yaml
+  airlock approvals show 3f0c... --config airlock.yaml
   airlock approvals approve 3f0c... --reason "ticket OPS-142" --config airlock.yaml
   airlock approvals deny 3f0c... --reason "not during the freeze" --as dora --groups dba --config airlock.yaml`,
 	}
@@ -66,7 +70,9 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 	cmd.PersistentFlags().StringVar(&as, "as", "", "local mode: decide on the store directly as this approver")
 	cmd.PersistentFlags().StringSliceVar(&groups, "groups", nil, "local mode: the approver's groups (comma-separated)")
 
-	open := func(ctx context.Context) (approvalsClient, error) {
+	// open finds where to read (and, for decisions, decide): without OIDC
+	// the store itself, where reading needs no name and deciding needs --as.
+	open := func(ctx context.Context, deciding bool) (approvalsClient, error) {
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			return nil, err
@@ -75,10 +81,13 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 			if cfg.Auth.Mode == config.AuthOIDC {
 				return nil, errors.New("--as is for setups without OIDC; with auth.mode oidc, log in (airlock login) and decide through the server")
 			}
-			return openLocalApprovals(ctx, cfg, policy.Identity{Subject: as, Groups: groups, Method: "cli-local"})
+			return openLocalApprovals(ctx, cfg, &policy.Identity{Subject: as, Groups: groups, Method: "cli-local"})
 		}
 		if cfg.Auth.Mode != config.AuthOIDC {
-			return nil, errors.New("without OIDC, name yourself: --as NAME --groups G1,G2 (the decision is made on the store and recorded as from the local CLI)")
+			if deciding {
+				return nil, errors.New("without OIDC, name yourself to decide: --as NAME --groups G1,G2 (the decision is made on the store and recorded as from the local CLI)")
+			}
+			return openLocalApprovals(ctx, cfg, nil)
 		}
 		base := server
 		if base == "" {
@@ -95,12 +104,15 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 		return &apiApprovals{base: strings.TrimSuffix(base, "/"), token: token}, nil
 	}
 
-	var reason string
+	var (
+		reason string
+		asJSON bool
+	)
 	list := &cobra.Command{
 		Use: "list", Short: "List approvals you requested or may decide, pending first", Args: cobra.NoArgs,
 		Example: "  airlock approvals list --config airlock.yaml",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := open(cmd.Context())
+			c, err := open(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -109,19 +121,14 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSTATE\tREQUESTER\tTOOL\tRESOURCE\tRULE\tEXPIRES")
-			for _, a := range as {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Requester.Subject, a.Tool, a.Resource, a.Rule, a.ExpiresAt.Local().Format(time.DateTime))
-			}
-			return w.Flush()
+			return writeApprovalList(cmd.OutOrStdout(), as, time.Now())
 		},
 	}
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one approval: the call, the rules that asked, the decisions", Args: cobra.ExactArgs(1),
 		Example: "  airlock approvals show 3f0c... --config airlock.yaml",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := open(cmd.Context())
+			c, err := open(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -130,11 +137,15 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 			if err != nil {
 				return err
 			}
-			out, _ := json.MarshalIndent(a, "", "  ")
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
-			return nil
+			if asJSON {
+				out, _ := json.MarshalIndent(a, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(out))
+				return nil
+			}
+			return writeApproval(cmd.OutOrStdout(), a, time.Now())
 		},
 	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print the approval as JSON, for machines")
 	decide := func(v approval.Verdict) *cobra.Command {
 		c := &cobra.Command{
 			Use:     string(v) + " ID",
@@ -142,7 +153,7 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 			Args:    cobra.ExactArgs(1),
 			Example: fmt.Sprintf("  airlock approvals %s 3f0c... --reason \"...\" --config airlock.yaml", v),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := open(cmd.Context())
+				c, err := open(cmd.Context(), true)
 				if err != nil {
 					return err
 				}
@@ -175,14 +186,17 @@ func approverToken(ctx context.Context, cfg *config.Config, tokenFile string) (s
 	return tok.AccessToken, nil
 }
 
-// localApprovals decides on the store directly (setups without OIDC).
+// localApprovals reads and decides on the store directly (setups without
+// OIDC). who is the approver --as names; without it the store is read as
+// it is (whoever holds the store file sees every approval) and nothing can
+// be decided.
 type localApprovals struct {
 	st  *store.Store
 	m   *approval.Manager
-	who policy.Identity
+	who *policy.Identity
 }
 
-func openLocalApprovals(ctx context.Context, cfg *config.Config, who policy.Identity) (*localApprovals, error) {
+func openLocalApprovals(ctx context.Context, cfg *config.Config, who *policy.Identity) (*localApprovals, error) {
 	st, err := store.Open(ctx, cfg.StoreURL())
 	if err != nil {
 		return nil, err
@@ -209,15 +223,21 @@ func openLocalApprovals(ctx context.Context, cfg *config.Config, who policy.Iden
 }
 
 func (l *localApprovals) list(ctx context.Context) ([]approval.Approval, error) {
-	return l.m.List(ctx, approval.ListFilter{Viewer: &l.who})
+	return l.m.List(ctx, approval.ListFilter{Viewer: l.who})
 }
 
 func (l *localApprovals) get(ctx context.Context, id string) (approval.Approval, error) {
-	return l.m.Status(ctx, id, l.who)
+	if l.who == nil {
+		return l.m.Get(ctx, id)
+	}
+	return l.m.Status(ctx, id, *l.who)
 }
 
 func (l *localApprovals) decide(ctx context.Context, id string, v approval.Verdict, reason string) (approval.Approval, error) {
-	return l.m.Decide(ctx, id, l.who, v, reason, approval.ViaCLILocal)
+	if l.who == nil {
+		return approval.Approval{}, errors.New("name yourself to decide: --as NAME --groups G1,G2")
+	}
+	return l.m.Decide(ctx, id, *l.who, v, reason, approval.ViaCLILocal)
 }
 
 func (l *localApprovals) close() { _ = l.st.Close() }

@@ -57,7 +57,7 @@ transcript. The agent never sees a secret.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newApprovalsCmd(), newPolicyCmd(), newTranscriptsCmd(), newConfigCmd(), newDoctorCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newStdioCmd(), newLoginCmd(), newApprovalsCmd(), newPolicyCmd(), newTranscriptsCmd(), newStoreCmd(), newConfigCmd(), newDoctorCmd(), newVersionCmd())
 	return root
 }
 

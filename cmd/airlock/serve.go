@@ -141,6 +141,15 @@ func runServe(ctx context.Context, cfgPath string, strict bool) error {
 		identity = func(context.Context) (policy.Identity, error) {
 			return localIdentity(a.config(), "", nil, "none"), nil
 		}
+		// The pages in local mode: a person picks a name and groups
+		// (loopback only; broker/web/local.go).
+		ui, err := newLocalUI(cfg, a, logger)
+		if err != nil {
+			return err
+		}
+		mux.Handle("/ui/", http.MaxBytesHandler(ui, cfg.HTTP.MaxAPIRequestBytes))
+		mux.Handle("/ui", http.RedirectHandler("/ui/", http.StatusFound))
+		logger.Info("web UI in local mode (no identity provider)", "url", "http://"+cfg.Listen+"/ui")
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -245,6 +254,30 @@ func runServe(ctx context.Context, cfgPath string, strict bool) error {
 			return err
 		}
 	}
+}
+
+// newLocalUI builds the pages in local mode, for auth.mode none on a
+// loopback listener: a random session key per process, and the approver
+// groups the policy names offered at login.
+func newLocalUI(cfg *config.Config, a *app, logger *slog.Logger) (*web.Handler, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	var groups []string
+	for _, r := range a.broker.State().Policy.Rules() {
+		if r.Approvers != nil {
+			for _, g := range r.Approvers.Groups {
+				if !slices.Contains(groups, g) {
+					groups = append(groups, g)
+				}
+			}
+		}
+	}
+	return web.New(web.Config{
+		Approvals: a.approvals, Recorder: a.rec, Local: true, LocalGroups: groups,
+		PublicURL: "http://" + cfg.Listen + "/mcp", SessionKey: key, Logger: logger,
+	})
 }
 
 // newUI builds the pages for approvers and reviewers, with their OAuth

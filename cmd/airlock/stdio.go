@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mark3labs/mcp-go/server"
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-mcp/airlock/broker/authn"
@@ -121,8 +120,8 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 		}
 	}()
 
-	stdio := server.NewStdioServer(mcpSrv.MCP())
-	err = stdio.Listen(ctx, in, out)
+	// mcp-go's stdio server, behind the task layer's line filter.
+	err = mcpSrv.ServeStdio(ctx, in, out)
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil
 	}

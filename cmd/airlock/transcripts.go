@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,20 +26,26 @@ store. These commands read it; the store is the one in --config, or --store.`,
 	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "airlock.yaml", "config file naming the store")
 	cmd.PersistentFlags().StringVar(&storeURL, "store", "", "store URL (overrides the config), e.g. sqlite://./airlock.db")
 
-	open := func(ctx context.Context) (*recorder.Recorder, func(), error) {
+	open := func(cmd *cobra.Command) (*recorder.Recorder, func(), error) {
+		ctx := cmd.Context()
 		url := storeURL
-		if url == "" {
-			cfg, err := config.Load(cfgPath)
-			if err != nil {
+		// The config also gives the checkpoint key: it is read unless
+		// --store alone is given.
+		cfg := &config.Config{}
+		if url == "" || cmd.Flags().Changed("config") {
+			var err error
+			if cfg, err = config.Load(cfgPath); err != nil {
 				return nil, nil, err
 			}
+		}
+		if url == "" {
 			url = cfg.StoreURL()
 		}
 		st, err := store.Open(ctx, url)
 		if err != nil {
 			return nil, nil, err
 		}
-		rec, err := recorder.New(st.DB())
+		rec, err := openRecorder(cfg, st)
 		if err != nil {
 			_ = st.Close()
 			return nil, nil, err
@@ -53,7 +56,7 @@ store. These commands read it; the store is the one in --config, or --store.`,
 	// withRecorder opens the transcript for one command and closes it after.
 	withRecorder := func(run func(cmd *cobra.Command, args []string, rec *recorder.Recorder) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			rec, done, err := open(cmd.Context())
+			rec, done, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -122,20 +125,28 @@ store. These commands read it; the store is the one in --config, or --store.`,
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TIME\tCALL\tSUBJECT\tTOOL\tRESOURCE\tEFFECT\tOUTCOME")
+			views := make([]callView, 0, len(calls))
 			for _, c := range calls {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.Local().Format(time.DateTime), c.CallID, c.Subject, c.Tool, c.Resource, dash(c.Effect), c.Outcome)
+				events, err := rec.Events(cmd.Context(), recorder.Filter{CallID: c.CallID})
+				if err != nil {
+					return err
+				}
+				views = append(views, viewCall(events))
 			}
-			return w.Flush()
+			return writeCallList(cmd.OutOrStdout(), views)
 		}),
 	}
 	listFlags = addFilters(list, 100, "at most this many calls, newest first (0: all)")
 
+	var showJSON bool
 	show := &cobra.Command{
-		Use:     "show CALL_ID",
-		Short:   "Show every event of one call",
-		Example: "  airlock transcripts show 0b6c1f3e-... --config airlock.yaml",
+		Use:   "show CALL_ID",
+		Short: "Show one call: who, what, the decision, how it ended, and its events",
+		Long: "Show one call for people: the identity, tool and resource, the SQL or command (as masked\n" +
+			"in the transcript), the decision and its rule, the outcome (completed, denied, refused,\n" +
+			"invalid, failed, pending, unfinished) and each event with its time from the first.\n" +
+			"--json prints the events with their data as JSON lines, as transcripts export does.",
+		Example: "  airlock transcripts show 0b6c1f3e-... --config airlock.yaml\n  airlock transcripts show 0b6c1f3e-... --json | jq .data",
 		Args:    cobra.ExactArgs(1),
 		RunE: withRecorder(func(cmd *cobra.Command, args []string, rec *recorder.Recorder) error {
 			events, err := rec.Events(cmd.Context(), recorder.Filter{CallID: args[0]})
@@ -145,23 +156,26 @@ store. These commands read it; the store is the one in --config, or --store.`,
 			if len(events) == 0 {
 				return fmt.Errorf("no call %s in the transcript", args[0])
 			}
-			for _, ev := range events {
-				var data any
-				_ = json.Unmarshal(ev.Data, &data)
-				pretty, _ := json.MarshalIndent(data, "    ", "  ")
-				fmt.Fprintf(cmd.OutOrStdout(), "#%d %s %s subject=%s\n    %s\n", ev.Seq, ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ev.Subject, pretty)
+			if !showJSON {
+				return writeCall(cmd.OutOrStdout(), events)
 			}
-			return nil
+			return rec.Export(cmd.Context(), cmd.OutOrStdout(), recorder.Filter{CallID: args[0]})
 		}),
 	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print the events as JSON lines, for machines")
 
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute the hash chain; exit non-zero naming the first event changed, removed or inserted",
-		Long: `Recompute every event's hash from its content and its predecessor's hash.
-Exit 0 when the chain is intact; exit 1 naming the first event that was changed,
-removed or inserted. Removing events from the very end cannot be seen from the
-chain alone: compare the head it prints with one you kept elsewhere.`,
+		Long: `Recompute every event's hash from its content and its predecessor's hash, then
+check the chain against the latest signed checkpoint of its head (written by
+airlock serve every transcripts.checkpoint_interval): the chain must reach it,
+with the same hash, and the checkpoint must be signed with the config's
+checkpoint key. Exit 0 when the chain is intact, saying how far back the
+checkpoint's proof reaches; exit 1 naming the first event that was changed,
+removed or inserted, or the events cut off its end. Events after the latest
+checkpoint are covered by the chain alone: compare the head it prints with one
+you kept elsewhere (the checkpoint log lines).`,
 		Example: "  airlock transcripts verify --config airlock.yaml",
 		Args:    cobra.NoArgs,
 		RunE: withRecorder(func(cmd *cobra.Command, _ []string, rec *recorder.Recorder) error {
@@ -173,6 +187,7 @@ chain alone: compare the head it prints with one you kept elsewhere.`,
 				return &exitError{code: 1, msg: fmt.Sprintf("transcript chain is broken at event #%d (%s): %s; %d events before it verify", rep.BadSeq, rep.Reason, rep.Detail, rep.Count)}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "transcript intact: %d events, head #%d %s\n", rep.Count, rep.HeadSeq, rep.HeadHash)
+			fmt.Fprintln(cmd.OutOrStdout(), checkpointLine(rep.Checkpoint))
 			return nil
 		}),
 	}

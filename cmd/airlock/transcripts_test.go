@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/recorder"
@@ -93,5 +94,79 @@ func TestTranscriptsExportLimit(t *testing.T) {
 	out, _ = runCLI(t, "transcripts", "list", "--store", url)
 	if n := strings.Count(out, "call-"); n != 100 {
 		t.Errorf("plain list: %d calls, want 100 (its default)", n)
+	}
+}
+
+// transcripts list and show print for people: the outcome in words, the
+// statement or command (shortened in the list, whole in show), the
+// decision and its rule, durations as 10ms or 2s; show --json prints the
+// events as export does.
+func TestTranscriptsPrintForPeople(t *testing.T) {
+	defer func(l *time.Location) { time.Local = l }(time.Local)
+	time.Local = time.UTC
+	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
+	ctx := context.Background()
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recorder.New(st.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	ev := func(at time.Time, typ, call, effect, data string) recorder.Event {
+		tool, res := "query_db", "shop"
+		if call == "call-ssh" {
+			tool, res = "run_ssh", "web-1"
+		}
+		return recorder.Event{Time: at, Type: typ, CallID: call, Subject: "alice", Tool: tool, Resource: res, Effect: effect, Data: json.RawMessage(data)}
+	}
+	for _, e := range []recorder.Event{
+		ev(at(0), "call.received", "call-ok", "", `{"arguments":{"resource":"shop","sql":"SELECT id, email\nFROM customers WHERE id = $1","params":[9007199254740993]}}`),
+		ev(at(2*time.Millisecond), "call.decided", "call-ok", "allow", `{"decision":{"effect":"allow","rule":"reads-are-fine","message":""}}`),
+		ev(at(14*time.Millisecond), "call.executed", "call-ok", "", `{"duration_ms":11,"row_count":1}`),
+		ev(at(15*time.Millisecond), "call.completed", "call-ok", "", `{}`),
+		ev(at(time.Second), "call.received", "call-deny", "", `{"arguments":{"resource":"shop","sql":"DELETE FROM orders"}}`),
+		ev(at(time.Second+time.Millisecond), "call.decided", "call-deny", "deny", `{"decision":{"effect":"deny","rule":"no-deletes","message":"No deletes."}}`),
+		ev(at(time.Second+2*time.Millisecond), "call.refused", "call-deny", "", `{"outcome":"denied","reason":"Denied by rule \"no-deletes\": No deletes."}`),
+		ev(at(2*time.Second), "call.received", "call-held", "", `{"arguments":{"resource":"shop","sql":"UPDATE orders SET status = 'lost' WHERE id = 7"}}`),
+		ev(at(2*time.Second+time.Millisecond), "call.decided", "call-held", "approve", `{"decision":{"effect":"approve","rule":"writes-need-a-dba"}}`),
+		ev(at(47*time.Second), "call.refused", "call-held", "", `{"outcome":"pending","reason":"Held for approval by dba under rule \"writes-need-a-dba\" (approval 5d1a): the call has not run."}`),
+		ev(at(50*time.Second), "call.received", "call-ssh", "", `{"arguments":{"resource":"web-1","command":"journalctl -u nginx -n 50 --no-pager --since '10 minutes ago' | grep -v healthz | tail -n 20"}}`),
+		ev(at(50*time.Second+time.Millisecond), "call.decided", "call-ssh", "allow", `{"decision":{"effect":"allow","rule":"ops-read-only-diagnostics"}}`),
+	} {
+		if _, err := rec.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	list, code := runCLI(t, "transcripts", "list", "--store", url)
+	if code != 0 {
+		t.Fatalf("list: exit %d:\n%s", code, list)
+	}
+	var shown strings.Builder
+	for _, id := range []string{"call-ok", "call-deny", "call-held", "call-ssh"} {
+		out, code := runCLI(t, "transcripts", "show", id, "--store", url)
+		if code != 0 {
+			t.Fatalf("show %s: exit %d:\n%s", id, code, out)
+		}
+		shown.WriteString(out + "----\n")
+	}
+	checkGolden(t, "transcripts_list.golden", list)
+	checkGolden(t, "transcripts_show.golden", shown.String())
+
+	out, code := runCLI(t, "transcripts", "show", "call-ok", "--json", "--store", url)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 {
+		t.Fatalf("show --json: exit %d, %d lines:\n%s", code, len(lines), out)
+	}
+	for _, l := range lines {
+		var e recorder.Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.CallID != "call-ok" || e.Hash == "" {
+			t.Errorf("show --json line %q: %v", l, err)
+		}
 	}
 }

@@ -139,7 +139,7 @@ fi
 config="$here/airlock.yaml"
 cat <<MSG
 
-$(say "Airlock is starting at http://127.0.0.1:8080/mcp")
+$(say "Airlock is starting at http://127.0.0.1:8080/mcp — approvals in the browser: http://127.0.0.1:8080/ui")
 Register it in your MCP client:
 
   Claude Code (HTTP, while make demo runs):
@@ -168,9 +168,12 @@ Then ask the agent, for example:
 
 $ssh_note
 
-Approve a held write (the agent's call waits up to 60 s, then answers
+Approve a held write in the browser (local mode: pick a name such as dora
+and the group dba; loopback only):
+  http://127.0.0.1:8080/ui
+or from a terminal (the agent's call waits up to 45 s, then answers
 "pending" with the approval id; after approval the same call runs):
-  $airlock approvals list    --config $config --as dora --groups dba
+  $airlock approvals list    --config $config
   $airlock approvals approve ID --config $config --as dora --groups dba --reason "looks right"
 
 Review what happened:

@@ -354,8 +354,16 @@ func TestKubernetesConfigChecks(t *testing.T) {
 		writeFile(t, filepath.Join(dir, key), []byte(data[key]))
 	}
 	configCheck(t, filepath.Join(dir, "airlock.yaml"))
-	if !strings.Contains(data["airlock.yaml"], "# store: postgres://") {
-		t.Error("the ConfigMap's airlock.yaml has no marked place for store: postgres://…")
+	// Two replicas share one store: it must be PostgreSQL, its password
+	// by reference to the file the Deployment mounts from the Secret.
+	var cfg struct {
+		Store string `json:"store"`
+	}
+	if err := yaml.Unmarshal([]byte(data["airlock.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg.Store, "postgres://") || !strings.Contains(cfg.Store, "password_file=secrets/store-password") {
+		t.Errorf("the ConfigMap's store is %q, want postgres://… with password_file=secrets/store-password (two replicas share it)", cfg.Store)
 	}
 }
 
@@ -426,8 +434,8 @@ func TestKubernetesDeploymentMatchesImageAndConfig(t *testing.T) {
 		t.Errorf("replicas = %d, want 2 (the shape for the PostgreSQL store)", d.Spec.Replicas)
 	}
 	k := readKustomization(t)
-	if len(k.Replicas) != 1 || k.Replicas[0].Name != "airlock" || k.Replicas[0].Count != 1 {
-		t.Errorf("kustomization.yaml replicas = %+v, want airlock: 1 while the store is SQLite", k.Replicas)
+	if len(k.Replicas) != 0 {
+		t.Errorf("kustomization.yaml replicas = %+v, want none: the Deployment's two replicas share the PostgreSQL store", k.Replicas)
 	}
 	if len(spec.Containers) != 1 {
 		t.Fatalf("%d containers, want 1", len(spec.Containers))

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ const screenshotsEnv = "AIRLOCK_SCREENSHOTS"
 // the decision take effect (the waiting call consumes the approval and
 // completes), and opens the call's transcript.
 func TestBrowserApprovesAHeldCall(t *testing.T) {
-	chromium := chromiumPath(t)
+	chromium := testenv.ChromiumPath(t)
 
 	// The login and consent app: Hydra sends the browser here; it logs in
 	// bob, a DBA, and puts his email and groups in the ID token.
@@ -124,7 +123,7 @@ func TestBrowserApprovesAHeldCall(t *testing.T) {
 	go func() { done <- held.wait(context.Background(), rec, mgr) }()
 
 	// The browser.
-	ctx, cancel := browser(t, chromium)
+	ctx, cancel := testenv.Browser(t, chromium)
 	defer cancel()
 	shots := os.Getenv(screenshotsEnv)
 	card := "#approval-" + held.approval.ID
@@ -422,53 +421,6 @@ func newID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-// chromiumPath finds Debian's chromium.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	var firstErr error
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		p, err := exec.LookPath(name)
-		if err == nil {
-			return p
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	testenv.Unavailable(t, "Chromium", "apt-get install chromium", firstErr)
-	return ""
-}
-
-// browser starts a headless Chromium with a fresh profile.
-func browser(t *testing.T, path string) (context.Context, context.CancelFunc) {
-	t.Helper()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	ctx, cancelCtx := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		cancelTimeout()
-		cancelCtx()
-		cancelAlloc()
-		testenv.Unavailable(t, "Chromium", "apt-get install chromium", err)
-	}
-	return ctx, func() { cancelTimeout(); cancelCtx(); cancelAlloc() }
 }
 
 // screenshot saves the whole page as a PNG.

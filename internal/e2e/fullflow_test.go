@@ -19,7 +19,7 @@ import (
 // in a real browser through Hydra and approves; the agent's call completes;
 // the DBA opens the call's transcript and sees every step.
 func TestFullApprovalFlowWithBrowser(t *testing.T) {
-	chromium := chromiumPath(t)
+	chromium := testenv.ChromiumPath(t)
 	bob := person{Subject: "bob", Email: "bob@example.com", Groups: []string{"dba"}}
 	var adminURL string
 	loginApp := httptest.NewServer(loginConsentApp(t, &adminURL, bob))
@@ -77,7 +77,7 @@ ui:
 	}
 
 	// The DBA approves in the browser.
-	ctx, cancel := browser(t, chromium)
+	ctx, cancel := testenv.Browser(t, chromium)
 	defer cancel()
 	card := "#approval-" + id
 	if err := chromedp.Do(ctx,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/tools"
 )
 
@@ -31,16 +32,43 @@ GROUP BY c.id, c.name, c.email, r.spent
 ORDER BY r.spent DESC
 LIMIT 20`
 
-// BenchmarkSQLFacts parses a realistic three-table join with a CTE and a
-// subquery and derives its policy facts.
+// BenchmarkSQLFacts derives the policy facts of a realistic three-table
+// join with a CTE and a subquery: repeated, the same text each time (the
+// parse comes from the cache, the facts are a fresh copy); distinct, a
+// different text each time (LIMIT n: parsed, walked and added to the
+// cache, evicting the oldest); uncached, straight through the parser and
+// the walk, as every call did before the cache.
 func BenchmarkSQLFacts(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		f := SQLFacts(benchFactsSQL)
+	check := func(b *testing.B, f policy.SQL) {
 		if !f.ReadOnly || len(f.TablesRead) != 3 {
 			b.Fatalf("facts: %+v", f)
 		}
 	}
+	b.Run("repeated", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			check(b, SQLFacts(benchFactsSQL))
+		}
+	})
+	b.Run("distinct", func(b *testing.B) {
+		base := strings.TrimSuffix(benchFactsSQL, "20")
+		n := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			n++
+			check(b, SQLFacts(base+strconv.Itoa(n)))
+		}
+	})
+	b.Run("uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := parseSQLAt(benchFactsSQL, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, p.facts)
+		}
+	})
 }
 
 const benchSelectSQL = "SELECT id, name, email, balance FROM customers WHERE id = $1"
@@ -67,6 +95,90 @@ func BenchmarkExecuteSelect(b *testing.B) {
 		if err != nil || len(out.Table.Rows) != 1 {
 			b.Fatalf("%v %v", out, err)
 		}
+	}
+}
+
+// BenchmarkExecuteSelectPipelined compares, in one loop so that a busy
+// machine slows them alike, the same SELECT run the ways a call can run,
+// and reports the median wall time of each (µs):
+//   - pipelined: QueryDB.Execute, what a call does (one round trip for the
+//     transaction, after the pool's ping of the connection);
+//   - sequential: the same statement step by step, as every call ran
+//     before (BEGIN and the limits, the statement, the end and reset: three
+//     round trips, after the ping);
+//   - pipelined-noping: pipelined on a pool that does not ping each
+//     connection it hands out (pgxpool's default, ping after 1 s idle);
+//   - pgx: the query alone on an open connection (BenchmarkPgxDirect).
+func BenchmarkExecuteSelectPipelined(b *testing.B) {
+	f := newFixture(b)
+	cred := f.mint(b, "readonly")
+	ping := f.resource.credCfg.ShouldPing
+	f.resource.credCfg.ShouldPing = nil
+	noPing := f.mint(b, "readonly")
+	f.resource.credCfg.ShouldPing = ping
+	qdb := &QueryDB{}
+	raw, err := qdb.Decode(json.RawMessage(fmt.Sprintf(`{"resource": "shop", "sql": %q, "params": [1]}`, benchSelectSQL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	args := raw.(*QueryArgs)
+	st := args.parsed.statements[0]
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=%s password=%s sslmode=disable",
+		f.pg.Port, cred.Handle(), cred.password.Reveal()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	ways := []struct {
+		name string
+		run  func() error
+	}{
+		{"pipelined", func() error {
+			_, err := qdb.Execute(ctx, tools.Target{Resource: f.resource, Credential: cred, Limits: defaultLimits()}, args)
+			return err
+		}},
+		{"sequential", func() error {
+			e := &execution{resource: f.resource, cred: cred, limits: defaultLimits(), sequential: true,
+				stmts: []execStatement{{text: st.text, args: args.Params, read: true, node: st.node}}}
+			_, _, err := e.run(ctx)
+			return err
+		}},
+		{"pipelined-noping", func() error {
+			_, err := qdb.Execute(ctx, tools.Target{Resource: f.resource, Credential: noPing, Limits: defaultLimits()}, args)
+			return err
+		}},
+		{"pgx", func() error {
+			rows, err := conn.Query(ctx, benchSelectSQL, 1)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				if _, err := rows.Values(); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}},
+	}
+	for _, w := range ways { // warm pools and caches
+		if err := w.run(); err != nil {
+			b.Fatalf("%s: %v", w.name, err)
+		}
+	}
+	times := make([][]time.Duration, len(ways))
+	for b.Loop() {
+		for i, w := range ways {
+			start := time.Now()
+			if err := w.run(); err != nil {
+				b.Fatalf("%s: %v", w.name, err)
+			}
+			times[i] = append(times[i], time.Since(start))
+		}
+	}
+	for i, w := range ways {
+		slices.Sort(times[i])
+		b.ReportMetric(float64(times[i][len(times[i])/2].Nanoseconds())/1000, w.name+"-µs")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -171,4 +172,46 @@ func (c *Credential) guardRefusal(pe *pgconn.PgError) error {
 		what += " and views that read them or call functions that may (" + listSome(c.withheld, 4) + ")"
 	}
 	return fmt.Errorf("%w; this lease was minted so that PostgreSQL refuses %s: name the columns you need instead of * or whole rows", pe, what)
+}
+
+// installationPrefix starts the COMMENT of every role minted once an
+// installation id is set: "airlock installation <id>".
+const installationPrefix = "airlock installation "
+
+// SetInstallation sets the installation id minted roles are marked with
+// (their COMMENT) and that Orphans looks for, so two airlock installations
+// on one cluster never drop each other's roles. The lease manager sets it
+// from the store before it mints or lists orphans.
+func (r *Resource) SetInstallation(id string) { r.installation.Store(&id) }
+
+// installationComment is the statement that marks a new role, appended to
+// CREATE ROLE so both run in one implicit transaction, or "" before an
+// installation is set.
+func (r *Resource) installationComment(ident string) (string, error) {
+	id := r.installation.Load()
+	if id == nil {
+		return "", nil
+	}
+	valid := *id != ""
+	for _, c := range *id {
+		valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')
+	}
+	if !valid {
+		return "", fmt.Errorf("installation id %q: only letters, digits and '-'", *id)
+	}
+	return "; COMMENT ON ROLE " + ident + " IS " + quoteLiteral(installationPrefix+*id), nil
+}
+
+// queryOurRoles lists the roles with the lease prefix this installation
+// minted (their COMMENT names it), or all of them before an installation
+// is set. A role minted before installations existed has no comment: it
+// is left to its VALID UNTIL.
+func (r *Resource) queryOurRoles(ctx context.Context, pool *pgxpool.Pool) (pgx.Rows, error) {
+	id := r.installation.Load()
+	if id == nil {
+		return pool.Query(ctx, `SELECT rolname FROM pg_roles WHERE rolname LIKE 'airlock\_%' ORDER BY rolname`)
+	}
+	return pool.Query(ctx, `SELECT rolname FROM pg_roles
+		WHERE rolname LIKE 'airlock\_%' AND shobj_description(oid, 'pg_authid') = $1 ORDER BY rolname`,
+		installationPrefix+*id)
 }

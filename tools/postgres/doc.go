@@ -28,12 +28,19 @@
 // # One call
 //
 //	agent SQL ──Decode──▶ pg_query parse (syntax errors stop here, with position)
-//	          ──Facts───▶ statement kinds, tables read/written, functions, read_only
+//	          ──Facts───▶ statement kinds, tables read/written, functions,
+//	                      read_only; SQL in literal text arguments (query_to_xml,
+//	                      ts_stat, …: sqltext.go) parsed and merged; functions
+//	                      classified from pg_proc (functions.go). What cannot be
+//	                      seen through (SQL text in a non-literal argument, DO,
+//	                      grammar newer than PostgreSQL 15, …) is tools.Opaque:
+//	                      refused before policy
 //	          ──Execute─▶ refuse before the server sees anything:
 //	                        transaction control, SET ROLE / SESSION AUTHORIZATION,
-//	                        RESET ALL, DISCARD, changes to the limits,
-//	                        several statements (unless Limits.MultiStatement),
-//	                        anything but a plain read under a read-only grant
+//	                        RESET ALL, DISCARD, changes to the limits and to
+//	                        protected settings, several statements (unless
+//	                        Limits.MultiStatement), anything but a plain read
+//	                        under a read-only grant
 //	                      connect as the lease's role (TCP, SCRAM; pooled per lease)
 //	                      BEGIN READ ONLY            (read_write grant: BEGIN)
 //	                      SET LOCAL statement_timeout, idle_in_transaction_session_timeout
@@ -41,11 +48,20 @@
 //	                      stream rows ──▶ cut at MaxRows / MaxBytes
 //	                        (cut: cancel the query, discard the connection)
 //	                      ROLLBACK                   (read_write grant: COMMIT)
+//	                      + session reset in the same round trip (endCall):
+//	                        advisory locks released, setseed, DEALLOCATE ALL,
+//	                        RESET / DISCARD as the grant allows, so nothing a
+//	                        call did to the session reaches the next call
 //	          ──Render──▶ {"columns","rows","row_count","truncated","notice"} + text table
+//	                      (whole values within 16 KiB; what was cut and how to get
+//	                      the rest is said: render.go, docs/postgres.md)
 //
-// Result columns carry the table and column they come from (resolved from the
-// row description's table OID and attribute number, cached per resource), so
-// masking rules such as "customers.email" apply through aliases.
+// Result columns carry where their values come from (provenance.go): the
+// row description's table OID and attribute number where PostgreSQL gives
+// them, otherwise the columns the expression, view or CTE reads, resolved
+// against the catalog (cached per resource), or unknown. The broker masks a
+// column whose sources include a protected column, and every unknown column
+// when the profile protects any, and says why in the result.
 //
 // Errors: database errors are *pgconn.PgError and read
 // "ERROR: <message> (SQLSTATE xxxxx)", reduced to severity, SQLSTATE and a

@@ -67,6 +67,9 @@ type execution struct {
 	cred     *Credential
 	limits   tools.Limits
 	stmts    []execStatement
+	// sequential runs a one-statement call the way a call of several
+	// runs, one round trip per step (BenchmarkExecuteSelectPipelined compares).
+	sequential bool
 }
 
 // run executes the statements in one transaction:
@@ -77,6 +80,11 @@ type execution struct {
 //	each statement (extended protocol, text results): stream, cut at the limits
 //	ROLLBACK (read-only grant, an error, or a cut) | COMMIT (read_write),
 //	  and the session reset in the same round trip (endCall)
+//
+// A call of one statement sends these steps pipelined (pipeline.go): one
+// round trip under a read-only grant, two under a read-write one. A call of
+// several runs them one round trip each, as a statement's parameter types
+// may depend on what the statements before it did.
 //
 // A result cut off at the limits is abandoned at once: the query's context
 // is cancelled, which closes the connection, and the server ends the
@@ -127,6 +135,11 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 		begin = "BEGIN READ ONLY"
 	}
 	pc := conn.Conn()
+	if len(e.stmts) == 1 && !e.sequential {
+		results, notice, abandon, err := e.runPipelined(ctx, callCtx, pc, begin, ms, limits)
+		discard = abandon
+		return results, notice, err
+	}
 	if _, err := pc.Exec(callCtx, begin+"; SELECT pg_catalog.set_config('statement_timeout', '"+ms+"', true), pg_catalog.set_config('idle_in_transaction_session_timeout', '"+ms+"', true)"); err != nil {
 		discard = true // the transaction state is unknown
 		return nil, "", e.queryError(ctx, pc, -1, err)
@@ -169,8 +182,10 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 }
 
 // Every call ends with its transaction's end and a session reset, in one
-// simple-protocol round trip of our own text (endCall), so that no session
-// state outlives the call on a pooled connection. First what no
+// simple-protocol round trip of our own text (endCall; a one-statement call
+// under a read-only grant sends the same statements pipelined with it, see
+// pipeline.go), so that no session state outlives the call on a pooled
+// connection. First what no
 // transaction undoes, after any call:
 //
 //	SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.setseed(<seed>)
@@ -272,6 +287,24 @@ func (e *execution) runStatement(ctx context.Context, conn *pgx.Conn, st execSta
 	if err != nil {
 		return execResult{}, false, err
 	}
+	return e.collect(ctx, conn, rows, qcancel, st, limits)
+}
+
+// resultRows is what collect reads a result through: pgx.Rows, or a
+// pipeline's *pgconn.ResultReader (readerRows).
+type resultRows interface {
+	FieldDescriptions() []pgconn.FieldDescription
+	Next() bool
+	RawValues() [][]byte
+	Close()
+	Err() error
+	CommandTag() pgconn.CommandTag
+}
+
+// collect reads a statement's result up to the limits, resolving where its
+// columns come from first. abandon cancels the context the result is read
+// under, which closes the connection. abandoned reports that it did.
+func (e *execution) collect(ctx context.Context, conn *pgx.Conn, rows resultRows, abandon context.CancelFunc, st execStatement, limits tools.Limits) (execResult, bool, error) {
 	var res execResult
 	fds := rows.FieldDescriptions()
 	res.hasRows = len(fds) > 0
@@ -309,7 +342,7 @@ func (e *execution) runStatement(ctx context.Context, conn *pgx.Conn, st execSta
 	}
 	if res.truncated {
 		if st.read || e.cred.readOnly {
-			qcancel() // closes the connection at once instead of draining the rest
+			abandon() // closes the connection at once instead of draining the rest
 			rows.Close()
 			res.table.Tag = fmt.Sprintf("SELECT %d", len(res.table.Rows))
 			return res, true, nil

@@ -401,9 +401,10 @@ func TestRender(t *testing.T) {
 	want := "id   | note\n" +
 		"---- | ----------------------------------------\n" +
 		"1    | short\n" +
-		"22   | long long long long long long long long…\n" +
+		"22   | " + strings.Repeat("long ", 20) + "\n" +
 		"NULL | two\\nlines\n" +
-		"(3 rows, truncated)\nnotice: result cut off"
+		"(3 rows, truncated at the call's limits)\nnotice: result cut off\n" +
+		"to get the rows the limits cut: ask for more with max_rows (the broker's limits still apply), narrow the query (WHERE, fewer columns), or page with ORDER BY … LIMIT 3 OFFSET 3"
 	if text != want {
 		t.Errorf("text =\n%s\nwant\n%s", text, want)
 	}

@@ -133,7 +133,9 @@ func SQLFacts(sql string) policy.SQL {
 	return p.facts
 }
 
-func parseSQL(sql string) (*parsedSQL, error) { return parseSQLAt(sql, 0) }
+// parseSQL parses a call's own SQL, through the cache of recent parses
+// (parsecache.go): the result is the caller's to keep.
+func parseSQL(sql string) (*parsedSQL, error) { return parses.parse(sql) }
 
 // parseSQLAt parses SQL found depth levels deep in SQL text run by
 // functions (0 for the call's own SQL).

@@ -3,6 +3,8 @@ package postgres
 import (
 	"fmt"
 	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // How a statement's functions decide whether it is a plain read.
@@ -38,6 +40,7 @@ type builtinFunction struct {
 	volatility byte   // 'i' immutable, 's' stable, 'v' volatile: the most volatile overload
 	leakproof  bool   // every overload is leakproof
 	kinds      string // prokind of the overloads (f function, a aggregate, w window, p procedure); t: a function-style cast to a built-in type
+	retset     bool   // some overload returns a set (proretset)
 }
 
 // sideEffect is a function known to act outside the statement's own result:
@@ -244,4 +247,20 @@ func operatorEffect(exact string) string {
 
 func functionBaseName(name string) string {
 	return name[strings.LastIndexByte(name, '.')+1:]
+}
+
+// setReturning reports whether a call names a built-in function that
+// returns a set in some overload (pg_proc.proretset), resolved as
+// builtinFunctionOf resolves names. In a select list such a call yields as
+// many rows as its arguments decide: generate_series(1, ascii(email))
+// yields the code of a character.
+func setReturning(names []*pg_query.Node) bool {
+	schema, name := splitName(qualifiedName(names))
+	switch schema {
+	case "", "pg_catalog":
+		return builtinFunctions[name].retset
+	case "information_schema":
+		return builtinFunctions["information_schema."+name].retset
+	}
+	return false
 }

@@ -86,10 +86,11 @@ func generateFunctionTable(t *testing.T, ctx context.Context, conn *pgx.Conn) []
 		volatility byte
 		leakproof  bool
 		kinds      string
+		retset     bool
 	}
 	rank := map[byte]int{'i': 0, 's': 1, 'v': 2}
 	entries := map[string]*entry{}
-	add := func(key string, vol byte, leakproof bool, kind byte) {
+	add := func(key string, vol byte, leakproof bool, kind byte, retset bool) {
 		e := entries[key]
 		if e == nil {
 			e = &entry{volatility: vol, leakproof: leakproof}
@@ -99,6 +100,7 @@ func generateFunctionTable(t *testing.T, ctx context.Context, conn *pgx.Conn) []
 			e.volatility = vol
 		}
 		e.leakproof = e.leakproof && leakproof
+		e.retset = e.retset || retset
 		if !strings.ContainsRune(e.kinds, rune(kind)) {
 			k := []byte(e.kinds + string(kind))
 			slices.Sort(k)
@@ -106,15 +108,15 @@ func generateFunctionTable(t *testing.T, ctx context.Context, conn *pgx.Conn) []
 		}
 	}
 	rows, err := conn.Query(ctx, `
-		SELECT n.nspname, p.proname, p.provolatile::text, p.proleakproof, p.prokind::text
+		SELECT n.nspname, p.proname, p.provolatile::text, p.proleakproof, p.prokind::text, p.proretset
 		FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		WHERE p.oid < 16384 ORDER BY 1, 2`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var schema, name, vol, kind string
-	var leakproof bool
-	if _, err := pgx.ForEachRow(rows, []any{&schema, &name, &vol, &leakproof, &kind}, func() error {
+	var leakproof, retset bool
+	if _, err := pgx.ForEachRow(rows, []any{&schema, &name, &vol, &leakproof, &kind, &retset}, func() error {
 		key := name
 		switch schema {
 		case "pg_catalog":
@@ -123,7 +125,7 @@ func generateFunctionTable(t *testing.T, ctx context.Context, conn *pgx.Conn) []
 		default:
 			return fmt.Errorf("built-in function %s.%s in an unexpected schema", schema, name)
 		}
-		add(key, vol[0], leakproof, kind[0])
+		add(key, vol[0], leakproof, kind[0], retset)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -145,7 +147,7 @@ func generateFunctionTable(t *testing.T, ctx context.Context, conn *pgx.Conn) []
 	var vrank int
 	if _, err := pgx.ForEachRow(rows, []any{&name, &vrank}, func() error {
 		if _, isFunction := entries[name]; !isFunction {
-			add(name, "isv"[vrank], false, 't')
+			add(name, "isv"[vrank], false, 't', false)
 		}
 		return nil
 	}); err != nil {
@@ -193,7 +195,7 @@ var builtinFunctions = map[string]builtinFunction{
 `)
 	for _, k := range keys {
 		e := entries[k]
-		fmt.Fprintf(&b, "\t%q: {%q, %v, %q},\n", k, e.volatility, e.leakproof, e.kinds)
+		fmt.Fprintf(&b, "\t%q: {%q, %v, %q, %v},\n", k, e.volatility, e.leakproof, e.kinds, e.retset)
 	}
 	b.WriteString("}\n\n// builtinRowFunctions holds the names of the built-in functions of which an\n// overload may return a row (a composite type, record, or a polymorphic type).\nvar builtinRowFunctions = map[string]bool{\n")
 	for _, fn := range rowFunctions {

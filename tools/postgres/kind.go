@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -201,6 +202,10 @@ func credentialConfig(admin *pgxpool.Config, connectHost string) *pgxpool.Config
 	cc.User = ""
 	cc.Password = ""
 	cc.ConnectTimeout = 10 * time.Second
+	// A call's connection is pinged only after it sat idle for a second
+	// (pgxpool's default), not before every call as the admin's are: on a
+	// warm lease the ping would be a round trip of its own on every call.
+	cfg.ShouldPing = nil
 	// Agent SQL goes over the extended protocol only, whatever the admin
 	// DSN's default_query_exec_mode says: never the simple protocol with
 	// client-side interpolation of parameters.
@@ -225,6 +230,8 @@ type Resource struct {
 	adminCfg *pgxpool.Config
 	credCfg  *pgxpool.Config
 	meta     *metadataCache
+	// installation marks minted roles (credential.go); nil until set.
+	installation atomic.Pointer[string]
 
 	mu     sync.Mutex
 	admin  *pgxpool.Pool
@@ -364,9 +371,13 @@ func (r *Resource) Mint(ctx context.Context, req tools.MintRequest) (tools.Crede
 		}
 		inRole = ""
 	}
-	_, err = pool.Exec(ctx, "CREATE ROLE "+ident+" "+attrs+inRole)
+	mark, err := r.installationComment(ident)
+	if err != nil {
+		return nil, fmt.Errorf("minting postgres role %s for resource %s: %w", role, r.spec.Name, err)
+	}
+	_, err = pool.Exec(ctx, "CREATE ROLE "+ident+" "+attrs+inRole+mark)
 	if pgErrorCode(err) == "42710" { // duplicate_object: a retried mint
-		_, err = pool.Exec(ctx, "ALTER ROLE "+ident+" "+attrs)
+		_, err = pool.Exec(ctx, "ALTER ROLE "+ident+" "+attrs+mark)
 		switch {
 		case err != nil:
 		case plan == nil:
@@ -478,13 +489,15 @@ func ensureRetiredOwner(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Orphans lists the roles with Airlock's prefix that exist on the server.
+// Orphans lists the roles with Airlock's prefix that exist on the server
+// and carry this installation's mark (credential.go); before an
+// installation is set, every role with the prefix.
 func (r *Resource) Orphans(ctx context.Context) ([]string, error) {
 	pool, err := r.adminPool()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := pool.Query(ctx, `SELECT rolname FROM pg_roles WHERE rolname LIKE 'airlock\_%' ORDER BY rolname`)
+	rows, err := r.queryOurRoles(ctx, pool)
 	if err != nil {
 		return nil, fmt.Errorf("listing airlock roles on %s: %w", r.spec.Name, adminError(err))
 	}

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -35,10 +37,19 @@ import (
 //	                   FROM, LATERAL and correlated subqueries recursively;
 //	                   (x).f and t.f are calls f(x), f(t.*) unless a field
 //	                   or column f exists (indirection, columnRef); a
-//	                   count(x) reads no column of x
+//	                   count(x) reads no column of x; a table's system
+//	                   columns (ctid, xmin, ...) read none
+//	count of rows    → an aggregate or window function, and a subquery in
+//	                   an expression, also read what decides how many rows
+//	                   their FROM items yield (relation.rows): a function's
+//	                   arguments, a FROM subquery's or CTE's clauses
+//	                   (selectStmt); the rounds of WITH RECURSIVE shape its
+//	                   columns (recursiveCTE)
 //	write RETURNING  → the returned column plus what SET / the inserted
 //	                   row / ON CONFLICT assigned to it
-//	EXPLAIN          → no column: the plan is text about the query
+//	EXPLAIN          → no column: the plan is text about the query; EXPLAIN
+//	                   ANALYZE is unknown (it prints the rows each node
+//	                   yielded and removed)
 //
 // A reference to a subquery's or CTE's column goes by the name PostgreSQL
 // 15 gives it (colname, a port of FigureColname); a column whose name is
@@ -53,7 +64,13 @@ import (
 // sequence's columns, the row a write returns from a table with a trigger
 // or rule, every column after an earlier statement of the call that may
 // have changed the schema or the search_path, a statement or FROM item this
-// code does not follow, a statement too complex to trace (maxTraceSteps).
+// code does not follow, a statement too complex to trace (maxTraceSteps,
+// which counts the work of unions and lookups too).
+//
+// Not traced: how many rows the statement itself returns and what decides
+// it at its own level (WHERE, LIMIT, FROM functions), the side channel
+// docs/masking.md names; and a view's own clauses (a view's rows count like
+// a table's).
 // The broker masks unknown columns whole whenever the profile protects any
 // column.
 //
@@ -80,7 +97,7 @@ type origin struct {
 
 // prov is what a value is derived from: base columns, or unknown.
 type prov struct {
-	from    []origin // never modified once built: union copies
+	from    []origin // sorted by (rel, att), no duplicates; never modified once built: union copies
 	unknown string   // why the origin cannot be told; "" when it can
 }
 
@@ -89,45 +106,120 @@ func unknownProv(format string, args ...any) prov {
 }
 
 func (p prov) union(q prov) prov {
+	u, _ := p.unionWork(q)
+	return u
+}
+
+// unionWork is union, and how many origins it compared or copied (what
+// tracing charges for it: see resolver.union). A set that adds nothing to
+// the other is found without copying either: the larger one is returned,
+// its slice shared.
+func (p prov) unionWork(q prov) (prov, int) {
 	out := prov{unknown: p.unknown}
 	if out.unknown == "" {
 		out.unknown = q.unknown
 	}
+	a, b := p.from, q.from
 	switch {
-	case len(q.from) == 0:
-		out.from = p.from
-	case len(p.from) == 0:
-		out.from = q.from
-	case len(p.from) == len(q.from) && &p.from[0] == &q.from[0]:
-		out.from = p.from // the same set
-	default:
-		// p's origins, then q's that p lacks; p's own slice when q adds
-		// nothing. Sets of many origins (whole rows of wide tables) are
-		// compared through a map, so a union costs their sizes' sum.
-		var seen map[origin]bool
-		if len(p.from)*len(q.from) > 256 {
-			seen = make(map[origin]bool, len(p.from))
-			for _, o := range p.from {
-				seen[o] = true
-			}
-		}
-		var from []origin
-		for _, o := range q.from {
-			if (seen != nil && seen[o]) || (seen == nil && slices.Contains(p.from, o)) {
-				continue
-			}
-			if from == nil {
-				from = make([]origin, len(p.from), len(p.from)+len(q.from))
-				copy(from, p.from)
-			}
-			from = append(from, o)
-		}
-		out.from = p.from
-		if from != nil {
-			out.from = from
+	case len(b) == 0:
+		out.from = a
+		return out, 0
+	case len(a) == 0:
+		out.from = b
+		return out, 0
+	case len(a) == len(b) && &a[0] == &b[0]:
+		out.from = a // the same set
+		return out, 0
+	}
+	if len(a) < len(b) {
+		a, b = b, a // b is the smaller
+	}
+	contained, work := containsAll(a, b)
+	if contained {
+		out.from = a
+		return out, work
+	}
+	from := make([]origin, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := compareOrigins(a[i], b[j]); {
+		case c < 0:
+			from = append(from, a[i])
+			i++
+		case c > 0:
+			from = append(from, b[j])
+			j++
+		default:
+			from = append(from, a[i])
+			i, j = i+1, j+1
 		}
 	}
+	from = append(append(from, a[i:]...), b[j:]...)
+	out.from = from
+	return out, work + len(a) + len(b)
+}
+
+// containsAll reports whether the sorted set a holds every origin of the
+// sorted set b (no longer than a), and the work it took: a binary search
+// per origin of b when b is much smaller, else one merge-like pass.
+func containsAll(a, b []origin) (bool, int) {
+	if searches := len(b) * bits.Len(uint(len(a))); searches < len(a)+len(b) {
+		for _, o := range b {
+			if _, found := slices.BinarySearchFunc(a, o, compareOrigins); !found {
+				return false, searches
+			}
+		}
+		return true, searches
+	}
+	i := 0
+	for _, o := range b {
+		for i < len(a) && compareOrigins(a[i], o) < 0 {
+			i++
+		}
+		if i == len(a) || a[i] != o {
+			return false, len(a) + len(b)
+		}
+	}
+	return true, len(a) + len(b)
+}
+
+func compareOrigins(x, y origin) int {
+	if x.rel != y.rel {
+		return cmp.Compare(x.rel, y.rel)
+	}
+	return cmp.Compare(x.att, y.att)
+}
+
+// unionAll is the union of many provs, sorted once: what a relation's whole
+// row or a run of columns reads, at the cost of its size, not its square.
+func unionAll(ps []prov) prov {
+	var out prov
+	n := 0
+	for _, p := range ps {
+		if out.unknown == "" {
+			out.unknown = p.unknown
+		}
+		n += len(p.from)
+	}
+	if n == 0 {
+		return out
+	}
+	from := make([]origin, 0, n)
+	for _, p := range ps {
+		from = append(from, p.from...)
+	}
+	slices.SortFunc(from, compareOrigins)
+	out.from = slices.Compact(from)
 	return out
+}
+
+// unionOf is the union of what the columns carry.
+func unionOf(outs []outCol) prov {
+	ps := make([]prov, len(outs))
+	for i, o := range outs {
+		ps[i] = o.prov
+	}
+	return unionAll(ps)
 }
 
 // outCol is one output column of a query; width -1 is a run of columns of
@@ -156,6 +248,11 @@ type relation struct {
 	opaque bool     // its columns' count and names are not known: each carries all
 	all    prov     // the union of every column: what a whole-row reference reads (see whole)
 	summed bool     // all is computed
+	system bool     // a stored table's: it has the system columns (systemColumn), which carry no value
+	// rows is what decides how many rows it yields beside its tables'
+	// contents: a function's arguments, a subquery's clauses (see
+	// selectStmt). A count of them is derived from it.
+	rows prov
 }
 
 func newRelation(name string, cols []column) *relation {
@@ -169,10 +266,12 @@ func opaqueRelation(name string, p prov) *relation {
 // whole is what a whole-row reference to the relation reads: every column.
 func (r *relation) whole() prov {
 	if !r.summed {
+		ps := make([]prov, 0, len(r.cols)+1)
+		ps = append(ps, r.all)
 		for _, c := range r.cols {
-			r.all = r.all.union(c.prov)
+			ps = append(ps, c.prov)
 		}
-		r.summed = true
+		r.all, r.summed = unionAll(ps), true
 	}
 	return r.all
 }
@@ -181,10 +280,12 @@ func (r *relation) whole() prov {
 // relation's, positionally (a table's columns in attnum order).
 func (r *relation) renamed(name string, colnames []*pg_query.Node) *relation {
 	if r.opaque {
-		return opaqueRelation(name, r.all)
+		o := opaqueRelation(name, r.all)
+		o.rows = r.rows
+		return o
 	}
 	if len(colnames) == 0 {
-		return &relation{name: name, cols: r.cols, all: r.all, summed: r.summed}
+		return &relation{name: name, cols: r.cols, all: r.all, summed: r.summed, system: r.system, rows: r.rows}
 	}
 	cols := slices.Clone(r.cols)
 	for i, n := range colnames {
@@ -192,7 +293,7 @@ func (r *relation) renamed(name string, colnames []*pg_query.Node) *relation {
 			cols[i].name, cols[i].vague = n.GetString_().GetSval(), false
 		}
 	}
-	return &relation{name: name, cols: cols, all: r.all, summed: r.summed}
+	return &relation{name: name, cols: cols, all: r.all, summed: r.summed, system: r.system, rows: r.rows}
 }
 
 // column returns the prov of the columns a reference to name may mean
@@ -233,11 +334,7 @@ func relationOf(name string, outs []outCol) *relation {
 	cols := make([]column, 0, len(outs))
 	for _, o := range outs {
 		if o.width < 0 {
-			var all prov
-			for _, o := range outs {
-				all = all.union(o.prov)
-			}
-			return opaqueRelation(name, all)
+			return opaqueRelation(name, unionOf(outs))
 		}
 		cols = append(cols, column{name: o.name, prov: o.prov, vague: o.vague})
 	}
@@ -251,7 +348,15 @@ type level struct {
 	from    []*relation // the FROM list's items, in order, for *
 	ctes    *cteScope
 	windows []*pg_query.Node // the WINDOW clause, for OVER w
-	quals   []*pg_query.Node // join conditions and TABLESAMPLE arguments, read in "all" mode
+	quals   []*pg_query.Node // join conditions and TABLESAMPLE arguments, what decides the rows (selectStmt)
+	// rows is what decides how many rows the FROM items yield (their
+	// relation.rows): what an aggregate or window function of the level,
+	// or of a level nested in it, counts (see funcCall).
+	rows prov
+	// multiplies is what the set-returning functions of the select list
+	// (and functions that are not built in, which may return sets) read:
+	// they yield as many rows as their arguments decide.
+	multiplies prov
 	// windowProv is what the WINDOW clause reads, once resolved (every OVER w
 	// of the level reads it).
 	windowProv *prov
@@ -278,6 +383,10 @@ type cteScope struct {
 type cteBinding struct {
 	rel     *relation // nil until resolved (a forward or self reference of WITH RECURSIVE sees an empty opaque relation)
 	pending bool      // a non-recursive CTE being resolved: invisible to itself
+	// recursing marks a CTE of WITH RECURSIVE while its query is resolved:
+	// a reference then is its recursive reference, whose rows add nothing
+	// to what the CTE's rows are made of (see recursiveCTE).
+	recursing bool
 }
 
 // cteNamed returns the CTE a relation name means in scope s, or nil.
@@ -296,6 +405,7 @@ func (rs *resolver) cteNamed(s *cteScope, name string) *cteBinding {
 func (rs *resolver) relation(lv *level, name string) *relation {
 	for l := lv; l != nil; l = l.parent {
 		rs.saw(l.birth)
+		rs.charge(len(l.named))
 		for _, r := range l.named {
 			if r.name == name {
 				return r
@@ -347,20 +457,26 @@ type resolver struct {
 // (maxTraceSteps) and stops when the call's context ends: the columns are
 // then of unknown origin, or the call fails.
 type tracing struct {
-	steps    int
-	stopped  string                                          // why tracing stopped; "" while it goes on
-	warm     map[*pg_query.WithClause]map[string]*relation   // a WITH RECURSIVE's last fixpoint
-	sublinks map[*pg_query.Node]outCol                       // a scalar subquery's first column, for its name
-	views    map[uint32]string                               // userCode of the views read, by OID
-	births   int                                             // levels and CTE scopes made (born)
-	seen     int                                             // the lowest birth read in the WITH RECURSIVE being resolved
-	closed   map[*pg_query.WithClause]map[string]*cteBinding // a WITH RECURSIVE that read nothing outside itself, resolved
+	steps      int
+	stopped    string                                          // why tracing stopped; "" while it goes on
+	warm       map[*pg_query.WithClause]map[string]*relation   // a WITH RECURSIVE's last fixpoint
+	sublinks   map[*pg_query.Node]outCol                       // a scalar subquery's first column, for its name
+	views      map[uint32]string                               // userCode of the views read, by OID
+	merged     int                                             // origins unions compared or copied, and columns looked through (charge)
+	unionRight map[*pg_query.SelectStmt]prov                   // what decides the rows of a UNION's right side (recursiveCTE)
+	births     int                                             // levels and CTE scopes made (born)
+	seen       int                                             // the lowest birth read in the WITH RECURSIVE being resolved
+	closed     map[*pg_query.WithClause]map[string]*cteBinding // a WITH RECURSIVE that read nothing outside itself, resolved
 }
 
 const (
 	// maxTraceSteps bounds the expressions and queries one call's tracing
-	// visits (a statement of ordinary size visits a few hundred).
+	// visits (a statement of ordinary size visits a few hundred), each
+	// mergedPerStep origins its unions compare or copy counting as one more:
+	// a step's cost grows with the sets it unions, so the bound is one of
+	// time, not only of the statement's size.
 	maxTraceSteps = 200_000
+	mergedPerStep = 32
 	// traceCheckEvery is how many steps pass between checks of the call's
 	// context.
 	traceCheckEvery = 1024
@@ -374,7 +490,7 @@ func (rs *resolver) tick() bool {
 	}
 	w.steps++
 	switch {
-	case w.steps > maxTraceSteps:
+	case w.steps+w.merged/mergedPerStep > maxTraceSteps:
 		w.stopped = fmt.Sprintf("the statement is too complex to trace (more than %d steps)", maxTraceSteps)
 	case w.steps%traceCheckEvery == 0 && rs.cat.ctx != nil && rs.cat.ctx.Err() != nil:
 		w.stopped = "the call ended before its result columns were traced"
@@ -384,6 +500,17 @@ func (rs *resolver) tick() bool {
 	}
 	return w.stopped == ""
 }
+
+// union is p.union(q), charged to the call's tracing by its work.
+func (rs *resolver) union(p, q prov) prov {
+	u, work := p.unionWork(q)
+	rs.tracing().merged += work
+	return u
+}
+
+// charge counts work that is not a union (the columns a lookup goes
+// through) toward the bound.
+func (rs *resolver) charge(work int) { rs.tracing().merged += work }
 
 func (rs *resolver) tracing() *tracing {
 	if rs.work == nil {
@@ -402,6 +529,13 @@ func (rs *resolver) statement(node *pg_query.Node) []outCol {
 	}
 	switch node.Node.(type) {
 	case *pg_query.Node_ExplainStmt:
+		// EXPLAIN ANALYZE runs the statement and prints how many rows each
+		// node of the plan yielded and removed: counts that values decide
+		// (generate_series(1, ascii(email)) yields as many rows as the code
+		// of a character), whatever the statement's columns.
+		if explainAnalyze(node.GetExplainStmt()) {
+			return []outCol{{width: -1, prov: unknownProv("EXPLAIN ANALYZE prints how many rows each step of the plan yielded and removed, counts the data can decide")}}
+		}
 		// The plan is text about the query, not its rows; but the planner
 		// folds immutable functions of constants and prints the result,
 		// and one that is not built in may have read a table to get it.
@@ -412,7 +546,8 @@ func (rs *resolver) statement(node *pg_query.Node) []outCol {
 	case *pg_query.Node_VariableShowStmt:
 		return []outCol{{width: -1}} // a setting
 	case *pg_query.Node_SelectStmt, *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt:
-		return rs.query(node, nil, nil, false)
+		outs, _ := rs.query(node, nil, nil, columnsOnly)
+		return outs
 	}
 	return []outCol{{width: -1, prov: unknownProv("the rows of a %s statement are not traced to their columns", kindOf(statementTypeName(node), nil))}}
 }
@@ -424,17 +559,32 @@ func statementTypeName(node *pg_query.Node) string {
 	return ""
 }
 
-// query resolves a SELECT or a data-modifying statement. outer is the
-// enclosing level for correlated references; all adds to every output
-// column what the query reads anywhere (WHERE, GROUP BY, ...), for
-// subqueries in expressions.
-func (rs *resolver) query(node *pg_query.Node, outer *level, ctes *cteScope, all bool) []outCol {
+// reach says what resolving a query reports beside what its columns carry.
+type reach int
+
+const (
+	// columnsOnly: the statement itself, whose rows the agent counts anyway.
+	columnsOnly reach = iota
+	// withRows: a FROM item or CTE, whose rows a count(*) or row_number()
+	// of the query it is in counts: also what decides how many rows it
+	// yields (relation.rows).
+	withRows
+	// withAll: a subquery in an expression, whose result is a value: every
+	// output column also carries what the query reads anywhere.
+	withAll
+)
+
+// query resolves a SELECT or a data-modifying statement: its output
+// columns and, unless columnsOnly, what decides how many rows it yields
+// beside its tables' contents (see selectStmt). outer is the enclosing
+// level for correlated references.
+func (rs *resolver) query(node *pg_query.Node, outer *level, ctes *cteScope, mode reach) ([]outCol, prov) {
 	if !rs.tick() {
-		return []outCol{{width: -1, prov: rs.stoppedProv()}}
+		return []outCol{{width: -1, prov: rs.stoppedProv()}}, rs.stoppedProv()
 	}
 	switch {
 	case node.GetSelectStmt() != nil:
-		return rs.selectStmt(node.GetSelectStmt(), outer, ctes, all)
+		return rs.selectStmt(node.GetSelectStmt(), outer, ctes, mode)
 	case node.GetInsertStmt() != nil:
 		return rs.insertStmt(node.GetInsertStmt(), outer, ctes)
 	case node.GetUpdateStmt() != nil:
@@ -442,32 +592,53 @@ func (rs *resolver) query(node *pg_query.Node, outer *level, ctes *cteScope, all
 	case node.GetDeleteStmt() != nil:
 		return rs.deleteStmt(node.GetDeleteStmt(), outer, ctes)
 	}
-	return []outCol{{width: -1, prov: unknownProv("a %s statement is not traced", kindOf(statementTypeName(node), nil))}}
+	p := unknownProv("a %s statement is not traced", kindOf(statementTypeName(node), nil))
+	return []outCol{{width: -1, prov: p}}, p
 }
 
-// selectStmt resolves a SELECT, VALUES or set operation. With all (a
-// subquery in an expression), every output column also carries what the
-// query reads anywhere else: WHERE, GROUP BY, HAVING, ORDER BY, DISTINCT
-// ON, WINDOW, LIMIT, OFFSET, join conditions and TABLESAMPLE arguments (a
-// value there can decide what the subquery yields: ARRAY(SELECT ... LIMIT
-// n) has n elements).
-func (rs *resolver) selectStmt(s *pg_query.SelectStmt, outer *level, ctes *cteScope, all bool) []outCol {
+// selectStmt resolves a SELECT, VALUES or set operation.
+//
+// Unless columnsOnly, it also returns what decides how many rows the query
+// yields beside its tables' contents: what its FROM items' rows depend on
+// (a function's arguments: generate_series(1, ascii(email)) yields that
+// many; a subquery's own clauses), WHERE, GROUP BY, HAVING, DISTINCT (ON),
+// LIMIT, OFFSET, join conditions, TABLESAMPLE arguments, set-returning
+// functions in the select list (and functions that are not built in, which
+// may be), and the values a set operation other than UNION ALL compares.
+//
+// With withAll (a subquery in an expression), every output column carries
+// that, and ORDER BY and WINDOW too: a value there can decide what the
+// subquery yields (ARRAY(SELECT ... LIMIT n) has n elements,
+// (SELECT count(*) FROM generate_series(1, n)) is n).
+func (rs *resolver) selectStmt(s *pg_query.SelectStmt, outer *level, ctes *cteScope, mode reach) ([]outCol, prov) {
 	if s.WithClause != nil {
 		ctes = rs.with(s.WithClause, outer, ctes)
 	}
 	lv := &level{parent: outer, ctes: ctes, windows: s.WindowClause, birth: rs.born()}
 	var out []outCol
+	var rows prov
 	switch {
 	case s.Op != pg_query.SetOperation_SETOP_NONE && s.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED:
-		l := rs.selectStmt(s.Larg, outer, ctes, all)
-		r := rs.selectStmt(s.Rarg, outer, ctes, all)
+		l, lrows := rs.selectStmt(s.Larg, outer, ctes, mode)
+		r, rrows := rs.selectStmt(s.Rarg, outer, ctes, mode)
 		out = zipUnion(l, r)
+		rows = rs.union(lrows, rrows)
+		if s.Op == pg_query.SetOperation_SETOP_UNION && mode != columnsOnly {
+			w := rs.tracing()
+			if w.unionRight == nil {
+				w.unionRight = map[*pg_query.SelectStmt]prov{}
+			}
+			w.unionRight[s] = rrows
+		}
+		if mode != columnsOnly && (s.Op != pg_query.SetOperation_SETOP_UNION || !s.All) {
+			rows = rs.union(rows, unionOf(out)) // duplicates removed, or rows matched: by value
+		}
 	case len(s.ValuesLists) > 0:
 		for _, row := range s.ValuesLists {
 			for i, e := range row.GetList().GetItems() {
 				p := rs.expr(e, lv)
 				if i < len(out) {
-					out[i].prov = out[i].prov.union(p)
+					out[i].prov = rs.union(out[i].prov, p)
 				} else {
 					out = append(out, outCol{name: fmt.Sprintf("column%d", i+1), prov: p, width: 1})
 				}
@@ -475,26 +646,70 @@ func (rs *resolver) selectStmt(s *pg_query.SelectStmt, outer *level, ctes *cteSc
 		}
 	default:
 		for _, item := range s.FromClause {
-			lv.from = append(lv.from, rs.fromItem(item, lv, all))
+			r := rs.fromItem(item, lv, mode)
+			lv.from = append(lv.from, r)
+			lv.rows = rs.union(lv.rows, r.rows)
 		}
 		out = rs.targetList(s.TargetList, lv)
+		rows = rs.union(lv.rows, lv.multiplies)
 	}
-	if all {
-		// ORDER BY and GROUP BY may name output columns too.
-		lv.named = append(lv.named, relationOf("", out))
-		var extra prov
-		for _, n := range []*pg_query.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
-			extra = extra.union(rs.expr(n, lv))
-		}
-		for _, list := range [][]*pg_query.Node{s.GroupClause, s.SortClause, s.DistinctClause, lv.quals} {
-			extra = extra.union(rs.exprList(list, lv))
-		}
-		extra = extra.union(rs.windowClause(lv))
+	if mode == columnsOnly {
+		return out, prov{}
+	}
+	// GROUP BY, ORDER BY and DISTINCT ON may name output columns too, or
+	// give their positions.
+	lv.named = append(lv.named, relationOf("", out))
+	for _, n := range []*pg_query.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
+		rows = rs.union(rows, rs.expr(n, lv))
+	}
+	rows = rs.union(rows, rs.exprList(lv.quals, lv))
+	rows = rs.union(rows, rs.clauses(s.GroupClause, lv, out))
+	if len(s.DistinctClause) == 1 && s.DistinctClause[0].GetNode() == nil {
+		rows = rs.union(rows, unionOf(out)) // DISTINCT: every column's values decide
+	} else {
+		rows = rs.union(rows, rs.clauses(s.DistinctClause, lv, out))
+	}
+	if mode == withAll {
+		extra := rs.union(rows, rs.clauses(s.SortClause, lv, out))
+		extra = rs.union(extra, rs.windowClause(lv))
 		for i := range out {
-			out[i].prov = out[i].prov.union(extra)
+			out[i].prov = rs.union(out[i].prov, extra)
 		}
 	}
-	return out
+	return out, rows
+}
+
+// clauses is what GROUP BY, DISTINCT ON or ORDER BY items read: an
+// integer constant is the select-list entry at that position (all of them
+// when the positions are not known), a grouping set what its items read.
+func (rs *resolver) clauses(list []*pg_query.Node, lv *level, out []outCol) prov {
+	var p prov
+	for _, n := range list {
+		if sb := n.GetSortBy(); sb != nil {
+			p = rs.union(p, rs.clauses([]*pg_query.Node{sb.Node}, lv, out))
+			continue
+		}
+		if gs := n.GetGroupingSet(); gs != nil {
+			p = rs.union(p, rs.clauses(gs.Content, lv, out))
+			continue
+		}
+		if c := n.GetAConst(); c != nil && c.GetIval() != nil {
+			k := int(c.GetIval().GetIval())
+			known := true
+			for _, o := range out {
+				known = known && o.width == 1
+			}
+			switch {
+			case known && k >= 1 && k <= len(out):
+				p = rs.union(p, out[k-1].prov)
+			case !known:
+				p = rs.union(p, unionOf(out))
+			}
+			continue
+		}
+		p = rs.union(p, rs.expr(n, lv))
+	}
+	return p
 }
 
 // zipUnion pairs the columns of a set operation's two sides (named by the
@@ -512,11 +727,7 @@ func zipUnion(l, r []outCol) []outCol {
 		}
 		return out
 	}
-	var p prov
-	for _, o := range append(slices.Clone(l), r...) {
-		p = p.union(o.prov)
-	}
-	return []outCol{{width: -1, prov: p}}
+	return []outCol{{width: -1, prov: unionOf(append(slices.Clone(l), r...))}}
 }
 
 // with resolves a WITH clause into a scope of CTEs.
@@ -574,7 +785,9 @@ func (rs *resolver) with(w *pg_query.WithClause, outer *level, ctes *cteScope) *
 		for _, n := range w.Ctes {
 			cte := n.GetCommonTableExpr()
 			b := sc.ctes[cte.Ctename]
-			rel := joinRelations(b.rel, rs.cte(cte, outer, sc))
+			b.recursing = true
+			rel := joinRelations(b.rel, rs.recursiveCTE(cte, outer, sc))
+			b.recursing = false
 			if b.rel == nil || !sameShape(b.rel, rel) {
 				grew = true
 			}
@@ -596,7 +809,9 @@ func (rs *resolver) with(w *pg_query.WithClause, outer *level, ctes *cteScope) *
 // columns renamed by its column list, and the columns its SEARCH and CYCLE
 // clauses add (derived from the columns they name).
 func (rs *resolver) cte(cte *pg_query.CommonTableExpr, outer *level, sc *cteScope) *relation {
-	rel := relationOf(cte.Ctename, rs.query(cte.Ctequery, outer, sc, false)).renamed(cte.Ctename, cte.Aliascolnames)
+	outs, rows := rs.query(cte.Ctequery, outer, sc, withRows)
+	rel := relationOf(cte.Ctename, outs).renamed(cte.Ctename, cte.Aliascolnames)
+	rel.rows = rows
 	search, cycle := cte.SearchClause, cte.CycleClause
 	if search == nil && cycle == nil {
 		return rel
@@ -605,7 +820,7 @@ func (rs *resolver) cte(cte *pg_query.CommonTableExpr, outer *level, sc *cteScop
 		var p prov
 		for _, n := range list {
 			cp, _ := rel.column(n.GetString_().GetSval())
-			p = p.union(cp)
+			p = rs.union(p, cp)
 		}
 		return p
 	}
@@ -618,10 +833,42 @@ func (rs *resolver) cte(cte *pg_query.CommonTableExpr, outer *level, sc *cteScop
 	}
 	if cycle != nil {
 		lv := &level{parent: outer, ctes: sc, birth: rs.born()}
-		p := named(cycle.CycleColList).union(rs.expr(cycle.CycleMarkValue, lv)).union(rs.expr(cycle.CycleMarkDefault, lv))
+		p := rs.union(rs.union(named(cycle.CycleColList), rs.expr(cycle.CycleMarkValue, lv)), rs.expr(cycle.CycleMarkDefault, lv))
 		cols = append(cols, column{name: cycle.CycleMarkColumn, prov: p}, column{name: cycle.CyclePathColumn, prov: p})
 	}
 	return newRelation(rel.name, cols)
+}
+
+// recursiveCTE resolves a CTE of WITH RECURSIVE. One of the form
+// "initial UNION [ALL] recursive" computes each round's rows from the
+// last's: how many rounds run, which the recursive term's rows decide,
+// shapes its values too (WHERE n < ascii(email) makes n count to that
+// code), so every column carries what decides them.
+func (rs *resolver) recursiveCTE(cte *pg_query.CommonTableExpr, outer *level, sc *cteScope) *relation {
+	rel := rs.cte(cte, outer, sc)
+	s := cte.Ctequery.GetSelectStmt()
+	if s == nil || s.Op != pg_query.SetOperation_SETOP_UNION {
+		return rel
+	}
+	rounds, ok := rs.tracing().unionRight[s]
+	if !ok {
+		rounds = rel.rows // not resolved as a union: all it reads
+	}
+	if len(rounds.from) == 0 && rounds.unknown == "" {
+		return rel
+	}
+	if rel.opaque {
+		o := opaqueRelation(rel.name, rs.union(rel.all, rounds))
+		o.rows = rel.rows
+		return o
+	}
+	cols := slices.Clone(rel.cols)
+	for i := range cols {
+		cols[i].prov = rs.union(cols[i].prov, rounds)
+	}
+	r := newRelation(rel.name, cols)
+	r.rows = rel.rows
+	return r
 }
 
 // joinRelations is what two resolutions of one CTE together may carry:
@@ -631,23 +878,28 @@ func joinRelations(old, rel *relation) *relation {
 		return rel
 	}
 	if old.opaque || rel.opaque || len(old.cols) != len(rel.cols) {
-		if old.opaque && len(old.whole().from) == 0 && old.whole().unknown == "" {
+		if old.opaque && len(old.whole().from) == 0 && old.whole().unknown == "" && len(old.rows.from) == 0 && old.rows.unknown == "" {
 			return rel // the empty run of a first round
 		}
-		return opaqueRelation(rel.name, old.whole().union(rel.whole()))
+		o := opaqueRelation(rel.name, old.whole().union(rel.whole()))
+		o.rows = old.rows.union(rel.rows)
+		return o
 	}
 	cols := slices.Clone(rel.cols)
 	for i := range cols {
 		cols[i].prov = old.cols[i].prov.union(cols[i].prov)
 		cols[i].vague = cols[i].vague || old.cols[i].vague
 	}
-	return newRelation(rel.name, cols)
+	r := newRelation(rel.name, cols)
+	r.rows = old.rows.union(rel.rows)
+	return r
 }
 
 // sameShape reports whether two resolutions of a CTE carry the same
 // provenance (unions only grow, so sizes tell).
 func sameShape(a, b *relation) bool {
-	if a.opaque != b.opaque || len(a.cols) != len(b.cols) || len(a.whole().from) != len(b.whole().from) || a.whole().unknown != b.whole().unknown {
+	if a.opaque != b.opaque || len(a.cols) != len(b.cols) || len(a.whole().from) != len(b.whole().from) || a.whole().unknown != b.whole().unknown ||
+		len(a.rows.from) != len(b.rows.from) || a.rows.unknown != b.rows.unknown {
 		return false
 	}
 	for i := range a.cols {
@@ -714,7 +966,10 @@ func (rs *resolver) star(fields []*pg_query.Node, lv *level) []outCol {
 }
 
 // fromItem resolves one FROM item, adding what it makes addressable to lv.
-func (rs *resolver) fromItem(item *pg_query.Node, lv *level, all bool) *relation {
+func (rs *resolver) fromItem(item *pg_query.Node, lv *level, mode reach) *relation {
+	if mode != withAll {
+		mode = withRows
+	}
 	switch n := item.Node.(type) {
 	case *pg_query.Node_RangeVar:
 		r := rs.rangeVar(n.RangeVar, lv.ctes)
@@ -731,7 +986,9 @@ func (rs *resolver) fromItem(item *pg_query.Node, lv *level, all bool) *relation
 		if sub.Alias != nil {
 			name, colnames = sub.Alias.Aliasname, sub.Alias.Colnames
 		}
-		r := relationOf(name, rs.query(sub.Subquery, outer, lv.ctes, all)).renamed(name, colnames)
+		outs, rows := rs.query(sub.Subquery, outer, lv.ctes, mode)
+		r := relationOf(name, outs).renamed(name, colnames)
+		r.rows = rows
 		lv.named = append(lv.named, r)
 		return r
 	case *pg_query.Node_RangeFunction:
@@ -745,15 +1002,14 @@ func (rs *resolver) fromItem(item *pg_query.Node, lv *level, all bool) *relation
 	case *pg_query.Node_RangeTableSample:
 		// The sampling arguments choose rows, like a WHERE clause.
 		ts := n.RangeTableSample
-		lv.quals = append(lv.quals, ts.Args...)
-		if ts.Repeatable != nil {
-			lv.quals = append(lv.quals, ts.Repeatable)
-		}
-		return rs.fromItem(ts.Relation, lv, all)
+		r := rs.fromItem(ts.Relation, lv, mode) // a new relation: its rows can be set
+		r.rows = rs.union(rs.union(r.rows, rs.exprList(ts.Args, lv)), rs.expr(ts.Repeatable, lv))
+		return r
 	case *pg_query.Node_JoinExpr:
-		return rs.join(n.JoinExpr, lv, all)
+		return rs.join(n.JoinExpr, lv, mode)
 	}
 	r := opaqueRelation("", unknownProv("a %s in FROM is not traced", statementTypeName(item)))
+	r.rows = r.all
 	lv.named = append(lv.named, r)
 	return r
 }
@@ -770,15 +1026,43 @@ func (rs *resolver) rangeVar(rv *pg_query.RangeVar, ctes *cteScope) *relation {
 			if b.rel == nil { // WITH RECURSIVE, first round
 				return opaqueRelation(name, prov{})
 			}
-			return b.rel.renamed(name, colnames)
+			r := b.rel.renamed(name, colnames)
+			if b.recursing {
+				r.rows = prov{}
+			}
+			return r
 		}
 	}
 	m, why := rs.cat.lookup(rv.Schemaname, rv.Relname, rs.path)
 	if m == nil {
-		return opaqueRelation(name, prov{unknown: why})
+		r := opaqueRelation(name, prov{unknown: why})
+		r.rows = r.all
+		return r
 	}
 	_, cols := rs.resolveRel(m)
-	return newRelation(name, cols).renamed(name, colnames)
+	r := newRelation(name, cols).renamed(name, colnames)
+	r.system = hasSystemColumns(m.kind)
+	return r
+}
+
+// hasSystemColumns reports whether a relation of this pg_class.relkind has
+// the system columns: a table, partitioned table, materialized view,
+// foreign table or TOAST table (a view, a sequence or a composite type
+// is not taken for one).
+func hasSystemColumns(kind byte) bool {
+	return strings.IndexByte("rpmft", kind) >= 0
+}
+
+// systemColumn reports whether name is a system column of a table (ctid,
+// xmin, xmax, cmin, cmax, tableoid): the tuple's address, the transactions
+// and commands that wrote and deleted it, the table's OID. None carries a
+// column's value. A table cannot have a user column of those names.
+func systemColumn(name string) bool {
+	switch name {
+	case "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid":
+		return true
+	}
+	return false
 }
 
 // columnProvs returns the prov of each of m's columns in attnum order:
@@ -887,9 +1171,9 @@ func (rs *resolver) rangeFunction(rf *pg_query.RangeFunction, lv *level) *relati
 				stateCols = stateColumns[qualifiedName(fc.Funcname)]
 				args = rs.funcArgs(fc, lv, false)
 			}
-			p = p.union(state).union(rs.funcArgs(fc, lv, false))
+			p = rs.union(rs.union(p, state), rs.funcArgs(fc, lv, false))
 		} else {
-			p = p.union(rs.expr(items[0], lv))
+			p = rs.union(p, rs.expr(items[0], lv))
 		}
 		if name == "" {
 			if fc := items[0].GetFuncCall(); fc != nil && len(fc.Funcname) > 0 {
@@ -929,27 +1213,33 @@ func (rs *resolver) rangeFunction(rf *pg_query.RangeFunction, lv *level) *relati
 		for i, n := range colnames {
 			r.cols = append(r.cols, column{name: n.GetString_().GetSval(), prov: colProv(i)})
 		}
+		r.rows = p
 		return r
 	}
 	cols := make([]column, len(names))
 	for i := range cols {
 		cols[i] = column{name: names[i], prov: colProv(i)}
 	}
-	return newRelation(name, cols).renamed(name, colnames)
+	r := newRelation(name, cols).renamed(name, colnames)
+	r.rows = p // how many rows a function yields is its arguments' doing
+	return r
 }
 
 // rangeTableFunc resolves XMLTABLE: every column carries what any of its
 // expressions read (the document, the row and column paths, the defaults,
 // the namespaces).
 func (rs *resolver) rangeTableFunc(tf *pg_query.RangeTableFunc, lv *level) *relation {
-	p := rs.expr(tf.Docexpr, lv).union(rs.expr(tf.Rowexpr, lv)).union(rs.exprList(tf.Namespaces, lv))
+	p := rs.union(rs.union(rs.expr(tf.Docexpr, lv), rs.expr(tf.Rowexpr, lv)), rs.exprList(tf.Namespaces, lv))
+	rows := p // one row per node the row path finds in the document
 	cols := make([]column, 0, len(tf.Columns))
 	for _, c := range tf.Columns {
 		tc := c.GetRangeTableFuncCol()
 		if tc == nil {
-			return opaqueRelation("", unknownProv("an XMLTABLE column is not traced"))
+			r := opaqueRelation("", unknownProv("an XMLTABLE column is not traced"))
+			r.rows = r.all
+			return r
 		}
-		p = p.union(rs.expr(tc.Colexpr, lv)).union(rs.expr(tc.Coldefexpr, lv))
+		p = rs.union(rs.union(p, rs.expr(tc.Colexpr, lv)), rs.expr(tc.Coldefexpr, lv))
 		cols = append(cols, column{name: tc.Colname})
 	}
 	for i := range cols {
@@ -960,16 +1250,18 @@ func (rs *resolver) rangeTableFunc(tf *pg_query.RangeTableFunc, lv *level) *rela
 	if tf.Alias != nil {
 		name, colnames = tf.Alias.Aliasname, tf.Alias.Colnames
 	}
-	return newRelation(name, cols).renamed(name, colnames)
+	r := newRelation(name, cols).renamed(name, colnames)
+	r.rows = rows
+	return r
 }
 
 // join resolves a JOIN: USING and NATURAL columns are merged (the union of
 // both sides) and come first, as PostgreSQL expands them; an aliased join
 // hides its sides.
-func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, all bool) *relation {
+func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, mode reach) *relation {
 	mark := len(lv.named)
-	l := rs.fromItem(j.Larg, lv, all)
-	r := rs.fromItem(j.Rarg, lv, all)
+	l := rs.fromItem(j.Larg, lv, mode)
+	r := rs.fromItem(j.Rarg, lv, mode)
 	if j.Quals != nil {
 		lv.quals = append(lv.quals, j.Quals)
 	}
@@ -980,13 +1272,14 @@ func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, all bool) *relation {
 	}
 	var rel *relation
 	if l.opaque || r.opaque {
-		rel = opaqueRelation(name, l.whole().union(r.whole()))
+		rel = opaqueRelation(name, rs.union(l.whole(), r.whole()))
 	} else {
 		var using []string
 		for _, u := range j.UsingClause {
 			using = append(using, u.GetString_().GetSval())
 		}
 		if j.IsNatural {
+			rs.charge(len(l.cols) * len(r.cols))
 			for _, lc := range l.cols {
 				if _, ok := r.column(lc.name); ok && !slices.Contains(using, lc.name) {
 					using = append(using, lc.name)
@@ -994,10 +1287,11 @@ func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, all bool) *relation {
 			}
 		}
 		var cols, merged []column
+		rs.charge(len(using) * (len(l.cols) + len(r.cols) + len(using)))
 		for _, u := range using {
 			lp, _ := l.column(u)
 			rp, _ := r.column(u)
-			merged = append(merged, column{name: u, prov: lp.union(rp)})
+			merged = append(merged, column{name: u, prov: rs.union(lp, rp)})
 		}
 		cols = append(cols, merged...)
 		for _, side := range []*relation{l, r} {
@@ -1012,6 +1306,7 @@ func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, all bool) *relation {
 			lv.named = append(lv.named, newRelation(j.JoinUsingAlias.Aliasname, merged))
 		}
 	}
+	rel.rows = rs.union(l.rows, r.rows) // its join condition is the level's (quals)
 	if j.Alias != nil {
 		lv.named = append(lv.named[:mark], rel.renamed(name, colnames))
 		return lv.named[len(lv.named)-1]
@@ -1021,13 +1316,15 @@ func (rs *resolver) join(j *pg_query.JoinExpr, lv *level, all bool) *relation {
 
 // insertStmt resolves INSERT ... RETURNING: a returned column carries what
 // the row held before (ON CONFLICT), what was inserted into it and what ON
-// CONFLICT DO UPDATE set.
-func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cteScope) []outCol {
+// CONFLICT DO UPDATE set. How many rows it returns is decided by the
+// source's rows and, under ON CONFLICT, by the inserted values and the
+// conflict's WHERE.
+func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cteScope) ([]outCol, prov) {
 	if ins.WithClause != nil {
 		ctes = rs.with(ins.WithClause, outer, ctes)
 	}
 	if why := rs.rewritten(ins.Relation); why != "" {
-		return []outCol{{width: -1, prov: unknownProv("%s", why)}}
+		return unknownWrite(why)
 	}
 	target := rs.rangeVar(ins.Relation, nil)
 	name := ins.Relation.Relname
@@ -1035,11 +1332,12 @@ func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cte
 		name = ins.Relation.Alias.Aliasname
 	}
 	if target.opaque {
-		return []outCol{{width: -1, prov: target.whole()}}
+		return []outCol{{width: -1, prov: target.whole()}}, target.whole()
 	}
 	var src []outCol
+	var rows prov
 	if ins.SelectStmt != nil {
-		src = rs.query(ins.SelectStmt, outer, ctes, false)
+		src, rows = rs.query(ins.SelectStmt, outer, ctes, withRows)
 	}
 	var names []string
 	for _, c := range ins.Cols {
@@ -1058,10 +1356,7 @@ func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cte
 		runs = runs || o.width < 0
 	}
 	if runs || len(src) > len(names) {
-		var all prov
-		for _, o := range src {
-			all = all.union(o.prov)
-		}
+		all := unionOf(src)
 		for i := range inserted {
 			inserted[i] = all
 		}
@@ -1075,7 +1370,7 @@ func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cte
 	for i := range cols {
 		for k, n := range names {
 			if n == cols[i].name && k < len(inserted) {
-				cols[i].prov = cols[i].prov.union(inserted[k])
+				cols[i].prov = rs.union(cols[i].prov, inserted[k])
 				excluded[i].prov = inserted[k]
 			}
 		}
@@ -1084,36 +1379,55 @@ func (rs *resolver) insertStmt(ins *pg_query.InsertStmt, outer *level, ctes *cte
 		lv := &level{parent: outer, ctes: ctes, birth: rs.born()}
 		lv.named = []*relation{newRelation(name, target.cols), newRelation("excluded", excluded)}
 		rs.assign(cols, oc.TargetList, lv)
+		rows = rs.union(rs.union(rows, unionOf(src)), rs.expr(oc.WhereClause, lv))
 	}
 	rel := newRelation(name, cols)
 	lv := &level{parent: outer, ctes: ctes, named: []*relation{rel}, from: []*relation{rel}, birth: rs.born()}
-	return rs.targetList(ins.ReturningList, lv)
+	return rs.targetList(ins.ReturningList, lv), rows
+}
+
+// unknownWrite is what a write returns when its rows cannot be traced.
+func unknownWrite(why string) ([]outCol, prov) {
+	p := unknownProv("%s", why)
+	return []outCol{{width: -1, prov: p}}, p
 }
 
 // updateStmt resolves UPDATE ... RETURNING: an assigned column carries its
-// old value and its new one.
-func (rs *resolver) updateStmt(up *pg_query.UpdateStmt, outer *level, ctes *cteScope) []outCol {
+// old value and its new one. How many rows it returns is decided by its
+// WHERE and its FROM items.
+func (rs *resolver) updateStmt(up *pg_query.UpdateStmt, outer *level, ctes *cteScope) ([]outCol, prov) {
 	if up.WithClause != nil {
 		ctes = rs.with(up.WithClause, outer, ctes)
 	}
 	if why := rs.rewritten(up.Relation); why != "" {
-		return []outCol{{width: -1, prov: unknownProv("%s", why)}}
+		return unknownWrite(why)
 	}
 	lv := &level{parent: outer, ctes: ctes, birth: rs.born()}
 	target := rs.rangeVar(up.Relation, nil)
 	lv.named = append(lv.named, target)
 	lv.from = append(lv.from, target)
 	for _, item := range up.FromClause {
-		lv.from = append(lv.from, rs.fromItem(item, lv, false))
+		lv.from = append(lv.from, rs.fromItem(item, lv, withRows))
 	}
 	if target.opaque {
-		return []outCol{{width: -1, prov: target.whole()}}
+		return []outCol{{width: -1, prov: target.whole()}}, target.whole()
 	}
+	rows := rs.writeRows(lv, up.WhereClause)
 	cols := slices.Clone(target.cols)
 	rs.assign(cols, up.TargetList, lv)
 	rel := newRelation(target.name, cols)
 	lv.named[0], lv.from[0] = rel, rel
-	return rs.targetList(up.ReturningList, lv)
+	return rs.targetList(up.ReturningList, lv), rows
+}
+
+// writeRows is what decides which rows an UPDATE or DELETE writes and
+// returns: its FROM (USING) items' rows, their join conditions, its WHERE.
+func (rs *resolver) writeRows(lv *level, where *pg_query.Node) prov {
+	var rows prov
+	for _, r := range lv.from {
+		rows = rs.union(rows, r.rows)
+	}
+	return rs.union(rs.union(rows, rs.exprList(lv.quals, lv)), rs.expr(where, lv))
 }
 
 // assign adds to cols what a SET list assigns to them.
@@ -1124,30 +1438,30 @@ func (rs *resolver) assign(cols []column, set []*pg_query.Node, lv *level) {
 			continue
 		}
 		p := rs.expr(rt.Val, lv) // MultiAssignRef: the whole source, for each column
-		p = p.union(rs.exprList(rt.Indirection, lv))
+		p = rs.union(p, rs.exprList(rt.Indirection, lv))
 		for i := range cols {
 			if cols[i].name == rt.Name {
-				cols[i].prov = cols[i].prov.union(p)
+				cols[i].prov = rs.union(cols[i].prov, p)
 			}
 		}
 	}
 }
 
-func (rs *resolver) deleteStmt(del *pg_query.DeleteStmt, outer *level, ctes *cteScope) []outCol {
+func (rs *resolver) deleteStmt(del *pg_query.DeleteStmt, outer *level, ctes *cteScope) ([]outCol, prov) {
 	if del.WithClause != nil {
 		ctes = rs.with(del.WithClause, outer, ctes)
 	}
 	if why := rs.rewritten(del.Relation); why != "" {
-		return []outCol{{width: -1, prov: unknownProv("%s", why)}}
+		return unknownWrite(why)
 	}
 	lv := &level{parent: outer, ctes: ctes, birth: rs.born()}
 	target := rs.rangeVar(del.Relation, nil)
 	lv.named = append(lv.named, target)
 	lv.from = append(lv.from, target)
 	for _, item := range del.UsingClause {
-		lv.from = append(lv.from, rs.fromItem(item, lv, false))
+		lv.from = append(lv.from, rs.fromItem(item, lv, withRows))
 	}
-	return rs.targetList(del.ReturningList, lv)
+	return rs.targetList(del.ReturningList, lv), rs.writeRows(lv, del.WhereClause)
 }
 
 // rewritten says why a write to rv may return rows its statement does not
@@ -1350,10 +1664,7 @@ func align(outs []outCol, n int) []prov {
 			}
 		}
 	case runs > 1:
-		var all prov
-		for _, o := range outs {
-			all = all.union(o.prov)
-		}
+		all := unionOf(outs)
 		for i := range res {
 			res[i] = all
 		}
@@ -1408,10 +1719,10 @@ func (rs *resolver) expr(n *pg_query.Node, lv *level) prov {
 		return rs.indirection(x.AIndirection, lv)
 	case *pg_query.Node_SubLink:
 		sl := x.SubLink
-		p := rs.expr(sl.Testexpr, lv).union(rs.operator(sl.OperName))
-		outs := rs.query(sl.Subselect, lv, lv.ctes, true)
+		p := rs.union(rs.expr(sl.Testexpr, lv), rs.operator(sl.OperName))
+		outs, _ := rs.query(sl.Subselect, lv, lv.ctes, withAll)
 		for _, o := range outs {
-			p = p.union(o.prov)
+			p = rs.union(p, o.prov)
 		}
 		if sl.SubLinkType == pg_query.SubLinkType_EXPR_SUBLINK {
 			rs.noteSublink(sl.Subselect, outs)
@@ -1428,11 +1739,12 @@ func (rs *resolver) expr(n *pg_query.Node, lv *level) prov {
 			pg_query.A_Expr_Kind_AEXPR_IN, pg_query.A_Expr_Kind_AEXPR_LIKE, pg_query.A_Expr_Kind_AEXPR_ILIKE, pg_query.A_Expr_Kind_AEXPR_SIMILAR:
 			p = rs.operator(e.Name)
 		}
-		return p.union(rs.expr(e.Lexpr, lv)).union(rs.expr(e.Rexpr, lv))
+		return rs.union(rs.union(p, rs.expr(e.Lexpr, lv)), rs.expr(e.Rexpr, lv))
 	case *pg_query.Node_SelectStmt:
 		var p prov
-		for _, o := range rs.query(n, lv, lv.ctes, true) {
-			p = p.union(o.prov)
+		outs, _ := rs.query(n, lv, lv.ctes, withAll)
+		for _, o := range outs {
+			p = rs.union(p, o.prov)
 		}
 		return p
 	case *pg_query.Node_List:
@@ -1445,7 +1757,7 @@ func (rs *resolver) expr(n *pg_query.Node, lv *level) prov {
 	if name := newerSyntaxFunction(n); name != "" {
 		// SQL/JSON syntax PostgreSQL 15 does not have: it reads the same
 		// text as a call of a function of that name, which may be a user's.
-		return rs.call([]*pg_query.Node{pg_query.MakeStrNode(name)}).union(rs.exprMessage(m, lv))
+		return rs.union(rs.call([]*pg_query.Node{pg_query.MakeStrNode(name)}), rs.exprMessage(m, lv))
 	}
 	// Every other expression (CASE, COALESCE, casts, ROW, ARRAY[...],
 	// IS NULL, XML constructors, ...) reads what its parts read.
@@ -1467,21 +1779,47 @@ func (rs *resolver) funcCall(fc *pg_query.FuncCall, lv *level) prov {
 		return unknownProv("system_user names a column on PostgreSQL 15, and none is in scope")
 	}
 	p := rs.call(fc.Funcname)
-	return p.union(rs.funcArgs(fc, lv, p.unknown == "" && isCount(fc.Funcname)))
+	p = rs.union(p, rs.funcArgs(fc, lv, p.unknown == "" && isCount(fc.Funcname)))
+	switch {
+	case p.unknown == "" && countsRows(fc):
+		// An aggregate or window function counts the rows of its level:
+		// as many as the FROM items yield (count(*) FROM
+		// generate_series(1, ascii(email)) is that code). An aggregate of
+		// an enclosing level's columns counts that level's: every
+		// enclosing level's count.
+		for l := lv; l != nil; l = l.parent {
+			p = rs.union(p, l.rows)
+		}
+	case p.unknown != "" || setReturning(fc.Funcname):
+		// In a select list, it multiplies the rows by what its
+		// arguments decide (or, not built in, may).
+		lv.multiplies = rs.union(lv.multiplies, p)
+	}
+	return p
+}
+
+// countsRows reports whether a call's value depends on how many rows there
+// are: a built-in aggregate or window function, or any call with OVER.
+func countsRows(fc *pg_query.FuncCall) bool {
+	if fc.Over != nil || fc.AggStar {
+		return true
+	}
+	f, ok := builtinFunctionOf(qualifiedName(fc.Funcname))
+	return ok && strings.ContainsAny(f.kinds, "aw")
 }
 
 // funcArgs is what a call's arguments, aggregate ORDER BY and FILTER, and
 // window read; for a count, the arguments' columns are left out.
 func (rs *resolver) funcArgs(fc *pg_query.FuncCall, lv *level, count bool) prov {
-	args := rs.exprList(fc.Args, lv).union(rs.exprList(fc.AggOrder, lv))
+	args := rs.union(rs.exprList(fc.Args, lv), rs.exprList(fc.AggOrder, lv))
 	if count {
 		args = prov{unknown: args.unknown}
 	}
-	p := args.union(rs.expr(fc.AggFilter, lv))
+	p := rs.union(args, rs.expr(fc.AggFilter, lv))
 	if w := fc.Over; w != nil {
-		p = p.union(rs.exprMessage(w.ProtoReflect(), lv))
+		p = rs.union(p, rs.exprMessage(w.ProtoReflect(), lv))
 		if w.Name != "" || w.Refname != "" {
-			p = p.union(rs.windowClause(lv))
+			p = rs.union(p, rs.windowClause(lv))
 		}
 	}
 	return p
@@ -1575,13 +1913,13 @@ func (rs *resolver) indirection(ind *pg_query.A_Indirection, lv *level) prov {
 				if cp, exact, _ := rel.lookup(n.GetString_().GetSval()); exact {
 					p = cp
 				} else {
-					p = p.union(rs.call([]*pg_query.Node{n}))
+					p = rs.union(p, rs.call([]*pg_query.Node{n}))
 				}
 			} else {
-				p = p.union(rs.call([]*pg_query.Node{n}))
+				p = rs.union(p, rs.call([]*pg_query.Node{n}))
 			}
 		case n.GetAIndices() != nil:
-			p = p.union(rs.expr(n.GetAIndices().Lidx, lv)).union(rs.expr(n.GetAIndices().Uidx, lv))
+			p = rs.union(rs.union(p, rs.expr(n.GetAIndices().Lidx, lv)), rs.expr(n.GetAIndices().Uidx, lv))
 		}
 		rel = nil
 	}
@@ -1610,7 +1948,7 @@ func (rs *resolver) wholeRowOf(x *pg_query.Node, lv *level) *relation {
 func (rs *resolver) exprList(list []*pg_query.Node, lv *level) prov {
 	var p prov
 	for _, n := range list {
-		p = p.union(rs.expr(n, lv))
+		p = rs.union(p, rs.expr(n, lv))
 	}
 	return p
 }
@@ -1626,9 +1964,9 @@ func (rs *resolver) exprMessage(m protoreflect.Message, lv *level) prov {
 		}
 		one := func(mv protoreflect.Message) {
 			if mv.Descriptor() == nodeDescriptor {
-				p = p.union(rs.expr(mv.Interface().(*pg_query.Node), lv))
+				p = rs.union(p, rs.expr(mv.Interface().(*pg_query.Node), lv))
 			} else {
-				p = p.union(rs.exprMessage(mv, lv))
+				p = rs.union(p, rs.exprMessage(mv, lv))
 			}
 		}
 		if fd.IsList() {
@@ -1661,7 +1999,7 @@ func (rs *resolver) columnRef(fields []*pg_query.Node, lv *level) prov {
 		if len(names) == 0 {
 			var p prov
 			for _, r := range lv.from {
-				p = p.union(r.whole())
+				p = rs.union(p, r.whole())
 			}
 			return p
 		}
@@ -1681,10 +2019,15 @@ func (rs *resolver) columnRef(fields []*pg_query.Node, lv *level) prov {
 	}
 	last := len(names) - 1
 	if r := rs.relation(lv, names[last-1]); r != nil {
-		if p, exact, _ := r.lookup(names[last]); exact {
+		rs.charge(len(r.cols))
+		p, exact, maybe := r.lookup(names[last])
+		switch {
+		case exact:
 			return p
+		case r.system && !maybe && systemColumn(names[last]):
+			return prov{} // PostgreSQL takes the system column before a function on the row
 		}
-		return r.whole().union(rs.call(fields[last : last+1]))
+		return rs.union(r.whole(), rs.call(fields[last:last+1]))
 	}
 	return unknownProv("relation %s is not in scope", strings.Join(names[:last], "."))
 }
@@ -1702,23 +2045,30 @@ func (rs *resolver) unqualified(name string, lv *level, wholeRow bool) (prov, bo
 		}
 		rs.saw(l.birth)
 		var p prov
-		found := false
+		found, system := false, false
 		for _, r := range l.named {
+			rs.charge(len(r.cols))
 			cp, exact, maybe := r.lookup(name)
 			switch {
 			case exact:
-				p, found = p.union(cp), true
+				p, found = rs.union(p, cp), true
 			case maybe:
-				acc, matched = acc.union(cp), true
+				acc, matched = rs.union(acc, cp), true
 			}
+			system = system || r.system
 		}
 		if found {
-			return acc.union(p), true
+			return rs.union(acc, p), true
+		}
+		if system && systemColumn(name) {
+			// A table's system column, found before a column of an
+			// enclosing level or a relation's whole row of that name.
+			return acc, true
 		}
 	}
 	if wholeRow {
 		if r := rs.relation(lv, name); r != nil {
-			return acc.union(r.whole()), true
+			return rs.union(acc, r.whole()), true
 		}
 	}
 	return acc, matched

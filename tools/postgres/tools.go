@@ -21,6 +21,10 @@ import (
 // limits still apply (the smaller wins).
 const MaxRowsLimit = 100000
 
+// MaxSQLBytes bounds the SQL text of one call (1 MiB, the default
+// http.max_request_bytes): parsing and tracing work grows with it.
+const MaxSQLBytes = 1 << 20
+
 // Tools returns the PostgreSQL tools: query_db, list_tables, describe_table.
 func Tools() []tools.Tool {
 	return []tools.Tool{&QueryDB{}, &ListTables{}, &DescribeTable{}}
@@ -61,6 +65,7 @@ Write one statement per call (PostgreSQL syntax); pass values as params and refe
 Policy decides whether the call may run: reads are usually allowed, writes and DDL may need a human's approval or be denied, and the answer says which rule decided.
 Each call runs in its own transaction (read-only for read-only grants), so BEGIN/COMMIT/ROLLBACK, SET ROLE and similar statements are refused.
 Results are limited in rows, bytes and time; when "truncated" is true, narrow the query (WHERE, LIMIT, fewer columns) rather than paging through everything.
+The text shows whole values up to 16 KiB in all and says what it left out (rows shown of how many, values clipped); the structured content has every row returned, every value in full.
 Sensitive columns may come back masked. Use list_tables and describe_table first when you do not know the schema.`
 }
 
@@ -92,6 +97,9 @@ func (*QueryDB) Decode(raw json.RawMessage) (tools.Args, error) {
 	}
 	if a.SQL, err = requiredString(fields, "sql"); err != nil {
 		return nil, err
+	}
+	if len(a.SQL) > MaxSQLBytes {
+		return nil, fmt.Errorf("%w: sql is %d bytes, more than the %d bytes one call may send; send smaller statements", tools.ErrInvalidArguments, len(a.SQL), MaxSQLBytes)
 	}
 	if a.Params, err = scalarArray(fields, "params"); err != nil {
 		return nil, err
@@ -234,7 +242,7 @@ func (*ListTables) Kind() string   { return KindName }
 func (*ListTables) ReadOnly() bool { return true }
 
 func (*ListTables) Description() string {
-	return `List the tables and views of a PostgreSQL database that your grant can read, with their schema, type and an estimated row count.
+	return `List the tables and views of a PostgreSQL database that your grant can read, with their schema, type and an estimated row count (from PostgreSQL's statistics: null for views and for tables not analysed yet; use query_db with count(*) for an exact count).
 Use it before query_db when you do not know what the database holds; optionally limit it to one schema (e.g. "public").`
 }
 
@@ -265,8 +273,14 @@ func (*ListTables) Decode(raw json.RawMessage) (tools.Args, error) {
 	return a, nil
 }
 
+// listTablesSQL estimates rows with the planner's statistics
+// (pg_class.reltuples, as of the last VACUUM, ANALYZE or CREATE INDEX):
+// -1 from PostgreSQL 14 on for a table never analysed, and for views,
+// which comes back as NULL (the text says why). The cumulative statistics
+// (n_live_tup) are not used as a fallback: they lag the transactions that
+// change them and are lost on a crash, so they are no truer than "unknown".
 const listTablesSQL = `SELECT t.table_schema AS schema, t.table_name AS name, lower(t.table_type) AS type,
-       c.reltuples::bigint AS estimated_rows
+       CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS estimated_rows
 FROM information_schema.tables t
 LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = t.table_schema
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
@@ -298,7 +312,7 @@ func (*ListTables) Execute(ctx context.Context, target tools.Target, args tools.
 	return runToOutput(ctx, &execution{resource: res, cred: cred, limits: target.Limits, stmts: stmts}, nil)
 }
 
-func (*ListTables) Render(out *tools.Output) (any, string) { return render(out) }
+func (*ListTables) Render(out *tools.Output) (any, string) { return renderListTables(out) }
 
 // DescribeTable describes one table: its columns, then its constraints and
 // indexes.
@@ -412,7 +426,7 @@ func (*DescribeTable) Execute(ctx context.Context, target tools.Target, args too
 	})
 }
 
-func (*DescribeTable) Render(out *tools.Output) (any, string) { return render(out) }
+func (*DescribeTable) Render(out *tools.Output) (any, string) { return renderDescribe(out) }
 
 // targetOf checks that the target is ours.
 func targetOf(t tools.Target) (*Resource, *Credential, error) {

@@ -32,6 +32,11 @@ type PayloadApproval struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Links     Links     `json:"links"`
+	// Impact is what the call would do, estimated without doing it (for
+	// query_db writes: EXPLAIN under the grant's role), or why there is no
+	// estimate: {"impact": {...}} or {"unavailable": "..."}. Absent for
+	// tools that make no previews.
+	Impact json.RawMessage `json:"impact,omitempty"`
 }
 
 // Person names a requester.

@@ -1,0 +1,69 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+// ViaWithdrawn is the Via of the decision a requester makes when they
+// withdraw their own pending approval (an MCP client cancelling the task of
+// a held call). The store has no state of its own for it: a withdrawal is a
+// deny by the requester, whom no other path lets decide their own request.
+const ViaWithdrawn = "withdrawn"
+
+// EventWithdrawn is the Config.OnEvent type of a withdrawal. It is not an
+// approver's decision (EventDecided), so decision metrics do not count it.
+const EventWithdrawn = "approval.withdrawn"
+
+// Withdraw withdraws pending approval id on behalf of its requester: it is
+// denied, with a decision by the requester via ViaWithdrawn and reason, and
+// can no longer be decided or used. Anyone but the requester gets
+// ErrForbidden; an approval that is not pending gets ErrExpired, ErrConsumed,
+// ErrDenied or ErrApproved with the approval as it is.
+func (m *Manager) Withdraw(ctx context.Context, id string, requester policy.Identity, reason string) (Approval, error) {
+	if len(reason) > maxReason {
+		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
+	}
+	a, err := m.Get(ctx, id)
+	if err != nil {
+		return Approval{}, err
+	}
+	if requester.Subject == "" || !a.Requester.Is(requester) {
+		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrForbidden)
+	}
+	now := m.cfg.Clock()
+	rec, err := m.cfg.Store.DecideApproval(ctx, id, store.ApprovalDecision{
+		Subject: requester.Subject, Issuer: requester.Issuer, Email: requester.Email,
+		Verdict: string(Deny), Reason: reason, Via: ViaWithdrawn, At: now,
+	}, now)
+	switch {
+	case errors.Is(err, store.ErrApprovalState), errors.Is(err, store.ErrDuplicateDecision):
+		cur := m.fromRecord(rec, now)
+		return cur, fmt.Errorf("approval %s: %w", id, stateError(cur.State))
+	case errors.Is(err, store.ErrNotFound):
+		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
+	case err != nil:
+		return a, fmt.Errorf("withdrawing approval %s: %w", id, err)
+	}
+	a = m.fromRecord(rec, now)
+	m.cfg.Notifier.Publish(id)
+	m.emit(ctx, Event{
+		Type: EventWithdrawn, ApprovalID: id, CallID: a.CallID,
+		Subject: requester.Subject, Issuer: requester.Issuer, Tool: a.Tool, Resource: a.Resource,
+		Data: map[string]any{"reason": reason, "via": ViaWithdrawn, "state": a.State},
+	})
+	m.cfg.Logger.Info("approval withdrawn", "approval_id", id, "requester", requester.Subject)
+	return a, nil
+}
+
+// Withdrawn reports whether a was withdrawn by its requester (Withdraw):
+// denied, by a decision of the requester themself.
+func (a Approval) Withdrawn() bool {
+	n := len(a.Decisions)
+	return a.State == Denied && n > 0 && a.Decisions[n-1].Via == ViaWithdrawn &&
+		a.Decisions[n-1].Approver.Subject == a.Requester.Subject && a.Decisions[n-1].Approver.Issuer == a.Requester.Issuer
+}

@@ -1,0 +1,619 @@
+package mcpserver
+
+// Held calls as MCP tasks (the tasks utility of protocol 2025-11-25).
+//
+// mcp-go keeps tasks in its own memory under ids it makes up, so a task
+// could not outlive the process nor be the approval it waits for. Airlock
+// answers a task-augmented tools/call and tasks/get|result|cancel|list
+// itself, in front of mcp-go on both transports (http.go, stdio.go):
+//
+//	tools/call + task ─→ broker.Handle (NoWait) ─┬─ held: task id = approval id, working
+//	                                             └─ not held: task id = call id, completed | failed
+//	tasks/get    ─→ the approval, read from the store: pending → working, approved → completed,
+//	                denied | expired → failed (reason in statusMessage), withdrawn → cancelled
+//	tasks/result ─→ approved: broker.Handle again, the retry that consumes the approval;
+//	                pending: waits for a decision, at most taskResultWait
+//	tasks/cancel ─→ withdraws the pending approval (a deny by the requester)
+//
+// The task id of a held call is its approval's id and its state is the
+// approval's, in the store: tasks/get works after a restart and on every
+// replica. The call's exact arguments are kept only here, in memory (never
+// in the store beside the masked transcript), until the call has run; when
+// they are gone (a restart, another replica), tasks/result tells the agent
+// that the approval stands and to call the tool again with the same
+// arguments, and that retry consumes it. Only the identity that made the
+// call (same subject and issuer as the approval's requester) may read,
+// await or cancel its task.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/approval"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+const (
+	// taskResultWait bounds how long tasks/result waits on a pending
+	// approval before it answers "still pending": under the 60 s request
+	// timeout of the TypeScript SDK (approval.DefaultWait).
+	taskResultWait = approval.DefaultWait
+	// taskPollInterval is the pollInterval suggested to clients, in ms.
+	taskPollInterval = int64(1000)
+	// taskRetention is how long a task that has its result keeps it here
+	// (and, for a held call, how long after its approval expires its task
+	// may still be read from memory).
+	taskRetention = 10 * time.Minute
+	// maxTasks bounds the tasks kept in memory, all callers together; past
+	// it, the one due to be dropped soonest goes first.
+	maxTasks = 10000
+	// taskListLimit bounds the approvals tasks/list reads; taskPage is one
+	// page of its answer.
+	taskListLimit = 200
+	taskPage      = 50
+)
+
+// taskEntry is what this process keeps of one task.
+type taskEntry struct {
+	id    string
+	owner string // issuer and subject of the identity that made the call
+	held  bool   // id is an approval's id
+	tool  string
+
+	run sync.Mutex // one tasks/result runs the held call at a time
+
+	// Guarded by tasks.mu.
+	args    json.RawMessage     // exact arguments of a held call, until it runs
+	result  *mcp.CallToolResult // the call's result, once it has one
+	created time.Time
+	updated time.Time
+	expires time.Time // when this entry may be dropped
+}
+
+// tasks is the task layer of a Server.
+type tasks struct {
+	srv        *Server
+	now        func() time.Time
+	resultWait time.Duration
+
+	mu      sync.Mutex
+	entries map[string]*taskEntry
+	swept   time.Time
+}
+
+func newTasks(s *Server) *tasks {
+	return &tasks{srv: s, now: time.Now, resultWait: taskResultWait, entries: map[string]*taskEntry{}}
+}
+
+// rpcRequest is a JSON-RPC request as the task layer reads it.
+type rpcRequest struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+}
+
+type taskCallParams struct {
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+	Task      json.RawMessage `json:"task"`
+}
+
+type taskIDParams struct {
+	TaskID string `json:"taskId"`
+}
+
+// claim reports whether the message is one the task layer answers: a
+// request (it has an id) for tasks/get, tasks/result, tasks/cancel or
+// tasks/list, or a tools/call with a task. Anything else goes on to mcp-go.
+func (t *tasks) claim(raw []byte) (*rpcRequest, bool) {
+	var req rpcRequest
+	if json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 || string(req.ID) == "null" {
+		return nil, false
+	}
+	switch mcp.MCPMethod(req.Method) {
+	case mcp.MethodTasksGet, mcp.MethodTasksResult, mcp.MethodTasksCancel, mcp.MethodTasksList:
+		return &req, true
+	case mcp.MethodToolsCall:
+		var p taskCallParams
+		if json.Unmarshal(req.Params, &p) != nil || len(p.Task) == 0 || string(p.Task) == "null" {
+			return nil, false
+		}
+		return &req, true
+	}
+	return nil, false
+}
+
+// rpcError is a JSON-RPC error the task layer answers with.
+type rpcError struct {
+	code    int
+	message string
+}
+
+// handle answers a request claim accepted, with a JSON-RPC response.
+// sessionID names the MCP session it came on (for the transcript).
+func (t *tasks) handle(ctx context.Context, req *rpcRequest, sessionID string) []byte {
+	result, rerr := t.answer(ctx, req, sessionID)
+	id := req.ID
+	if rerr != nil {
+		body, _ := json.Marshal(map[string]any{
+			"jsonrpc": mcp.JSONRPC_VERSION, "id": id,
+			"error": map[string]any{"code": rerr.code, "message": rerr.message},
+		})
+		return body
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "id": id, "result": result})
+	if err != nil {
+		body, _ = json.Marshal(map[string]any{
+			"jsonrpc": mcp.JSONRPC_VERSION, "id": id,
+			"error": map[string]any{"code": mcp.INTERNAL_ERROR, "message": "the result could not be encoded"},
+		})
+	}
+	return body
+}
+
+func (t *tasks) answer(ctx context.Context, req *rpcRequest, sessionID string) (any, *rpcError) {
+	who, err := t.srv.identity(ctx)
+	if err != nil {
+		return nil, &rpcError{mcp.INVALID_REQUEST, err.Error()}
+	}
+	t.sweep()
+	if mcp.MCPMethod(req.Method) == mcp.MethodToolsCall {
+		var p taskCallParams
+		_ = json.Unmarshal(req.Params, &p) // claim decoded it
+		switch {
+		case t.srv.taskTool(p.Name):
+			return t.call(ctx, who, p, sessionID)
+		case p.Name == broker.ListResourcesTool || p.Name == broker.ApprovalStatusTool:
+			// mcp-go would run it as a plain call; the specification
+			// asks for -32601 (its execution.taskSupport is absent).
+			return nil, &rpcError{mcp.METHOD_NOT_FOUND, fmt.Sprintf("tool '%s' does not support task augmentation: call it without a task", p.Name)}
+		default:
+			return nil, &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("tool '%s' not found", p.Name)}
+		}
+	}
+	if mcp.MCPMethod(req.Method) == mcp.MethodTasksList {
+		var p struct {
+			Cursor string `json:"cursor"`
+		}
+		if len(req.Params) > 0 && json.Unmarshal(req.Params, &p) != nil {
+			return nil, &rpcError{mcp.INVALID_PARAMS, "tasks/list takes {\"cursor\": \"...\"}"}
+		}
+		return t.list(ctx, who, p.Cursor)
+	}
+	var p taskIDParams
+	if json.Unmarshal(req.Params, &p) != nil || p.TaskID == "" {
+		return nil, &rpcError{mcp.INVALID_PARAMS, req.Method + " takes {\"taskId\": \"...\"}"}
+	}
+	switch mcp.MCPMethod(req.Method) {
+	case mcp.MethodTasksGet:
+		e, a, rerr := t.lookup(ctx, p.TaskID, who)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return t.task(e, a), nil
+	case mcp.MethodTasksResult:
+		return t.result(ctx, p.TaskID, who, sessionID)
+	default:
+		return t.cancel(ctx, p.TaskID, who)
+	}
+}
+
+func ownerOf(id policy.Identity) string { return id.Issuer + "\x00" + id.Subject }
+
+// call runs a task-augmented tools/call through the broker, exactly as a
+// plain call but without waiting for an approval, and answers with its task.
+func (t *tasks) call(ctx context.Context, who policy.Identity, p taskCallParams, sessionID string) (any, *rpcError) {
+	args := p.Arguments
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage("{}")
+	}
+	res := t.srv.broker.Handle(ctx, broker.Call{Tool: p.Name, Arguments: args, Identity: who, SessionID: sessionID, NoWait: true})
+	if id, ok := heldFor(res); ok {
+		a, err := t.srv.broker.RequestedApproval(ctx, id, who)
+		if err != nil {
+			return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("the call is held for approval %s, which could not be read back: %v", id, err)}
+		}
+		e := t.keep(&taskEntry{
+			id: id, owner: ownerOf(who), held: true, tool: p.Name, args: slices.Clone(args),
+			created: a.CreatedAt, updated: a.CreatedAt, expires: a.ExpiresAt.Add(taskRetention),
+		})
+		task := t.task(e, a)
+		return map[string]any{
+			"task":  task,
+			"_meta": map[string]any{mcp.ModelImmediateResponseMetaKey: task.StatusMessage},
+		}, nil
+	}
+	now := t.now()
+	e := t.keep(&taskEntry{
+		id: res.CallID, owner: ownerOf(who), tool: p.Name, result: toMCP(res),
+		created: now, updated: now, expires: now.Add(taskRetention),
+	})
+	return map[string]any{"task": t.task(e, approval.Approval{})}, nil
+}
+
+// heldFor returns the approval a result says the call is held for.
+func heldFor(r broker.Result) (string, bool) {
+	m, ok := r.Structured.(map[string]any)
+	if !r.IsError || !ok || m["outcome"] != "pending" {
+		return "", false
+	}
+	id, ok := m["approval_id"].(string)
+	return id, ok && id != ""
+}
+
+// keep stores e, or returns the entry already kept under its id (the same
+// held call made again shares its approval, and so its task), given the
+// newest arguments.
+func (t *tasks) keep(e *taskEntry) *taskEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.entries[e.id]; ok && old.owner == e.owner {
+		if old.result == nil && e.args != nil {
+			old.args = e.args
+		}
+		return old
+	}
+	if len(t.entries) >= maxTasks {
+		t.dropExpiredLocked(t.now())
+	}
+	if len(t.entries) >= maxTasks {
+		var first *taskEntry
+		for _, x := range t.entries {
+			if first == nil || x.expires.Before(first.expires) {
+				first = x
+			}
+		}
+		delete(t.entries, first.id)
+	}
+	t.entries[e.id] = e
+	return e
+}
+
+// sweep drops expired entries, at most once a minute.
+func (t *tasks) sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if now.Sub(t.swept) < time.Minute {
+		return
+	}
+	t.swept = now
+	t.dropExpiredLocked(now)
+}
+
+func (t *tasks) dropExpiredLocked(now time.Time) {
+	for id, e := range t.entries {
+		if !now.Before(e.expires) {
+			delete(t.entries, id)
+		}
+	}
+}
+
+// lookup finds task id of who: the entry kept here (nil when none) and,
+// for a held call, its approval as the store has it now. A task of someone
+// else is answered as one that does not exist.
+func (t *tasks) lookup(ctx context.Context, id string, who policy.Identity) (*taskEntry, approval.Approval, *rpcError) {
+	notFound := &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("Failed to retrieve task: no task %s of yours (a task's result is kept for %s once it has one)", id, taskRetention)}
+	t.mu.Lock()
+	e := t.entries[id]
+	if e != nil && e.owner != ownerOf(who) {
+		e = nil
+	}
+	t.mu.Unlock()
+	if e != nil && !e.held {
+		return e, approval.Approval{}, nil
+	}
+	a, err := t.srv.broker.RequestedApproval(ctx, id, who)
+	switch {
+	case errors.Is(err, approval.ErrNotFound), errors.Is(err, approval.ErrForbidden), errors.Is(err, broker.ErrNotRequester):
+		return nil, approval.Approval{}, notFound
+	case err != nil:
+		return nil, approval.Approval{}, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("Failed to retrieve task %s: %v", id, err)}
+	}
+	return e, a, nil
+}
+
+// task renders a task: from its result once it has one, else from its
+// approval.
+func (t *tasks) task(e *taskEntry, a approval.Approval) mcp.Task {
+	var created, updated, expires time.Time
+	var result *mcp.CallToolResult
+	if e != nil {
+		t.mu.Lock()
+		created, updated, expires, result = e.created, e.updated, e.expires, e.result
+		t.mu.Unlock()
+	}
+	if a.ID != "" {
+		created = a.CreatedAt
+		for _, at := range []time.Time{a.DecidedAt, a.ConsumedAt} {
+			if at.After(updated) {
+				updated = at
+			}
+		}
+		if exp := a.ExpiresAt.Add(taskRetention); exp.After(expires) {
+			expires = exp
+		}
+	}
+	if updated.Before(created) {
+		updated = created
+	}
+	task := mcp.Task{CreatedAt: stamp(created), LastUpdatedAt: stamp(updated)}
+	if e != nil {
+		task.TaskId = e.id
+	} else {
+		task.TaskId = a.ID
+	}
+	ttl := expires.Sub(created).Milliseconds()
+	task.TTL = &ttl
+	if result != nil {
+		task.Status, task.StatusMessage = mcp.TaskStatusCompleted, resultText(result)
+		if result.IsError {
+			task.Status = mcp.TaskStatusFailed
+		}
+		return task
+	}
+	task.Status, task.StatusMessage = approvalStatus(a)
+	if task.Status == mcp.TaskStatusWorking {
+		poll := taskPollInterval
+		task.PollInterval = &poll
+	}
+	return task
+}
+
+func stamp(at time.Time) string { return at.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func resultText(r *mcp.CallToolResult) string {
+	var parts []string
+	for _, c := range r.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			parts = append(parts, tc.Text)
+		}
+	}
+	return shorten(strings.Join(parts, "\n"), 2000)
+}
+
+// approvalStatus is the status of a held call's task that has not run,
+// from its approval, with a sentence for the agent.
+func approvalStatus(a approval.Approval) (mcp.TaskStatus, string) {
+	switch a.State {
+	case approval.Pending:
+		msg := fmt.Sprintf("waiting for approval %s by %s (%d of %d approvals, until %s); the call has not run: once approved this task completes, and tasks/result runs the call and returns its result",
+			a.ID, strings.Join(a.Approvers.Groups, " or "), a.Approvals(), max(a.Approvers.Min, 1), a.ExpiresAt.UTC().Format(time.RFC3339))
+		if a.URL != "" {
+			msg += "; approvers decide at " + a.URL
+		}
+		return mcp.TaskStatusWorking, msg
+	case approval.Approved:
+		return mcp.TaskStatusCompleted, fmt.Sprintf("approval %s was approved%s; tasks/result runs the call and returns its result", a.ID, deciders(a))
+	case approval.Consumed:
+		return mcp.TaskStatusCompleted, fmt.Sprintf("approval %s was approved%s and used by call %s", a.ID, deciders(a), a.ConsumedBy)
+	case approval.Denied:
+		if a.Withdrawn() {
+			return mcp.TaskStatusCancelled, fmt.Sprintf("approval %s was withdrawn by its requester; the call was not run", a.ID)
+		}
+		return mcp.TaskStatusFailed, deniedText(a)
+	default: // expired
+		return mcp.TaskStatusFailed, fmt.Sprintf("Approval %s expired without a decision; the call was not run. Call %s again with the same arguments to request a new approval.", a.ID, a.Tool)
+	}
+}
+
+func deciders(a approval.Approval) string {
+	var who []string
+	for _, d := range a.Decisions {
+		if d.Verdict == approval.Approve {
+			who = append(who, d.Approver.Subject)
+		}
+	}
+	if len(who) == 0 {
+		return ""
+	}
+	return " by " + strings.Join(who, ", ")
+}
+
+// deniedText says who denied approval a and why, as a held call that is
+// denied while it waits says it (broker.approve).
+func deniedText(a approval.Approval) string {
+	who, why := "an approver", ""
+	if n := len(a.Decisions); n > 0 {
+		last := a.Decisions[n-1]
+		who = last.Approver.Subject
+		if last.Reason != "" {
+			why = ": " + last.Reason
+		}
+	}
+	return fmt.Sprintf("Approval %s was denied by %s%s; the call was not run.", a.ID, who, why)
+}
+
+// result answers tasks/result: the call's result once it has one; for an
+// approved held call, the call run now through the broker (the retry that
+// consumes the approval); for a pending one, a wait for the decision.
+func (t *tasks) result(ctx context.Context, id string, who policy.Identity, sessionID string) (any, *rpcError) {
+	e, a, rerr := t.lookup(ctx, id, who)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if e != nil {
+		e.run.Lock()
+		defer e.run.Unlock()
+		if r := t.resultOf(e); r != nil {
+			return withRelatedTask(r, id), nil
+		}
+	}
+	if a.State == approval.Pending {
+		got, err := t.srv.broker.AwaitApproval(ctx, id, t.resultWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, &rpcError{mcp.INTERNAL_ERROR, "the request ended while waiting for the approval"}
+			}
+			return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("waiting for approval %s failed: %v", id, err)}
+		}
+		a = got
+	}
+	var r *mcp.CallToolResult
+	switch a.State {
+	case approval.Pending:
+		_, msg := approvalStatus(a)
+		return withRelatedTask(toolError("pending", id, "Still "+msg+". Call tasks/result again, or poll tasks/get."), id), nil
+	case approval.Approved:
+		args := t.takeArgs(e)
+		if args == nil {
+			return withRelatedTask(toolError("call_again", id, fmt.Sprintf(
+				"Approval %s is approved and still stands (until %s), but this airlock no longer holds the call's arguments (it was restarted, or another replica took the call): call %s again with the same arguments and it runs under this approval.",
+				id, a.ExpiresAt.UTC().Format(time.RFC3339), a.Tool)), id), nil
+		}
+		res := t.srv.broker.Handle(ctx, broker.Call{Tool: e.tool, Arguments: args, Identity: who, SessionID: sessionID, NoWait: true})
+		r = toMCP(res)
+		t.setResult(e, r)
+	case approval.Consumed:
+		r = toolError("approval_used", id, fmt.Sprintf("Approval %s was already used by call %s, whose result went to that call; call %s again to request a new approval.", id, a.ConsumedBy, a.Tool))
+	default:
+		_, msg := approvalStatus(a)
+		outcome := "approval_" + string(a.State)
+		if a.Withdrawn() {
+			outcome = "approval_withdrawn"
+		}
+		r = toolError(outcome, id, msg)
+	}
+	return withRelatedTask(r, id), nil
+}
+
+func (t *tasks) resultOf(e *taskEntry) *mcp.CallToolResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return e.result
+}
+
+// takeArgs hands out a held call's arguments once: they are dropped here
+// when the call runs.
+func (t *tasks) takeArgs(e *taskEntry) json.RawMessage {
+	if e == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	args := e.args
+	e.args = nil
+	return args
+}
+
+func (t *tasks) setResult(e *taskEntry, r *mcp.CallToolResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	e.result, e.updated, e.expires = r, now, now.Add(taskRetention)
+}
+
+// toolError is a refusal as a tool result, as the broker renders them.
+func toolError(outcome, approvalID, text string) *mcp.CallToolResult {
+	out := mcp.NewToolResultStructured(map[string]any{"outcome": outcome, "approval_id": approvalID, "reason": text}, text)
+	out.IsError = true
+	return out
+}
+
+// withRelatedTask returns a copy of r whose _meta names the task, as
+// tasks/result must.
+func withRelatedTask(r *mcp.CallToolResult, taskID string) *mcp.CallToolResult {
+	out := *r
+	fields := map[string]any{}
+	if r.Meta != nil {
+		for k, v := range r.Meta.AdditionalFields {
+			fields[k] = v
+		}
+	}
+	fields[mcp.RelatedTaskMetaKey] = mcp.RelatedTaskMeta(taskID)
+	out.Meta = mcp.NewMetaFromMap(fields)
+	return &out
+}
+
+// cancel answers tasks/cancel: a held call's pending approval is withdrawn.
+func (t *tasks) cancel(ctx context.Context, id string, who policy.Identity) (any, *rpcError) {
+	e, a, rerr := t.lookup(ctx, id, who)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if task := t.task(e, a); task.Status.IsTerminal() {
+		return nil, &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("Cannot cancel task: already in terminal status '%s'", task.Status)}
+	}
+	got, err := t.srv.broker.WithdrawApproval(ctx, id, who, "withdrawn by the requester (MCP tasks/cancel)")
+	if err != nil {
+		if got.ID != "" { // decided meanwhile
+			task := t.task(e, got)
+			return nil, &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("Cannot cancel task: already in terminal status '%s' (%s)", task.Status, task.StatusMessage)}
+		}
+		return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("withdrawing approval %s failed: %v", id, err)}
+	}
+	t.takeArgs(e)
+	return t.task(e, got), nil
+}
+
+// list answers tasks/list: the caller's approvals (each a task, whether
+// its call came as a task or not: tasks/get reads any of them), newest
+// first, and the calls kept here that were not held. The cursor is the
+// offset of the page.
+func (t *tasks) list(ctx context.Context, who policy.Identity, cursor string) (any, *rpcError) {
+	offset := 0
+	if cursor != "" {
+		n, err := strconv.Atoi(cursor)
+		if err != nil || n < 0 || n > taskListLimit+maxTasks {
+			return nil, &rpcError{mcp.INVALID_PARAMS, "Invalid cursor for tasks/list"}
+		}
+		offset = n
+	}
+	approvals, err := t.srv.broker.RequestedApprovals(ctx, who, taskListLimit)
+	if err != nil {
+		return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("listing tasks failed: %v", err)}
+	}
+	owner := ownerOf(who)
+	type item struct {
+		task    mcp.Task
+		created time.Time
+	}
+	var items []item
+	seen := map[string]bool{}
+	for _, a := range approvals {
+		t.mu.Lock()
+		e := t.entries[a.ID]
+		t.mu.Unlock()
+		if e != nil && e.owner != owner {
+			e = nil
+		}
+		seen[a.ID] = true
+		items = append(items, item{t.task(e, a), a.CreatedAt})
+	}
+	t.mu.Lock()
+	var mine []*taskEntry
+	for _, e := range t.entries {
+		if e.owner == owner && !e.held && !seen[e.id] {
+			mine = append(mine, e)
+		}
+	}
+	t.mu.Unlock()
+	for _, e := range mine {
+		items = append(items, item{t.task(e, approval.Approval{}), e.created})
+	}
+	slices.SortStableFunc(items, func(x, y item) int { return y.created.Compare(x.created) })
+	if offset > len(items) {
+		return nil, &rpcError{mcp.INVALID_PARAMS, "Invalid cursor for tasks/list"}
+	}
+	end := min(offset+taskPage, len(items))
+	out := map[string]any{"tasks": []mcp.Task{}}
+	page := make([]mcp.Task, 0, end-offset)
+	for _, it := range items[offset:end] {
+		page = append(page, it.task)
+	}
+	out["tasks"] = page
+	if end < len(items) {
+		out["nextCursor"] = strconv.Itoa(end)
+	}
+	return out, nil
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
+)
+
+// Query parameters of a postgres:// store URL that are airlock's, not the
+// driver's: where the password is kept.
+const (
+	ParamPasswordEnv  = "password_env"
+	ParamPasswordFile = "password_file"
+)
+
+// openPostgres opens a PostgreSQL store: one pool for reads and writes.
+func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
+	dsn, password, err := resolvePassword(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's parse errors redact the password; the URL is quoted redacted too.
+		return nil, fmt.Errorf("%w %q: %v", ErrUnsupportedURL, redactURL(rawURL), err)
+	}
+	if password != "" {
+		cfg.Password = password
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "airlock"
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(pgConns)
+	db.SetMaxIdleConns(pgConns)
+	db.SetConnMaxIdleTime(pgConnMaxIdle)
+	s := &Store{db: db, read: db, dialect: sqldialect.Postgres}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", redactURL(rawURL), err)
+	}
+	return s, nil
+}
+
+// resolvePassword removes password_env and password_file from a postgres://
+// URL and returns the URL and the password they name ("" if neither is set).
+// Errors name the setting, never the secret.
+func resolvePassword(rawURL string) (dsn, password string, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", "", fmt.Errorf("%w %s: not a URL (postgres://user@host:5432/dbname)", ErrUnsupportedURL, redactURL(rawURL))
+	}
+	q := u.Query()
+	envName, file := q.Get(ParamPasswordEnv), q.Get(ParamPasswordFile)
+	if !q.Has(ParamPasswordEnv) && !q.Has(ParamPasswordFile) {
+		return rawURL, "", nil
+	}
+	q.Del(ParamPasswordEnv)
+	q.Del(ParamPasswordFile)
+	u.RawQuery = q.Encode()
+	_, inURL := u.User.Password()
+	switch {
+	case envName != "" && file != "":
+		return "", "", fmt.Errorf("%w: store URL: set %s or %s, not both", ErrUnsupportedURL, ParamPasswordEnv, ParamPasswordFile)
+	case inURL || q.Has("password"):
+		return "", "", fmt.Errorf("%w: store URL has a password and %s/%s: keep only the reference", ErrUnsupportedURL, ParamPasswordEnv, ParamPasswordFile)
+	case envName != "":
+		v, ok := os.LookupEnv(envName)
+		if !ok || v == "" {
+			return "", "", fmt.Errorf("store URL: %s names %s, which is not set in the environment", ParamPasswordEnv, envName)
+		}
+		return u.String(), v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", "", fmt.Errorf("store URL: %s: %w", ParamPasswordFile, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", "", fmt.Errorf("store URL: %s %s is empty", ParamPasswordFile, file)
+		}
+		return u.String(), v, nil
+	}
+	return "", "", fmt.Errorf("%w: store URL: %s or %s is empty", ErrUnsupportedURL, ParamPasswordEnv, ParamPasswordFile)
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/broker/approval"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/policy"
+)
+
+var printNow = time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+
+func printedApprovals() []approval.Approval {
+	created := printNow.Add(-10 * time.Second)
+	return []approval.Approval{
+		{
+			ID: "0b6f2c1e-pending", CallID: "call-1", Requester: approval.Principal{Subject: "alice", Email: "alice@example.com"},
+			Tool: "query_db", Resource: "shop", Rule: "writes-need-a-dba",
+			Arguments: json.RawMessage(`{"resource":"shop","sql":"UPDATE orders SET status = 'lost'\nWHERE id = $1","params":[9007199254740993]}`),
+			Approvers: policy.Approvers{Groups: []string{"dba"}, Min: 2}, State: approval.Pending,
+			CreatedAt: created, ExpiresAt: printNow.Add(14*time.Minute + 50*time.Second),
+			Decisions: []approval.Decision{{Approver: approval.Principal{Subject: "dora"}, Verdict: approval.Approve, Via: approval.ViaWeb, At: created.Add(4 * time.Second), Reason: "ticket OPS-1"}},
+			URL:       "https://airlock.example.com/ui/approvals/0b6f2c1e-pending",
+		},
+		{
+			ID: "5d1a-consumed", CallID: "call-2", Requester: approval.Principal{Subject: "bob"},
+			Tool: "run_ssh", Resource: "web-1", Rule: "restarts-need-ops",
+			Arguments: json.RawMessage(`{"resource":"web-1","command":"sudo systemctl restart nginx && journalctl -u nginx -n 50 --no-pager --since '10 minutes ago'"}`),
+			Approvers: policy.Approvers{Groups: []string{"ops", "sre"}, Min: 1}, State: approval.Consumed,
+			CreatedAt: printNow.Add(-time.Hour), ExpiresAt: printNow.Add(-45 * time.Minute),
+			DecidedAt: printNow.Add(-59 * time.Minute), ConsumedAt: printNow.Add(-59*time.Minute + 1500*time.Millisecond), ConsumedBy: "call-3",
+			Decisions: []approval.Decision{{Approver: approval.Principal{Subject: "olga"}, Verdict: approval.Approve, Via: approval.ViaCLILocal, At: printNow.Add(-59 * time.Minute)}},
+		},
+		{
+			ID: "9e2-denied", CallID: "call-4", Requester: approval.Principal{Subject: "alice"},
+			Tool: "query_db", Resource: "shop", Rule: "writes-need-a-dba",
+			Arguments: json.RawMessage(`{"resource":"shop","sql":"DELETE FROM orders"}`),
+			Approvers: policy.Approvers{Groups: []string{"dba"}, Min: 1}, State: approval.Denied,
+			CreatedAt: printNow.Add(-2 * time.Minute), ExpiresAt: printNow.Add(13 * time.Minute), DecidedAt: printNow.Add(-90 * time.Second),
+			Decisions: []approval.Decision{{Approver: approval.Principal{Subject: "dora"}, Verdict: approval.Deny, Via: approval.ViaAPI, At: printNow.Add(-90 * time.Second), Reason: "no WHERE"}},
+		},
+	}
+}
+
+// approvals list and show print for people: durations as 10s, the SQL or
+// command (shortened in the list, whole in show), the state, the decisions
+// and who made them, numbers exactly as the call sent them.
+func TestApprovalsPrintForPeople(t *testing.T) {
+	list := printedApprovals()
+	var b bytes.Buffer
+	if err := writeApprovalList(&b, list, printNow); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "approvals_list.golden", b.String())
+	var shown strings.Builder
+	for _, a := range list {
+		b.Reset()
+		if err := writeApproval(&b, a, printNow); err != nil {
+			t.Fatal(err)
+		}
+		shown.WriteString(b.String() + "----\n")
+	}
+	checkGolden(t, "approvals_show.golden", shown.String())
+}
+
+// Without OIDC, reading needs no name: list and show work on the store as
+// it is (the help's own example), --json prints JSON; deciding still needs
+// --as.
+func TestApprovalsReadWithoutAs(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "airlock.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, _, err := st.RequestApproval(ctx, store.Approval{
+		ID: "a-1", Digest: "d-1", CallID: "call-1", Subject: "alice", Tool: "query_db", Resource: "shop",
+		Arguments: []byte(`{"resource":"shop","sql":"UPDATE orders SET status = 'lost' WHERE id = 3"}`), Rule: "writes-need-a-dba", Rules: []byte(`[]`),
+		ApproverGroups: []string{"dba"}, MinApprovers: 1, PolicyVersion: "pv", State: store.ApprovalPending,
+		CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute),
+	}, now); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg := filepath.Join(dir, "airlock.yaml")
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:8080\nstore: sqlite://./airlock.db\nauth: {mode: none}\nresources: []\n"), 0o600)
+
+	out, code := runCLI(t, "approvals", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "a-1") || !strings.Contains(out, "UPDATE orders SET status = 'lost' WHERE id = 3") {
+		t.Errorf("list without --as: exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, "approvals", "show", "a-1", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "Approval a-1: pending") || !strings.Contains(out, "SQL:") || !strings.Contains(out, "none yet") {
+		t.Errorf("show without --as: exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, "approvals", "show", "a-1", "--json", "--config", cfg)
+	var a approval.Approval
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.ID != "a-1" || a.State != approval.Pending {
+		t.Errorf("show --json: exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, "approvals", "approve", "a-1", "--config", cfg)
+	if code == 0 || !strings.Contains(out, "--as NAME --groups") {
+		t.Errorf("approve without --as: exit %d, want a refusal naming --as:\n%s", code, out)
+	}
+	out, code = runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "now approved") {
+		t.Errorf("approve --as dora: exit %d:\n%s", code, out)
+	}
+}

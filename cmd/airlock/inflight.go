@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/airlock-mcp/airlock/broker"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/recorder"
+)
+
+// inflightRecorder is the broker's recorder: it appends to the transcript
+// and keeps the store's calls_in_flight in step, a row from call.received
+// to the call's final event, so that when this replica dies the one that
+// reaps it can end its calls with call.interrupted.
+type inflightRecorder struct {
+	rec     *recorder.Recorder
+	store   *store.Store
+	replica string
+}
+
+var _ broker.Recorder = (*inflightRecorder)(nil)
+
+// finalTypes end a call.
+var finalTypes = map[string]bool{
+	recorder.TypeCallCompleted: true,
+	recorder.TypeCallFailed:    true,
+	"call.refused":             true,
+}
+
+// Append records the call in flight before its first event (a call that
+// cannot be tracked is not run: recording failure stops the call), and
+// forgets it after its final one.
+func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+	if ev.Type == recorder.TypeCallReceived && ev.CallID != "" {
+		err := r.store.BeginCall(ctx, store.CallInFlight{
+			CallID: ev.CallID, Replica: r.replica, SessionID: ev.SessionID, Subject: ev.Subject,
+			Issuer: ev.Issuer, Tool: ev.Tool, Resource: ev.Resource, StartedAt: time.Now(),
+		})
+		if err != nil {
+			return recorder.Event{}, err
+		}
+	}
+	out, err := r.rec.Append(ctx, ev)
+	if err == nil && finalTypes[ev.Type] && ev.CallID != "" {
+		err = r.store.EndCall(ctx, ev.CallID)
+	}
+	return out, err
+}
+
+// interrupted records call.interrupted for a call a gone replica left
+// without a final event.
+func interrupted(ctx context.Context, rec *recorder.Recorder, c store.CallInFlight, by string) error {
+	data, err := json.Marshal(map[string]any{
+		"replica":    c.Replica,
+		"reaped_by":  by,
+		"started_at": c.StartedAt,
+		"reason":     "the airlock replica running this call stopped before the call ended; its credentials were revoked",
+	})
+	if err != nil {
+		return err
+	}
+	_, err = rec.Append(context.WithoutCancel(ctx), recorder.Event{
+		Type: recorder.TypeCallInterrupted, CallID: c.CallID, SessionID: c.SessionID,
+		Subject: c.Subject, Issuer: c.Issuer, Tool: c.Tool, Resource: c.Resource, Data: data,
+	})
+	return err
+}

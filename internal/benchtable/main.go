@@ -1,0 +1,134 @@
+// Command benchtable prints the table of issue 14's figures from the output
+// of `make bench` and `make bench-load` (go test -bench), so that each run
+// shows where airlock stands against its targets. Files that do not exist
+// are skipped; a figure whose benchmark did not run says so.
+//
+//	go run ./internal/benchtable bin/bench.txt bin/bench-load.txt
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// metrics maps benchmark name (without the -GOMAXPROCS suffix) to unit to
+// value, from lines like "BenchmarkX-2  100  1234 ns/op  5.6 airlock/peer-1row".
+type metrics map[string]map[string]float64
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+func read(paths []string) (metrics, error) {
+	m := metrics{}
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			g := benchLine.FindStringSubmatch(sc.Text())
+			if g == nil {
+				continue
+			}
+			fields := strings.Fields(g[3])
+			for i := 0; i+1 < len(fields); i += 2 {
+				v, err := strconv.ParseFloat(fields[i], 64)
+				if err != nil {
+					break
+				}
+				if m[g[1]] == nil {
+					m[g[1]] = map[string]float64{}
+				}
+				m[g[1]][fields[i+1]] = v
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m metrics) get(bench, unit string) (float64, bool) {
+	v, ok := m[bench][unit]
+	return v, ok
+}
+
+const missing = "not measured in this run"
+
+func main() {
+	m, err := read(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	ratio := func(bench, u1, u10 string) string {
+		a, ok1 := m.get(bench, u1)
+		b, ok10 := m.get(bench, u10)
+		if !ok1 || !ok10 {
+			return missing
+		}
+		return fmt.Sprintf("%.2f× (1 row), %.2f× (10 rows)", a, b)
+	}
+	rows := [][3]string{
+		{"end-to-end `query_db` p50 vs the faster of dbhub / server-postgres, TS SDK over stdio", ratio("BenchmarkQueryDBVsPeers", "airlock/peer-1row", "airlock/peer-10rows"), "≤ 0.6×"},
+		{"same over streamable HTTP (vs dbhub; server-postgres has no HTTP)", ratio("BenchmarkQueryDBVsPeersHTTP", "airlock/dbhub-1row", "airlock/dbhub-10rows"), "≤ 0.6×"},
+	}
+	overhead := missing
+	if via, ok := m.get("BenchmarkQueryThroughBroker", "ns/op"); ok {
+		if direct, ok := m.get("BenchmarkQueryDirect", "ns/op"); ok {
+			overhead = fmt.Sprintf("+%.0f µs (%.0f vs %.0f µs, %.1f×)", (via-direct)/1000, via/1000, direct/1000, via/direct)
+		}
+	}
+	rows = append(rows, [3]string{"broker overhead over a bare pgx query on an open connection (warm lease, policy + mask + record)", overhead, "≤ +150 µs"})
+	load := missing
+	if r, ok := m.get("BenchmarkLoadVsDBHub", "airlock/dbhub-calls/s"); ok {
+		a, _ := m.get("BenchmarkLoadVsDBHub", "airlock-calls/s")
+		d, _ := m.get("BenchmarkLoadVsDBHub", "dbhub-calls/s")
+		load = fmt.Sprintf("%.2f× (%.0f vs %.0f calls/s)", r, a, d)
+	}
+	rows = append(rows, [3]string{"calls/s, 50 sessions over HTTP, recording on, vs dbhub under the same load generator", load, "≥ 3×"})
+	policy := missing
+	if v, ok := m.get("BenchmarkEvaluate200Rules", "ns/op"); ok {
+		policy = fmt.Sprintf("%.1f µs", v/1000)
+		if c, ok := m.get("BenchmarkEvaluate200Rules", "cpu-ns/op"); ok {
+			policy += fmt.Sprintf(" (%.1f µs of CPU)", c/1000)
+		}
+	}
+	rows = append(rows, [3]string{"policy evaluation, 200 realistic rules", policy, "≤ 5 µs"})
+	facts := missing
+	if v, ok := m.get("BenchmarkSQLFacts/repeated", "ns/op"); ok {
+		facts = fmt.Sprintf("%.1f µs", v/1000)
+		if u, ok := m.get("BenchmarkSQLFacts/uncached", "ns/op"); ok {
+			facts += fmt.Sprintf(" (parsing it: %.0f µs)", u/1000)
+		}
+	}
+	rows = append(rows, [3]string{"SQL facts for a repeated statement", facts, "≤ 5 µs"})
+	p99 := missing
+	if a, ok := m.get("BenchmarkLoadVsDBHub", "airlock-p99-ms"); ok {
+		b, _ := m.get("BenchmarkLoadVsDBHub", "airlock-p50-ms")
+		p99 = fmt.Sprintf("%.1f ms (%.1f× p50)", a, a/b)
+	}
+	rows = append(rows, [3]string{"p99 end to end under that load", p99, "reported, and ≤ 5× p50"})
+
+	fmt.Println()
+	fmt.Println("| figure | this run | target |")
+	fmt.Println("|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s |\n", r[0], r[1], r[2])
+	}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("\nload average at the end of the run: %s\n", strings.Join(strings.Fields(string(la))[:3], " "))
+	}
+}

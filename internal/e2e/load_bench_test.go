@@ -1,0 +1,85 @@
+//go:build load
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
+)
+
+// Load: `make bench-load` (go test -tags load). Not part of `make bench`:
+// it takes a minute and both cores.
+const (
+	loadSessions = 50
+	loadCalls    = 2000
+)
+
+type loadResult struct {
+	ElapsedMS float64   `json:"elapsed_ms"`
+	Latencies []float64 `json:"latencies_ms"`
+	Failures  []string  `json:"failures"`
+}
+
+func runLoad(t testing.TB, url, tool string, args map[string]any) loadResult {
+	t.Helper()
+	nodeBin := node(t)
+	raw, _ := json.Marshal(map[string]any{"url": url, "sessions": loadSessions, "calls": loadCalls, "tool": tool, "arguments": args})
+	planFile := filepath.Join(t.TempDir(), "load.json")
+	if err := os.WriteFile(planFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nodeBin, filepath.Join(repoRoot(t), "internal", "e2e", "loadgen.mjs"), planFile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("load generator failed: %v\n%s", err, stderr.String())
+	}
+	var res loadResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("load generator output: %v\n%s", err, stdout.String())
+	}
+	if len(res.Failures) > 0 || len(res.Latencies) != loadCalls {
+		t.Fatalf("%s: %d calls, %d failed, first: %v", url, len(res.Latencies), len(res.Failures), res.Failures[:min(3, len(res.Failures))])
+	}
+	return res
+}
+
+// BenchmarkLoadVsDBHub: 50 MCP sessions over streamable HTTP make 2,000
+// one-row query calls between them, through airlock serve (policy, warm
+// leases, masking, every event recorded in the SQLite store) and through
+// dbhub's HTTP transport, with the same load generator (the TypeScript SDK)
+// in the same run, airlock first then dbhub, twice. Reported: calls/s,
+// p50 and p99 (ms) of each, and the ratio of calls/s.
+func BenchmarkLoadVsDBHub(b *testing.B) {
+	port := testenv.FreePort(b)
+	s := newPeerSetup(b, fmt.Sprintf("127.0.0.1:%d", port))
+	peers := s.startHTTPPeers(b, port)
+	for b.Loop() {
+		rates := make([]float64, len(peers))
+		lat := make([][]float64, len(peers))
+		for range 2 {
+			for i, p := range peers {
+				r := runLoad(b, p.url, p.tool, p.args1)
+				rates[i] += float64(len(r.Latencies)) / (r.ElapsedMS / 1000) / 2
+				lat[i] = append(lat[i], r.Latencies...)
+			}
+		}
+		for i, p := range peers {
+			b.ReportMetric(rates[i], p.name+"-calls/s")
+			b.ReportMetric(percentile(lat[i], 0.5), p.name+"-p50-ms")
+			b.ReportMetric(percentile(lat[i], 0.99), p.name+"-p99-ms")
+		}
+		b.ReportMetric(rates[0]/rates[1], "airlock/dbhub-calls/s")
+	}
+}
