@@ -179,6 +179,20 @@ func (r *Recorder) q(query string) string { return r.dialect.Rebind(query) }
 // ctx's cancellation (a cancelled call still leaves its transcript), only
 // by the append timeout.
 func (r *Recorder) Append(ctx context.Context, ev Event) (Event, error) {
+	return r.AppendWith(ctx, ev, nil)
+}
+
+// TxHook writes state that belongs with an event, in the transaction that
+// appends it; ctx carries the append timeout.
+type TxHook func(ctx context.Context, tx *sql.Tx) error
+
+// AppendWith is Append that also runs hook (when not nil) in the append's
+// transaction, after the event's insert and before the commit, holding the
+// chain lock: the event and what hook writes are committed together or not
+// at all. An error from hook rolls the event back and is returned, wrapped.
+// tx is a transaction on the recorder's writer database (the store's, when
+// the recorder was opened on it).
+func (r *Recorder) AppendWith(ctx context.Context, ev Event, hook TxHook) (Event, error) {
 	data, err := canonicalJSON(ev.Data)
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
@@ -227,6 +241,11 @@ func (r *Recorder) Append(ctx context.Context, ev Event) (Event, error) {
 		ev.Tool, ev.Resource, ev.Effect, dataArg, ev.PrevHash, ev.Hash)
 	if err != nil {
 		return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
+	}
+	if hook != nil {
+		if err := hook(ctx, tx); err != nil {
+			return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Event{}, fmt.Errorf("recording %s: commit: %w", ev.Type, err)

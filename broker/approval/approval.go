@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -96,8 +98,43 @@ type Principal struct {
 }
 
 // Is reports whether p is the person id proves (same subject and issuer).
+//
+// Without an issuer nobody vouches for a name: it was typed (auth.mode
+// none, the web UI's local mode, the CLI's --as). Such names are the same
+// person when they read the same: compared case-folded, without invisible
+// characters, combining marks or spaces, and a name matches the other's
+// e-mail too, so "Demo-User" or "demo@example.com" cannot approve
+// demo-user's call. (A local process can still type any other name: local
+// mode is a convenience on one machine, not a control against it.)
 func (p Principal) Is(id policy.Identity) bool {
-	return p.Subject == id.Subject && p.Issuer == id.Issuer
+	if p.Issuer != id.Issuer {
+		return false
+	}
+	if p.Subject == id.Subject {
+		return true
+	}
+	if p.Issuer != "" {
+		return false
+	}
+	mine := []string{foldName(p.Subject), foldName(p.Email)}
+	for _, n := range []string{foldName(id.Subject), foldName(id.Email)} {
+		if n != "" && slices.Contains(mine, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldName is a typed name as people read it: lower case, without format
+// characters (zero-width spaces, joiners, direction marks), combining
+// marks and spaces.
+func foldName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.In(r, unicode.Cf, unicode.Mn, unicode.Me) || unicode.IsSpace(r) {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // Decision is one approver's verdict.

@@ -481,3 +481,30 @@ func TestDefaultWaitIsUnderClientTimeouts(t *testing.T) {
 		t.Errorf("Wait default = %s, want 45s", cfg.Wait)
 	}
 }
+
+// A typed name (no issuer vouches for it) is the requester's when it reads
+// the same: case, invisible characters and the requester's e-mail do not
+// make another person; an OIDC subject is compared exactly.
+func TestTypedNamesThatReadTheSameAreTheRequester(t *testing.T) {
+	req := Principal{Subject: "demo-user", Email: "demo@example.com"}
+	for _, name := range []string{"demo-user", "Demo-User", "demo-user\u200b", "de\u200dmo-user", " demo-user", "demo@example.com", "DEMO@example.com"} {
+		if !req.Is(policy.Identity{Subject: name}) {
+			t.Errorf("%q is not taken for the requester demo-user", name)
+		}
+	}
+	if !req.Is(policy.Identity{Subject: "someone", Email: "Demo@Example.com"}) {
+		t.Error("a name with the requester's e-mail is not taken for the requester")
+	}
+	for _, name := range []string{"dora", "demo-user2", "demo"} {
+		if req.Is(policy.Identity{Subject: name}) {
+			t.Errorf("%q is taken for the requester demo-user", name)
+		}
+	}
+	oidc := Principal{Subject: "abc", Issuer: "https://idp"}
+	if oidc.Is(policy.Identity{Subject: "ABC", Issuer: "https://idp"}) || !oidc.Is(policy.Identity{Subject: "abc", Issuer: "https://idp"}) {
+		t.Error("OIDC subjects must compare exactly")
+	}
+	if req.Is(policy.Identity{Subject: "demo-user", Issuer: "https://idp"}) {
+		t.Error("another issuer is another person")
+	}
+}

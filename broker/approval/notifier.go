@@ -9,11 +9,12 @@ import "sync"
 //
 // The in-process LocalNotifier only reaches waiters in the same process;
 // Wait also polls the store, which is how a decision made by another
-// process (the CLI in local mode) is noticed. With several replicas on one
-// PostgreSQL store, a Notifier built on LISTEN/NOTIFY replaces it:
-// Publish runs `NOTIFY airlock_approvals, '<id>'` and one LISTEN
-// connection per replica fans notifications out to local subscribers,
-// so a decision made on any replica wakes the waiting call at once.
+// process (the CLI in local mode on a SQLite file) is noticed. With
+// replicas on one PostgreSQL store, StoreNotifier (storenotifier.go)
+// replaces it: the store sends `NOTIFY airlock_approvals, '<id>'` in the
+// transaction of every decision, and one LISTEN connection per replica fans
+// notifications out to local subscribers, so a decision made on any replica
+// wakes the waiting call at once; polling remains the fallback.
 type Notifier interface {
 	Publish(id string)
 	Subscribe(id string) (changed <-chan struct{}, unsubscribe func())
@@ -63,5 +64,19 @@ func (n *LocalNotifier) Subscribe(id string) (<-chan struct{}, func()) {
 				delete(n.subs, id)
 			}
 		})
+	}
+}
+
+// publishAll wakes every subscriber of every id without blocking.
+func (n *LocalNotifier) publishAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, chans := range n.subs {
+		for ch := range chans {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
 	}
 }

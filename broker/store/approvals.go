@@ -194,6 +194,9 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) 
 //
 // Who may decide (approver groups, not the requester) is the caller's
 // business: those facts do not change after the approval is created.
+//
+// On PostgreSQL the transaction also sends NOTIFY ApprovalsChannel with the
+// id (see ListenApprovals), delivered only if the decision commits.
 func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecision, now time.Time) (Approval, error) {
 	if err := d.validate(); err != nil {
 		return Approval{}, err
@@ -251,6 +254,10 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 			return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)
 		}
 		cur.State, cur.DecidedAt = next, d.At
+	}
+	// Waiters on other replicas reread the approval when this commits.
+	if err := s.notifyApproval(ctx, tx, id); err != nil {
+		return Approval{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/airlock-mcp/airlock/broker/config"
 	"github.com/airlock-mcp/airlock/broker/lease"
 	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
 	"github.com/airlock-mcp/airlock/tools"
@@ -59,6 +60,9 @@ type app struct {
 	leases    *lease.Manager
 	approvals *approval.Manager
 	broker    *broker.Broker
+	// notifier wakes held calls on a decision taken on another replica
+	// (PostgreSQL store only; nil on SQLite, where Wait polls).
+	notifier *approval.StoreNotifier
 
 	// checkpoints writes signed checkpoints of the transcript head (store.go).
 	checkpoints *recorder.Checkpointer
@@ -134,8 +138,14 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 		a.closeStore(state)
 		return nil, err
 	}
+	var notifier approval.Notifier // nil: in-process only
+	if a.store.Dialect() == sqldialect.Postgres {
+		a.notifier = approval.NewStoreNotifier(a.store, logger)
+		notifier = a.notifier
+	}
 	a.approvals, err = approval.New(approval.Config{
 		Store:     a.store,
+		Notifier:  notifier,
 		Webhooks:  webhooks,
 		PublicURL: cfg.PublicURL,
 		Wait:      cfg.Approvals.Wait,
@@ -188,6 +198,12 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 	if err := a.startCheckpoints(ctx); err != nil {
 		a.closeStore(state)
 		return nil, err
+	}
+	if a.notifier != nil {
+		if err := a.notifier.Start(ctx); err != nil {
+			a.closeStore(state)
+			return nil, fmt.Errorf("approval notifications: %w", err)
+		}
 	}
 	a.approvals.Start(ctx)
 	return a, nil
@@ -290,6 +306,9 @@ func (a *app) close(ctx context.Context) {
 	var errs []error
 	if err := a.approvals.Close(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if a.notifier != nil {
+		a.notifier.Close()
 	}
 	if err := a.stopCheckpoints(ctx); err != nil {
 		errs = append(errs, err)

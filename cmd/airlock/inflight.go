@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"time"
 
@@ -29,24 +30,26 @@ var finalTypes = map[string]bool{
 	"call.refused":             true,
 }
 
-// Append records the call in flight before its first event (a call that
-// cannot be tracked is not run: recording failure stops the call), and
-// forgets it after its final one.
+// Append records the call in flight in the transaction that appends its
+// first event, and forgets it in the one that appends its final event: no
+// store transaction of its own, and a call whose row cannot be written is
+// not recorded, so not run (recording failure stops the call). The store
+// and the recorder share one writer database (openRecorder opens the
+// recorder on the store's).
 func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
-	if ev.Type == recorder.TypeCallReceived && ev.CallID != "" {
-		err := r.store.BeginCall(ctx, store.CallInFlight{
+	var hook recorder.TxHook
+	switch {
+	case ev.CallID == "":
+	case ev.Type == recorder.TypeCallReceived:
+		c := store.CallInFlight{
 			CallID: ev.CallID, Replica: r.replica, SessionID: ev.SessionID, Subject: ev.Subject,
 			Issuer: ev.Issuer, Tool: ev.Tool, Resource: ev.Resource, StartedAt: time.Now(),
-		})
-		if err != nil {
-			return recorder.Event{}, err
 		}
+		hook = func(ctx context.Context, tx *sql.Tx) error { return r.store.BeginCallTx(ctx, tx, c) }
+	case finalTypes[ev.Type]:
+		hook = func(ctx context.Context, tx *sql.Tx) error { return r.store.EndCallTx(ctx, tx, ev.CallID) }
 	}
-	out, err := r.rec.Append(ctx, ev)
-	if err == nil && finalTypes[ev.Type] && ev.CallID != "" {
-		err = r.store.EndCall(ctx, ev.CallID)
-	}
-	return out, err
+	return r.rec.AppendWith(ctx, ev, hook)
 }
 
 // interrupted records call.interrupted for a call a gone replica left

@@ -102,8 +102,6 @@ func TestTranscriptsExportLimit(t *testing.T) {
 // decision and its rule, durations as 10ms or 2s; show --json prints the
 // events as export does.
 func TestTranscriptsPrintForPeople(t *testing.T) {
-	defer func(l *time.Location) { time.Local = l }(time.Local)
-	time.Local = time.UTC
 	url := "sqlite://" + filepath.Join(t.TempDir(), "airlock.db")
 	ctx := context.Background()
 	st, err := store.Open(ctx, url)
@@ -155,8 +153,15 @@ func TestTranscriptsPrintForPeople(t *testing.T) {
 		}
 		shown.WriteString(out + "----\n")
 	}
-	checkGolden(t, "transcripts_list.golden", list)
-	checkGolden(t, "transcripts_show.golden", shown.String())
+	// The CLI prints local time; the goldens are in UTC, whatever the
+	// machine's zone.
+	var zone []string
+	for _, d := range []time.Duration{0, time.Second, 2 * time.Second, 50 * time.Second} {
+		zone = append(zone, at(d).Local().Format(time.DateTime), at(d).UTC().Format(time.DateTime))
+	}
+	utc := strings.NewReplacer(zone...)
+	checkGolden(t, "transcripts_list.golden", utc.Replace(list))
+	checkGolden(t, "transcripts_show.golden", utc.Replace(shown.String()))
 
 	out, code := runCLI(t, "transcripts", "show", "call-ok", "--json", "--store", url)
 	lines := strings.Split(strings.TrimSpace(out), "\n")

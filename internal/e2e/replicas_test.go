@@ -45,6 +45,13 @@ type replicaSet struct {
 
 func newReplicaSet(t *testing.T, n int) *replicaSet {
 	t.Helper()
+	return newReplicaSetWith(t, n, nil)
+}
+
+// newReplicaSetWith is newReplicaSet with edit applied to each replica's
+// config (when not nil) before it starts.
+func newReplicaSetWith(t *testing.T, n int, edit func(cfg string) string) *replicaSet {
+	t.Helper()
 	d := newDemo(t, "127.0.0.1:1")
 	d.pg.Exec(t, "CREATE DATABASE airlock")
 	q := url.Values{"host": {d.pg.SocketDir}, "port": {strconv.Itoa(d.pg.Port)}, "sslmode": {"disable"}}
@@ -59,6 +66,9 @@ func newReplicaSet(t *testing.T, n int) *replicaSet {
 		cfg = strings.Replace(cfg, "store: sqlite://./airlock.db\n", fmt.Sprintf("store: %q\n", rs.store), 1)
 		cfg = strings.Replace(cfg, "log: {level: debug}\n", "log: {level: info}\n", 1)
 		cfg += fmt.Sprintf("leases: {heartbeat_interval: %s, heartbeat_timeout: %s}\n", replicaInterval, replicaTimeout)
+		if edit != nil {
+			cfg = edit(cfg)
+		}
 		path := filepath.Join(d.dir, fmt.Sprintf("replica%d.yaml", i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

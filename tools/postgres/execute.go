@@ -72,10 +72,27 @@ type execution struct {
 	sequential bool
 }
 
+// readOnly reports whether the call's transaction is READ ONLY: under a
+// read-only grant, and under any grant when the facts call every statement
+// a plain read. The facts classify functions by name, from the built-ins;
+// should a name resolve to something that writes (a user's overload of a
+// built-in's name, say), PostgreSQL itself refuses the write.
+func (e *execution) readOnly() bool {
+	if e.cred.readOnly {
+		return true
+	}
+	for _, s := range e.stmts {
+		if !s.read {
+			return false
+		}
+	}
+	return len(e.stmts) > 0
+}
+
 // run executes the statements in one transaction:
 //
 //	acquire a connection as the lease's role
-//	BEGIN [READ ONLY]
+//	BEGIN [READ ONLY]   (READ ONLY: a read-only grant, or only plain reads)
 //	set_config(statement_timeout, idle_in_transaction_session_timeout, local)
 //	each statement (extended protocol, text results): stream, cut at the limits
 //	ROLLBACK (read-only grant, an error, or a cut) | COMMIT (read_write),
@@ -131,7 +148,7 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 	// agent SQL only ever goes through the extended protocol below.
 	ms := strconv.FormatInt(limits.Timeout.Milliseconds(), 10)
 	begin := "BEGIN READ WRITE"
-	if e.cred.readOnly {
+	if e.readOnly() {
 		begin = "BEGIN READ ONLY"
 	}
 	pc := conn.Conn()
@@ -152,7 +169,7 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 		if err != nil {
 			discard = abandoned || pc.IsClosed()
 			if !discard {
-				if rerr := endCall(callCtx, pc, "ROLLBACK", e.cred.readOnly); rerr != nil {
+				if rerr := endCall(callCtx, pc, "ROLLBACK", e.readOnly()); rerr != nil {
 					discard = true
 				}
 			}
@@ -171,10 +188,10 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 		}
 	}
 	end := "COMMIT"
-	if e.cred.readOnly {
+	if e.readOnly() {
 		end = "ROLLBACK"
 	}
-	if err := endCall(callCtx, pc, end, e.cred.readOnly); err != nil {
+	if err := endCall(callCtx, pc, end, e.readOnly()); err != nil {
 		discard = true
 		return nil, "", e.queryError(ctx, pc, -1, err)
 	}
@@ -341,7 +358,7 @@ func (e *execution) collect(ctx context.Context, conn *pgx.Conn, rows resultRows
 		res.table.Rows = append(res.table.Rows, row)
 	}
 	if res.truncated {
-		if st.read || e.cred.readOnly {
+		if st.read || e.readOnly() {
 			abandon() // closes the connection at once instead of draining the rest
 			rows.Close()
 			res.table.Tag = fmt.Sprintf("SELECT %d", len(res.table.Rows))

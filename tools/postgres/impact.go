@@ -28,14 +28,18 @@ import (
 //	  BEGIN READ ONLY
 //	  SET LOCAL statement_timeout, lock_timeout    (the preview's bound)
 //	  SET LOCAL ROLE <the grant's role>           (its privileges and row security)
+//	  no function of the database's own           (else no preview: planning runs
+//	                                               functions, and user code could
+//	                                               RESET ROLE to the admin's login)
 //	  EXPLAIN (FORMAT JSON, VERBOSE) <statement>   (extended protocol, the call's params)
 //	  EXPLAIN <statement>                          (the text plan shown)
 //	  ROLLBACK                                     (undoes the SET LOCALs)
+//	  close the connection                         (never back to the pool)
 //
 // EXPLAIN without ANALYZE does not execute the plan, and PostgreSQL itself
 // refuses any write in a READ ONLY transaction, so nothing the statement
-// names can change even if the analysis were wrong. A connection whose
-// state is in doubt after an error is closed, never returned to the pool.
+// names can change even if the analysis were wrong; the connection is
+// closed afterwards, so no session state planning left behind survives.
 
 var _ tools.Previewer = (*QueryDB)(nil)
 
@@ -77,16 +81,16 @@ func (*QueryDB) Preview(ctx context.Context, target tools.PreviewTarget, args to
 	if err != nil {
 		return nil, fmt.Errorf("%w: resource %s: %v", tools.ErrBackendUnavailable, res.spec.Name, adminError(err))
 	}
-	discard := true
+	// The connection is closed after the preview, never returned to the
+	// pool: whatever planning the agent's statement did to the session
+	// (a function folded at plan time taking a session advisory lock, say)
+	// must not reach the admin's next use of it. Held calls are rare and
+	// wait for a human; a new admin connection costs nothing they notice.
 	defer func() {
-		if discard {
-			c := conn.Hijack()
-			closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = c.Close(closeCtx)
-			return
-		}
-		conn.Release()
+		c := conn.Hijack()
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = c.Close(closeCtx)
 	}()
 	pc := conn.Conn()
 	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
@@ -97,22 +101,45 @@ func (*QueryDB) Preview(ctx context.Context, target tools.PreviewTarget, args to
 	if _, err := pc.Exec(ctx, begin); err != nil {
 		return nil, previewError(err, role, st)
 	}
+	// Planning evaluates functions (immutable ones are folded, stable ones
+	// estimated), including those a view, a row security policy, an
+	// operator, a cast or an overload reaches without the statement naming
+	// them, and a function may RESET ROLE to the admin's login. Built-in
+	// functions do nothing of the sort; user code might. So a database
+	// with any function of its own (extensions' included) gets no preview.
+	if err := noUserCode(ctx, pc); err != nil {
+		return nil, err
+	}
 	imp, err := explain(ctx, pc, st)
 	if err != nil {
-		if !pc.IsClosed() {
-			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr == nil {
-				discard = false
-			}
-		}
 		return nil, previewError(err, role, st)
+	}
+	// A function created while EXPLAIN planned: withhold what it made.
+	if err := noUserCode(ctx, pc); err != nil {
+		return nil, err
 	}
 	if _, err := pc.Exec(ctx, "ROLLBACK"); err != nil {
 		return nil, previewError(err, role, st)
 	}
-	discard = false
 	imp.Role = role
 	imp.Duration = time.Since(started)
 	return imp, nil
+}
+
+// maxPlanBytes bounds the plan text an approver and a webhook get.
+const maxPlanBytes = 64 << 10
+
+// noUserCode reports, as a tools.ErrNoPreview, a database that has
+// functions of its own.
+func noUserCode(ctx context.Context, conn *pgx.Conn) error {
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_proc WHERE oid >= $1", firstNormalObjectID).Scan(&n); err != nil {
+		return fmt.Errorf("EXPLAIN was not attempted: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: the database has %d functions of its own (user or extension code), which planning the statement could run with the admin's login, so it is not explained", tools.ErrNoPreview, n)
+	}
+	return nil
 }
 
 // previewable returns the one statement to explain, or why there is none.
@@ -186,6 +213,13 @@ func explain(ctx context.Context, conn *pgx.Conn, st execStatement) (*tools.Impa
 		return nil, err
 	}
 	imp.Plan = strings.Join(lines, "\n")
+	if len(imp.Plan) > maxPlanBytes {
+		cut := strings.LastIndexByte(imp.Plan[:maxPlanBytes], '\n')
+		if cut < 0 {
+			cut = maxPlanBytes
+		}
+		imp.Plan = strings.ToValidUTF8(imp.Plan[:cut], "") + fmt.Sprintf("\n… (plan cut at %d of %d bytes)", cut, len(imp.Plan))
+	}
 	return imp, nil
 }
 

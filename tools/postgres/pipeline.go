@@ -118,7 +118,7 @@ func (e *execution) runPipelined(ctx, callCtx context.Context, pc *pgx.Conn, beg
 		pl.SendQueryParams(limitsSQL(ms), nil, nil, nil, nil)
 	}
 	pl.SendQueryParams(st.text, eqb.ParamValues, oids, eqb.ParamFormats, textResults)
-	if e.cred.readOnly {
+	if e.readOnly() {
 		var buf [24]byte
 		seed := strconv.AppendFloat(buf[:0], rand.Float64(), 'g', -1, 64)
 		pl.SendQueryParams("ROLLBACK", nil, nil, nil, nil)
@@ -165,7 +165,7 @@ func (e *execution) runPipelined(ctx, callCtx context.Context, pc *pgx.Conn, beg
 		return nil, "", true, e.queryError(ctx, pc, -1, firstError(stmtErr, err))
 	}
 	switch {
-	case !e.cred.readOnly:
+	case !e.readOnly():
 		end := "COMMIT"
 		if stmtErr != nil {
 			end = "ROLLBACK"
@@ -191,7 +191,7 @@ func (e *execution) runPipelined(ctx, callCtx context.Context, pc *pgx.Conn, beg
 // with the session reset; it reports whether the connection must be
 // discarded.
 func (e *execution) rollback(ctx context.Context, pc *pgx.Conn) bool {
-	return pc.IsClosed() || endCall(ctx, pc, "ROLLBACK", e.cred.readOnly) != nil
+	return pc.IsClosed() || endCall(ctx, pc, "ROLLBACK", e.readOnly()) != nil
 }
 
 func firstError(errs ...error) error {

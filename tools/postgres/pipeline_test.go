@@ -87,8 +87,11 @@ func TestOneStatementRoundTrips(t *testing.T) {
 		{"read-only, parameters, first on the connection", ro, "SELECT name FROM customers WHERE id = $1", []any{int64(1)}, false, 3},
 		{"read-only, parameters, again", ro, "SELECT name FROM customers WHERE id = $1", []any{int64(2)}, false, 1},
 		{"read-write", rw, "UPDATE customers SET balance = balance WHERE id = 1", nil, false, 2},
-		{"read-write, parameters, first on the connection", rw, "SELECT name FROM customers WHERE id = $1", []any{int64(1)}, false, 4},
-		{"read-write, parameters, again", rw, "SELECT name FROM customers WHERE id = $1", []any{int64(1)}, false, 2},
+		{"read-write, parameters, first on the connection", rw, "UPDATE customers SET balance = balance WHERE id = $1", []any{int64(1)}, false, 4},
+		{"read-write, parameters, again", rw, "UPDATE customers SET balance = balance WHERE id = $1", []any{int64(1)}, false, 2},
+		// A plain read under a read-write grant runs READ ONLY, as under a
+		// read-only grant (the connection already described this text).
+		{"a plain read under a read-write grant", rw, "SELECT name FROM customers WHERE id = 1", nil, false, 1},
 		// The driver describes each new text on a connection first, even
 		// without parameters (QueryExecModeCacheDescribe).
 		{"read-only, step by step, first", ro, "SELECT email FROM customers WHERE id = 1", nil, true, 4},
@@ -128,7 +131,7 @@ func TestPipelinedFailureRollsBackAndResets(t *testing.T) {
 		// Straight to execution: the facts would refuse a lock under a
 		// read-only grant before it reached the server.
 		e := &execution{resource: f.resource, cred: cred, limits: defaultLimits(),
-			stmts: []execStatement{{text: st.text, read: true, node: st.node}}}
+			stmts: []execStatement{{text: st.text, read: grant == "readonly", node: st.node}}}
 		before := writes.Load()
 		_, _, err = e.run(ctx)
 		if pgErrorCode(err) != "22012" {

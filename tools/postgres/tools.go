@@ -608,12 +608,16 @@ func scalarArray(fields map[string]json.RawMessage, name string) ([]any, error) 
 		case nil, string, bool:
 			out[i] = x
 		case json.Number:
+			// An integer that fits is an int64; any other number goes to
+			// the server as the text the agent sent, which PostgreSQL
+			// parses exactly into the parameter's type (numeric keeps
+			// every digit, int8 refuses what is out of range), so what
+			// runs is what was shown and approved, never a float64's
+			// rounding of it.
 			if n, err := x.Int64(); err == nil {
 				out[i] = n
-			} else if f, err := x.Float64(); err == nil {
-				out[i] = f
 			} else {
-				out[i] = x.String()
+				out[i] = x // the digits themselves; JSON shows them as a number
 			}
 		default:
 			return nil, fmt.Errorf("%w: %s[%d] must be a string, number, boolean or null (got %s); pass arrays and objects as JSON text in a string", tools.ErrInvalidArguments, name, i, jsonType(it))
