@@ -296,7 +296,7 @@ func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	if !json.Valid(args) {
 		args = recorder.CapJSON(string(args), 4096)
 	}
-	masked, _, err := b.maskExactArguments(c.st, args)
+	masked, _, err := b.maskArguments(c.st, args)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
 	}
@@ -392,7 +392,7 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		return nil
 	}
 	canonical := c.args.Canonical()
-	masked, hidden, err := b.maskExactArguments(c.st, canonical)
+	masked, hidden, err := b.maskArguments(c.st, canonical)
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the approvers.")
 	}

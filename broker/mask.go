@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/airlock-mcp/airlock/masking"
 )
@@ -118,18 +121,37 @@ func (b *Broker) maskOutput(c *call) (counts masking.Counts, err error) {
 	return counts, nil
 }
 
-// maskArguments masks the arguments recorded in the transcript with the
-// default profile, so a secret an agent pasted into a call is not kept.
+// maskArguments masks JSON for the transcript and the approvers (a call's
+// arguments, its facts) with the default profile, so a secret an agent
+// pasted into a call is not kept. It decodes exactly (decodeExact): numbers
+// stay the text that was sent, so they are masked by the detectors like any
+// value and shown as exactly what runs.
 func (b *Broker) maskArguments(st *State, args json.RawMessage) (any, masking.Counts, error) {
 	p, ok := st.Masking.Profile(DefaultMaskProfile)
 	if !ok {
 		return nil, nil, fmt.Errorf("masking profile %q is not defined", DefaultMaskProfile)
 	}
-	var v any
-	if err := json.Unmarshal(args, &v); err != nil {
+	v, err := decodeExact(args)
+	if err != nil {
 		return nil, nil, err
 	}
 	return p.MaskObject(v)
+}
+
+// decodeExact decodes JSON keeping every number as the text the agent sent
+// (json.Number): 9007199254740993 is not a float64, so it is shown to
+// approvers, masked and recorded as exactly what runs.
+func decodeExact(raw []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("arguments: unexpected data after the JSON value")
+	}
+	return v, nil
 }
 
 // maskText masks a text about the call (an error, a refusal) with the call's

@@ -64,9 +64,12 @@ func (b *Broker) preview(ctx context.Context, c *call) json.RawMessage {
 	default:
 		return nil
 	}
-	// The preview is shown to approvers; a call whose preview cannot be
-	// recorded is still held (the approval page then says there is none).
-	_ = b.record(ctx, c, TypeCallPreviewed, rec)
+	// Approvers are shown only what the transcript holds: a preview that
+	// cannot be recorded is not sent (the call is still held, and the
+	// approval page says there is no estimate).
+	if err := b.record(ctx, c, TypeCallPreviewed, rec); err != nil {
+		return nil
+	}
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return nil

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/google/uuid"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/policy"
@@ -125,16 +126,22 @@ func (p Principal) Is(id policy.Identity) bool {
 	return false
 }
 
-// foldName is a typed name as people read it: lower case, without format
-// characters (zero-width spaces, joiners, direction marks), combining
-// marks and spaces.
+// foldName is a typed name as people read it: compatibility-decomposed
+// (fullwidth letters become ASCII, é becomes e and an accent), lower case,
+// with only letters, digits and . - _ @ + kept, so accents, invisible
+// characters, fillers and spaces do not make another name.
 func foldName(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.In(r, unicode.Cf, unicode.Mn, unicode.Me) || unicode.IsSpace(r) {
+		switch {
+		case r == 0x115F || r == 0x1160 || r == 0x3164 || r == 0xFFA0: // Hangul fillers: letters that show nothing
 			return -1
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			return unicode.ToLower(r)
+		case strings.ContainsRune(".-_@+", r):
+			return r
 		}
-		return unicode.ToLower(r)
-	}, s)
+		return -1
+	}, norm.NFKD.String(s))
 }
 
 // Decision is one approver's verdict.
@@ -673,6 +680,13 @@ func (m *Manager) decide(ctx context.Context, id string, approver policy.Identit
 	// checked outside the store's transaction.
 	if a.Requester.Is(approver) {
 		return a, fmt.Errorf("approval %s: %w", id, ErrSelfApproval)
+	}
+	// The store refuses a second decision by the same subject and issuer;
+	// a typed name that reads as an earlier approver's is that approver too.
+	for _, d := range a.Decisions {
+		if d.Approver.Is(approver) {
+			return a, fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
+		}
 	}
 	if !inAnyGroup(approver, a.Approvers.Groups) {
 		return a, fmt.Errorf("approval %s: %w (%s)", id, ErrNotApprover, strings.Join(a.Approvers.Groups, ", "))

@@ -63,7 +63,16 @@ func (m *Manager) Withdraw(ctx context.Context, id string, requester policy.Iden
 // Withdrawn reports whether a was withdrawn by its requester (Withdraw):
 // denied, by a decision of the requester themself.
 func (a Approval) Withdrawn() bool {
-	n := len(a.Decisions)
-	return a.State == Denied && n > 0 && a.Decisions[n-1].Via == ViaWithdrawn &&
-		a.Decisions[n-1].Approver.Subject == a.Requester.Subject && a.Decisions[n-1].Approver.Issuer == a.Requester.Issuer
+	// Only Withdraw writes ViaWithdrawn (Decide refuses it), so any such
+	// decision is the requester's withdrawal, wherever replicas' clocks
+	// put it among the others.
+	if a.State != Denied {
+		return false
+	}
+	for _, d := range a.Decisions {
+		if d.Via == ViaWithdrawn {
+			return true
+		}
+	}
+	return false
 }
