@@ -7,7 +7,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 E2E      := internal/e2e
 # Packages with benchmarks, each measured against a baseline in the same run.
-BENCH_PKGS := ./policy/ ./masking/ ./tools/postgres/ ./tools/ssh/ ./tools/kubernetes/ ./broker/... ./internal/e2e/
+BENCH_PKGS := ./policy/ ./masking/ ./recorder/ ./tools/postgres/ ./tools/ssh/ ./tools/kubernetes/ ./broker/... ./internal/e2e/
 FUZZTIME ?= 30s
 # Test servers built from the module proxy, cached outside the work tree
 # (see internal/testenv.TestBinDir).

@@ -56,6 +56,9 @@ type Leases interface {
 
 // Approvals holds calls for human decisions.
 type Approvals interface {
+	// Open finds the approval Request would return for the call without
+	// creating one (ok false: Request would create it).
+	Open(ctx context.Context, in approval.RequestInput) (a approval.Approval, ok bool, err error)
 	Request(ctx context.Context, in approval.RequestInput) (approval.Approval, bool, error)
 	Wait(ctx context.Context, id string, wait time.Duration, progress func(msg string)) (approval.Approval, error)
 	Consume(ctx context.Context, id, callID string) error
@@ -293,15 +296,17 @@ func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	if len(args) == 0 {
 		args = json.RawMessage("{}")
 	}
-	if !json.Valid(args) {
-		args = recorder.CapJSON(string(args), 4096)
-	}
 	masked, _, err := b.maskArguments(c.st, args)
+	if err != nil && !json.Valid(args) {
+		// Arguments that are not JSON are kept as a (capped) string; Decode
+		// refuses the call next.
+		masked, _, err = b.maskArguments(c.st, recorder.CapJSON(string(args), 4096))
+	}
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
 	}
 	if err := b.record(ctx, c, "call.received", map[string]any{"arguments": masked}); err != nil {
-		return refuse("failed", "The call was refused because it could not be recorded in the transcript.")
+		return refuse("failed", "The call was refused and not run: it could not be recorded in the transcript because airlock's store is unavailable.")
 	}
 	return nil
 }
@@ -336,6 +341,12 @@ func (b *Broker) resolveResource(ctx context.Context, c *call) *Result {
 	if u, ok := res.(*Unavailable); ok {
 		return refuse("unavailable", "Resource %s is unavailable: airlock could not set it up (%s); ask an operator to fix its configuration.", name, strings.TrimSuffix(u.Reason, "."))
 	}
+	// The resource's own settings may refuse the call (tools.ResourceChecker).
+	if rc, ok := c.tool.(tools.ResourceChecker); ok {
+		if err := rc.CheckResource(res.Spec(), c.args); err != nil {
+			return refuse("refused", "%s", sentence(err.Error()))
+		}
+	}
 	c.resource = res
 	return nil
 }
@@ -368,7 +379,7 @@ func (b *Broker) decide(ctx context.Context, c *call) *Result {
 		return refuse("failed", "The call was refused because its facts could not be masked for the transcript.")
 	}
 	if err := b.record(ctx, c, "call.decided", map[string]any{"decision": c.decision, "facts": facts}); err != nil {
-		return refuse("failed", "The call was refused because its policy decision could not be recorded.")
+		return refuse("failed", "The call was refused and not run: its policy decision could not be recorded because airlock's store is unavailable.")
 	}
 	switch c.decision.Effect {
 	case policy.Allow, policy.Approve:
@@ -409,12 +420,18 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		return refuse("approval_unavailable", "Rule %q requires human approval%s, and this airlock has no approval workflow configured; the call was not run.", c.decision.Rule, parenthesized(c.decision.Message))
 	}
 	digest := sha256.Sum256(canonical)
-	impact := b.preview(ctx, c) // what approvers see of its effect (preview.go)
-	a, created, err := b.cfg.Approvals.Request(ctx, approval.RequestInput{
+	in := approval.RequestInput{
 		Requester: c.Identity, Tool: c.Tool, Resource: c.args.ResourceName(),
 		Arguments: shown, ArgumentsDigest: digest[:], Decision: c.decision, CallID: c.id,
-		Impact: impact,
-	})
+	}
+	// A retry of a held call finds its approval: only a call that will
+	// create one is previewed (what approvers see of its effect, preview.go).
+	a, found, err := b.cfg.Approvals.Open(ctx, in)
+	created := false
+	if err == nil && !found {
+		in.Impact = b.preview(ctx, c)
+		a, created, err = b.cfg.Approvals.Request(ctx, in)
+	}
 	if err != nil {
 		b.recordFailure(ctx, c, "approval", err.Error())
 		return refuse("failed", "The call needs approval, but the approval could not be created: %s", sentence(err.Error()))

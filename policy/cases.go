@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -21,15 +22,37 @@ import (
 //	    resource: orders
 //	    args: {sql: "select id from orders"}
 //	    expect: {effect: allow, rule: engineers-read-orders, mask: pii}
+//
+// A case may instead state the call's facts, by the name rules read them
+// under (sql, shell, k8s, or a registered kind's name such as http), in the
+// JSON form transcripts record:
+//
+//	cases:
+//	  - name: reads of /v1/users are allowed
+//	    tool: http_request
+//	    resource: users-api
+//	    facts: {http: {method: GET, path: /v1/users, read_only: true}}
+//	    expect: {effect: allow}
+//
+// Stated facts are what policy sees: the tool computes none for the case.
 type Case struct {
 	Name     string         `yaml:"name"`
 	Identity CaseIdentity   `yaml:"identity"`
 	Tool     string         `yaml:"tool"`
 	Resource string         `yaml:"resource"`
 	Args     map[string]any `yaml:"args"`
-	Expect   CaseExpect     `yaml:"expect"`
+	// FactsByKind is the `facts:` mapping as written; Facts is it decoded.
+	FactsByKind map[string]any `yaml:"facts"`
+	Expect      CaseExpect     `yaml:"expect"`
 
-	line int // where the case starts in its file, for messages
+	line  int   // where the case starts in its file, for messages
+	facts Facts // FactsByKind decoded by parseCase
+}
+
+// Facts returns the facts the case states (its `facts:` key), and whether
+// it states any.
+func (c Case) Facts() (Facts, bool) {
+	return c.facts, len(c.FactsByKind) > 0
 }
 
 // CaseIdentity is the caller of a Case.
@@ -75,10 +98,11 @@ var (
 )
 
 // Input is the part of a policy Input a case states directly: identity, tool,
-// resource name and args. Callers add the resource's kind and labels and the
-// tool's facts.
+// resource name, args and the facts it states, if any. Callers add the
+// resource's kind and labels and, for a case that states no facts, the
+// tool's.
 func (c Case) Input() Input {
-	return Input{
+	in := Input{
 		Identity: Identity{
 			Subject: c.Identity.Subject,
 			Email:   c.Identity.Email,
@@ -90,6 +114,8 @@ func (c Case) Input() Input {
 		Resource: Resource{Name: c.Resource},
 		Args:     c.Args,
 	}
+	in.SetFacts(c.facts)
+	return in
 }
 
 // CaseFile is a case file: its cases and, when the file names them, the
@@ -210,6 +236,18 @@ func parseCase(node ast.Node) (Case, []*located) {
 	}
 	if c.Tool == "" {
 		bad("tool", "tool is required")
+	}
+	if len(c.FactsByKind) > 1 {
+		bad("facts", "facts names %d kinds; a call has the facts of one (its tool's kind)", len(c.FactsByKind))
+	}
+	for name, v := range c.FactsByKind {
+		raw, err := json.Marshal(v)
+		if err == nil {
+			c.facts, err = decodeFacts(name, raw)
+		}
+		if err != nil {
+			bad("facts", "%v", err)
+		}
 	}
 	e := c.Expect
 	switch e.Effect {

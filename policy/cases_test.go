@@ -185,7 +185,7 @@ func TestParseCasesErrors(t *testing.T) {
 		{"bad effect", "cases:\n  - name: a\n    tool: t\n    expect: {effect: permit}\n",
 			`case "a" (case 1, line 4): expect.effect "permit" is not one of allow, deny, approve, refused`},
 		{"unknown key", "cases:\n  - name: a\n    tool: t\n    sql: select 1\n    expect: {effect: deny}\n",
-			`case "a" (case 1, line 4): unknown key "sql" in a case; valid keys are name, identity, tool, resource, args, expect`},
+			`case "a" (case 1, line 4): unknown key "sql" in a case; valid keys are name, identity, tool, resource, args, facts, expect`},
 		{"unknown identity key", "cases:\n  - name: a\n    tool: t\n    identity:\n      group: [eng]\n    expect: {effect: deny}\n",
 			`case "a" (case 1, line 5): unknown key "group" in identity; valid keys are subject, email, groups, claims`},
 		{"duplicate", "cases:\n  - name: a\n    tool: t\n    expect: {effect: deny}\n  - name: a\n    tool: t\n    expect: {effect: deny}\n",

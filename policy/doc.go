@@ -17,7 +17,18 @@
 // closed). Decisions carry the constraints the call must run under, not only
 // yes or no.
 //
+// Facts come from the tools: sql, shell and k8s are fields of Input; any
+// other kind registers its facts type under its name from its package's
+// init (RegisterFacts) and returns FactsOf(name, v) from its tool, and rules
+// read them as name.field, still type-checked at load (kinds.go). A rule
+// that fails to compile against Input is compiled against Input plus one
+// field per registered kind; rules that do not read registered facts are
+// untouched, and direct string, bool, int and []string fields of registered
+// facts are in the native subset (native.go) like the built-in ones.
+//
 // Case files (ParseCases, RunCases) hold example calls with the decision each
 // must get; `airlock policy test` runs them, computing facts through the real
-// tools. docs/policy.md is the reference for rule authors.
+// tools, or using the facts a case states by kind name (`facts:`).
+// docs/policy.md is the reference for rule authors, docs/writing-a-kind.md
+// for authors of a kind.
 package policy

@@ -6,8 +6,9 @@ import "time"
 // against and evaluated with. Field names in expressions come from the expr
 // tags: `identity.groups`, `sql.read_only`, `resource.labels.env`.
 //
-// A name that is not here is a load error, so adding a fact means adding a
-// field here first.
+// A name that is not here, or the expr name of a kind registered with
+// RegisterFacts (kinds.go), is a load error: a kind outside this package
+// adds its facts by registering them, not by adding a field here.
 type Input struct {
 	Identity Identity       `expr:"identity"`
 	Tool     string         `expr:"tool"`
@@ -17,6 +18,11 @@ type Input struct {
 	Shell    Shell          `expr:"shell"`
 	K8s      K8s            `expr:"k8s"`
 	Now      time.Time      `expr:"now"`
+
+	// kind and kindFacts are the facts of a registered kind (SetFacts of
+	// FactsOf): rules read them under the kind's name.
+	kind      string
+	kindFacts any
 }
 
 // Identity is who is calling, as established by broker/authn. Claims holds
@@ -119,18 +125,47 @@ type K8s struct {
 	Name          string `expr:"name" json:"name"`
 	LabelSelector string `expr:"label_selector" json:"label_selector"`
 	AllNamespaces bool   `expr:"all_namespaces" json:"all_namespaces"`
+	// Subresource is the subresource the request goes to: "log"
+	// (kubectl_logs), "scale" (kubectl_scale); empty for the object itself.
+	Subresource string `expr:"subresource" json:"subresource,omitempty"`
+	// Container is the container kubectl_logs reads (empty: the pod's only
+	// container; a pod with several needs one named).
+	Container string `expr:"container" json:"container,omitempty"`
+	// ReplicasFrom and ReplicasTo are kubectl_scale's change: the count the
+	// caller says the object has now (checked against the cluster before the
+	// write; a different count is refused) and the count asked for. Both
+	// are 0 for other tools.
+	ReplicasFrom int `expr:"replicas_from" json:"replicas_from,omitempty"`
+	ReplicasTo   int `expr:"replicas_to" json:"replicas_to,omitempty"`
+	// FieldsChanged lists the fields a write sets, as dotted paths
+	// (spec.replicas, spec.template.spec.containers[name=app].image): the
+	// manifest's fields for kubectl_apply (with those the API server
+	// derives from them: serviceAccountName for the deprecated
+	// serviceAccount, a container's securityContext.appArmorProfile for the
+	// AppArmor annotation), the field patched for scale and rollout
+	// restart. Sorted; empty for reads and deletes.
+	FieldsChanged []string `expr:"fields_changed" json:"fields_changed,omitempty"`
 }
 
 // Facts is what a tool tells policy about one call. Only the field for the
-// tool's own kind is set.
+// tool's own kind is set; a kind registered with RegisterFacts builds its
+// Facts with FactsOf instead. Facts encode as JSON with one key per kind
+// that has facts ({"sql": {...}}, {"http": {...}}; kinds.go).
 type Facts struct {
 	SQL   *SQL   `json:"sql,omitempty"`
 	Shell *Shell `json:"shell,omitempty"`
 	K8s   *K8s   `json:"k8s,omitempty"`
+
+	// kind and value are a registered kind's facts (FactsOf).
+	kind  string
+	value any
 }
 
 // SetFacts copies a tool's facts into the input.
 func (in *Input) SetFacts(f Facts) {
+	if f.kind != "" {
+		in.kind, in.kindFacts = f.kind, f.value
+	}
 	if f.SQL != nil {
 		in.SQL = *f.SQL
 	}

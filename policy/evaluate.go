@@ -40,10 +40,18 @@ func (p *Policy) Evaluate(in Input) Decision { return p.evaluate(in, true) }
 // evaluate is Evaluate; with indexed false it runs every rule in the VM,
 // the reference the index and the native code are tested against.
 func (p *Policy) evaluate(in Input, indexed bool) Decision {
-	s := evaluation{p: p, env: inputs.Get().(*Input), healthy: true, indexed: indexed,
+	s := evaluation{p: p, healthy: true, indexed: indexed,
 		matched: make([]Match, 0, 4), // encodes as [] rather than null
 		deny:    -1, approve: -1, allow: -1}
-	*s.env = in
+	if p.kinds != nil {
+		// Rules read registered facts: the Input every rule reads is the
+		// one inside the kind environment's value (kinds.go).
+		s.kv = p.kinds.get(&in)
+		s.env = s.kv.in
+	} else {
+		s.env = inputs.Get().(*Input)
+		*s.env = in
+	}
 
 	var small [4]uint64 // the bitmap of a policy of up to 256 rules
 	bitmap := small[:]
@@ -67,8 +75,12 @@ func (p *Policy) evaluate(in Input, indexed bool) Decision {
 	if s.m != nil && s.healthy {
 		machines.Put(s.m)
 	}
-	*s.env = Input{} // drop references to the call's data
-	inputs.Put(s.env)
+	if s.kv != nil {
+		p.kinds.put(s.kv) // drops references to the call's data
+	} else {
+		*s.env = Input{} // drop references to the call's data
+		inputs.Put(s.env)
+	}
 
 	d := Decision{Matched: s.matched, PolicyVersion: p.version}
 	deciding, rule := -1, 0
@@ -98,7 +110,8 @@ func (p *Policy) evaluate(in Input, indexed bool) Decision {
 type evaluation struct {
 	p       *Policy
 	env     *Input
-	m       *vm.VM // taken from the pool when a rule needs it
+	kv      *kindValue // holds env when the policy reads registered facts
+	m       *vm.VM     // taken from the pool when a rule needs it
 	healthy bool
 	indexed bool
 	matched []Match
@@ -119,7 +132,11 @@ func (s *evaluation) rule(i int) {
 		if s.m == nil {
 			s.m = machines.Get().(*vm.VM)
 		}
-		ok, err = r.eval(s.m, s.env)
+		if r.kinds != nil {
+			ok, err = r.eval(s.m, s.kv.env)
+		} else {
+			ok, err = r.eval(s.m, s.env)
+		}
 	}
 	if err != nil {
 		if _, panicked := err.(panicError); panicked {
@@ -159,8 +176,9 @@ type panicError struct{ v any }
 
 func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.v) }
 
-// eval runs the rule's expression against env.
-func (r *compiledRule) eval(m *vm.VM, env *Input) (ok bool, err error) {
+// eval runs the rule's expression against env: the *Input, or the kind
+// environment's value for a rule that reads registered facts.
+func (r *compiledRule) eval(m *vm.VM, env any) (ok bool, err error) {
 	if r.program == nil {
 		return true, nil
 	}

@@ -76,6 +76,8 @@ var (
 		"k8s.namespace":      func(in *Input) string { return in.K8s.Namespace },
 		"k8s.name":           func(in *Input) string { return in.K8s.Name },
 		"k8s.label_selector": func(in *Input) string { return in.K8s.LabelSelector },
+		"k8s.subresource":    func(in *Input) string { return in.K8s.Subresource },
+		"k8s.container":      func(in *Input) string { return in.K8s.Container },
 	}
 	boolFields = map[string]func(*Input) bool{
 		"sql.read_only":          func(in *Input) bool { return in.SQL.ReadOnly },
@@ -92,9 +94,12 @@ var (
 		"sql.functions":      func(in *Input) []string { return in.SQL.Functions },
 		"shell.programs":     func(in *Input) []string { return in.Shell.Programs },
 		"shell.writes_files": func(in *Input) []string { return in.Shell.WritesFiles },
+		"k8s.fields_changed": func(in *Input) []string { return in.K8s.FieldsChanged },
 	}
 	intFields = map[string]func(*Input) int{
 		"sql.statement_count": func(in *Input) int { return in.SQL.StatementCount },
+		"k8s.replicas_from":   func(in *Input) int { return in.K8s.ReplicasFrom },
+		"k8s.replicas_to":     func(in *Input) int { return in.K8s.ReplicasTo },
 	}
 )
 
@@ -181,7 +186,7 @@ func fieldValue(path string) (value, bool) {
 	if path == "sql.statements" {
 		return value{stmts: func(in *Input, _ elem) []Statement { return in.SQL.Statements }}, true
 	}
-	return value{}, false
+	return kindFieldValue(path)
 }
 
 // memberPath is the dotted path of a chain of plain field accesses from an

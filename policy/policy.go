@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	exprast "github.com/expr-lang/expr/ast"
@@ -40,12 +41,18 @@ type Policy struct {
 	version string
 	rules   []compiledRule
 	index   ruleIndex
+	// kinds is the kind environment the rules that read registered facts
+	// were compiled against (kinds.go); nil when no rule does.
+	kinds *kindEnv
 }
 
 // compiledRule is a validated rule with its program and where it was written.
 type compiledRule struct {
 	Rule
 	program *vm.Program // nil when When is empty
+	// kinds is set when the expression names a registered kind's facts:
+	// it was compiled against, and runs in, that kind environment.
+	kinds *kindEnv
 	// native is the expression compiled to Go when it is in the native
 	// subset (native.go), else nil.
 	native boolFn
@@ -63,6 +70,8 @@ var (
 
 // exprOptions are the compile options for every `when`. Compiling against
 // Input{} is what turns an unknown name or a type error into a load error.
+// The environment comes first: a rule reading a registered kind's facts is
+// compiled with the rest of these and the kind environment (kinds.go).
 var exprOptions = []expr.Option{
 	expr.Env(Input{}),
 	expr.AsBool(),
@@ -108,9 +117,12 @@ func Parse(data []byte, source string) (*Policy, error) {
 
 	var errs []error
 	seen := make(map[string]int) // rule name → 1-based index
+	// One kind environment for the whole policy, taken when a rule first
+	// needs it (kinds.go).
+	kinds := sync.OnceValue(currentKindEnv)
 	for i, node := range seq.Values {
 		index := i + 1
-		r, problems := compileRule(node)
+		r, problems := compileRule(node, kinds)
 		for _, pr := range problems {
 			errs = append(errs, &LoadError{Source: source, Line: pr.line, Kind: "rule", Name: r.Name, Index: index, Err: pr.err})
 		}
@@ -121,6 +133,9 @@ func Parse(data []byte, source string) (*Policy, error) {
 			} else {
 				seen[r.Name] = index
 			}
+		}
+		if r.kinds != nil {
+			p.kinds = r.kinds
 		}
 		p.rules = append(p.rules, r)
 	}
@@ -134,7 +149,7 @@ func Parse(data []byte, source string) (*Policy, error) {
 // compileRule decodes, validates and compiles one rule. It returns every
 // problem found; the rule's Name is filled in whenever the file gives one, so
 // the caller can name it.
-func compileRule(node ast.Node) (compiledRule, []*located) {
+func compileRule(node ast.Node, kinds func() *kindEnv) (compiledRule, []*located) {
 	r := compiledRule{line: nodeLine(node), lines: make(map[string]int)}
 	r.Name = nameOf(node)
 	fs, lerr := fields(node, ruleKeys, "a rule")
@@ -213,6 +228,21 @@ func compileRule(node ast.Node) (compiledRule, []*located) {
 
 	if strings.TrimSpace(r.When) != "" {
 		prog, err := expr.Compile(r.When, exprOptions...)
+		if err != nil {
+			// Perhaps it reads a registered kind's facts (kinds.go): an
+			// expression that compiles against Input means the same in
+			// the kind environment, which only adds names, so Input is
+			// tried first and its rules keep the native path. When both
+			// fail, the kind environment's error is the one to show: it
+			// knows every name.
+			if env := kinds(); env != nil {
+				if kprog, kerr := expr.Compile(r.When, append([]expr.Option{expr.Env(env.zero)}, exprOptions[1:]...)...); kerr == nil {
+					prog, err, r.kinds = kprog, nil, env
+				} else {
+					err = kerr
+				}
+			}
+		}
 		if err != nil {
 			bad("when", "when does not compile: %s", indentSnippet(err.Error()))
 		} else {

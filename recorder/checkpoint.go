@@ -119,6 +119,10 @@ type CheckpointerConfig struct {
 	// checkpoint is written only when the head moved.
 	Interval time.Duration
 	Logger   *slog.Logger
+	// Publish, when set, is given each checkpoint written, after the store
+	// and the log, to send a copy elsewhere (the checkpoint webhook). Its
+	// error is logged; the checkpoint stands.
+	Publish func(ctx context.Context, c Checkpoint) error
 }
 
 // CheckAndSetDefaults checks the config and fills in defaults.
@@ -203,6 +207,11 @@ func (c *Checkpointer) checkpoint(ctx context.Context) error {
 		c.cfg.Logger.Info("transcript checkpoint", "checkpoint_id", cp.ID, "head_seq", cp.HeadSeq,
 			"head_hash", cp.HeadHash, "checkpoint_time", cp.Time.Format(time.RFC3339Nano),
 			"key_id", cp.KeyID, "signature", cp.Signature)
+		if c.cfg.Publish != nil {
+			if err := c.cfg.Publish(ctx, cp); err != nil {
+				c.cfg.Logger.Warn("publishing a transcript checkpoint failed; it is in the store and the log", "checkpoint_id", cp.ID, "error", err)
+			}
+		}
 	}
 	return nil
 }

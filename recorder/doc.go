@@ -10,10 +10,13 @@
 //
 //	hash = hex(sha256(prev_hash "\n" canonical-json(event without hash)))
 //
-// Append assigns seq, time, prev_hash and hash in one transaction,
+// Append assigns seq, time, prev_hash and hash in a transaction,
 // serialised so the chain stays linear, and fails closed: the broker does
-// not run a step it could not record. Verify walks the chain and names the
-// first break — an event changed, removed or inserted.
+// not run a step it could not record. Appends made at the same time share
+// one transaction (group commit, commit.go): each still gets its own seq
+// and hash, and returns only once that transaction is committed. Verify
+// walks the chain and names the first break — an event changed, removed or
+// inserted.
 //
 // The store is SQLite or PostgreSQL (the dialect follows the *sql.DB's
 // driver). With PostgreSQL several processes (replicas) append to one
@@ -24,7 +27,7 @@
 // by commit; the cost is that appends are serialised across replicas (see
 // docs/operations.md, "Several writers, one chain").
 //
-//	replica A ─┐  BEGIN; pg_advisory_xact_lock; read head; INSERT seq+1; COMMIT
+//	replica A ─┐  BEGIN; pg_advisory_xact_lock; read head; INSERT seq+1 [, seq+2 …]; COMMIT
 //	replica B ─┼─▶ one transcript_events chain (seq is the primary key)
 //	replica C ─┘
 //

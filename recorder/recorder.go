@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-mcp/airlock/internal/sqldialect"
@@ -100,7 +101,17 @@ type Recorder struct {
 	timeout time.Duration
 	key     []byte // signs checkpoints; nil: unsigned
 
-	mu sync.Mutex // serialises this process's appends; the chain lock serialises processes
+	// The commit queue (commit.go): appends wait in queue; one of them at
+	// a time leads, writing what is queued in one transaction. The chain
+	// lock serialises processes.
+	mu      sync.Mutex
+	queue   []*request
+	leading bool
+	batch   int          // the most events one transaction writes: maxBatch (1 in benchmarks of the old way)
+	commits atomic.Int64 // transactions that appended events (tests, benchmarks)
+
+	stmtMu sync.Mutex
+	stmts  *statements // SQLite: the append's statements, prepared on the writer connection
 }
 
 // Option configures a Recorder.
@@ -130,7 +141,7 @@ func New(db *sql.DB, opts ...Option) (*Recorder, error) {
 	if db == nil {
 		return nil, errors.New("recorder: nil database")
 	}
-	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout}
+	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout, batch: maxBatch}
 	for _, o := range opts {
 		o(r)
 	}
@@ -171,8 +182,13 @@ func (r *Recorder) createTables() error {
 func (r *Recorder) q(query string) string { return r.dialect.Rebind(query) }
 
 // Append assigns the event its Seq, Time (when zero), PrevHash and Hash,
-// and writes it in one transaction. Data must be valid JSON; it is stored
-// in canonical form (compact, sorted keys). It returns the stored event.
+// and writes it durably. Data must be valid JSON; it is stored in
+// canonical form (compact, sorted keys). It returns the stored event.
+//
+// Appends made at the same time are committed together (group commit: one
+// transaction, one sync of the store's log, for all of them, see
+// commit.go); each returns only once its own event is committed, and each
+// event keeps its own seq, prev_hash and hash in the one chain.
 //
 // Append fails closed: any error means the event was not recorded, and the
 // caller must not go on with the step it describes. It is not cut short by
@@ -183,15 +199,18 @@ func (r *Recorder) Append(ctx context.Context, ev Event) (Event, error) {
 }
 
 // TxHook writes state that belongs with an event, in the transaction that
-// appends it; ctx carries the append timeout.
+// appends it; ctx carries the append's deadline.
 type TxHook func(ctx context.Context, tx *sql.Tx) error
 
 // AppendWith is Append that also runs hook (when not nil) in the append's
 // transaction, after the event's insert and before the commit, holding the
 // chain lock: the event and what hook writes are committed together or not
-// at all. An error from hook rolls the event back and is returned, wrapped.
-// tx is a transaction on the recorder's writer database (the store's, when
-// the recorder was opened on it).
+// at all. An error from hook rolls the event back and is returned, wrapped;
+// other events of the same group commit are then written without it. tx
+// is a transaction on the recorder's writer database (the store's, when
+// the recorder was opened on it). The hook may run more than once, each
+// time in a new transaction, when another event of its group fails and the
+// group is written again without it.
 func (r *Recorder) AppendWith(ctx context.Context, ev Event, hook TxHook) (Event, error) {
 	data, err := canonicalJSON(ev.Data)
 	if err != nil {
@@ -205,52 +224,7 @@ func (r *Recorder) AppendWith(ctx context.Context, ev Event, hook TxHook) (Event
 	if err := ev.check(); err != nil {
 		return Event{}, err
 	}
-
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
-	defer cancel()
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
-	}
-	defer tx.Rollback()
-	if err := r.lockChain(ctx, tx); err != nil {
-		return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
-	}
-
-	ev.Seq, ev.PrevHash, err = head(ctx, tx)
-	if err != nil {
-		return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
-	}
-	ev.Seq++
-	if ev.Hash, err = computeHash(ev); err != nil {
-		return Event{}, fmt.Errorf("recording %s: hashing: %w", ev.Type, err)
-	}
-
-	var dataArg any
-	if len(ev.Data) > 0 {
-		dataArg = string(ev.Data)
-	}
-	_, err = tx.ExecContext(ctx, r.q(`INSERT INTO transcript_events
-		(seq, time, type, call_id, session_id, subject, issuer, token_id, tool, resource, effect, data, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		ev.Seq, ev.Time.UnixNano(), ev.Type, ev.CallID, ev.SessionID, ev.Subject, ev.Issuer, ev.TokenID,
-		ev.Tool, ev.Resource, ev.Effect, dataArg, ev.PrevHash, ev.Hash)
-	if err != nil {
-		return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
-	}
-	if hook != nil {
-		if err := hook(ctx, tx); err != nil {
-			return Event{}, fmt.Errorf("recording %s: %w", ev.Type, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return Event{}, fmt.Errorf("recording %s: commit: %w", ev.Type, err)
-	}
-	return ev, nil
+	return r.enqueue(ev, hook)
 }
 
 // lockChain makes tx the only writer of the chain until it ends. In SQLite
@@ -276,11 +250,16 @@ type queryer interface {
 
 // head returns the last event's seq and hash, or 0 and GenesisHash.
 func head(ctx context.Context, q queryer) (int64, string, error) {
+	return scanHead(q.QueryRowContext(ctx, headSQL))
+}
+
+// scanHead reads the result of headSQL.
+func scanHead(row *sql.Row) (int64, string, error) {
 	var (
 		seq  int64
 		hash string
 	)
-	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM transcript_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := row.Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, GenesisHash, nil
 	}

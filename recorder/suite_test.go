@@ -89,6 +89,14 @@ var sqliteBackend = backend{name: "sqlite", dsn: func(t testing.TB) (string, str
 	return "sqlite", path + "?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
 }}
 
+// sqliteFullBackend is sqliteBackend with synchronous=FULL: the log is
+// synced at every commit, so a commit survives the machine losing power,
+// not only the process dying.
+var sqliteFullBackend = backend{name: "sqlite-full", dsn: func(t testing.TB) (string, string) {
+	path := filepath.Join(t.TempDir(), "transcript.db")
+	return "sqlite", path + "?_busy_timeout=5000&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate"
+}}
+
 var pgSchemas atomic.Int64
 
 func postgresBackend(t *testing.T) backend { return postgresBackendB(t) }

@@ -39,8 +39,10 @@ const DefaultPreviewTimeout = 2 * time.Second
 // Impact is what a held call would do, as far as it can be known safely.
 // It holds no secret and no row of data: plan estimates and names only.
 type Impact struct {
-	// Kind says how the impact was found: "explain" (the planner's
-	// estimate, nothing executed).
+	// Kind says how the impact was found: "explain" (PostgreSQL's planner
+	// estimate, nothing executed), "dry-run" (a Kubernetes server-side dry
+	// run compared with the live object: Plan is the diff) or "read" (the
+	// live object read, e.g. a scale's current replicas).
 	Kind string `json:"kind"`
 	// Role is the role the estimate was made under (the grant's).
 	Role string `json:"role,omitempty"`

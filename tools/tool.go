@@ -11,6 +11,15 @@
 //	Tool.Render   masked Output → structured content + short text
 //
 // Backends never import broker; they import tools and policy only.
+//
+// A kind is one package. The built-in kinds (postgres, ssh, kubernetes)
+// keep their settings in fields of ResourceSpec and Grant; any other kind
+// keeps them in Settings, declares their types from its init
+// (RegisterSettings, so `airlock config check` checks them strictly with
+// lines) and reads them in Open with DecodeSettings (settings.go). Its facts
+// are registered with policy.RegisterFacts and returned with
+// policy.FactsOf. ForeignSettings names whose a misplaced key is.
+// docs/writing-a-kind.md walks through a kind.
 package tools
 
 import (
@@ -56,6 +65,16 @@ func Opaque(format string, args ...any) error {
 
 func (e *OpaqueError) Error() string { return e.Reason }
 func (e *OpaqueError) Unwrap() error { return ErrOpaque }
+
+// ResourceChecker is implemented by a tool whose calls the resource's own
+// settings may refuse (kubectl_delete of a cluster-wide kind the resource
+// does not list in cluster_scoped_writes). The broker asks right after it
+// resolves the resource, before facts and policy, so such a call is never
+// held for an approval it could not use; `airlock policy test` asks too. The
+// error wraps ErrRefused, its text one sentence for the agent.
+type ResourceChecker interface {
+	CheckResource(spec ResourceSpec, args Args) error
+}
 
 // Tool is one MCP tool served through the broker.
 type Tool interface {

@@ -219,11 +219,13 @@ func inAnyGroup(id policy.Identity, groups []string) bool {
 
 // Store is the persistence the manager needs; *store.Store implements it.
 type Store interface {
-	RequestApproval(ctx context.Context, a store.Approval, now time.Time) (store.Approval, bool, error)
+	RequestApproval(ctx context.Context, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
+	OpenApproval(ctx context.Context, digest string, now time.Time) (store.Approval, bool, error)
 	DecideApproval(ctx context.Context, id string, d store.ApprovalDecision, now time.Time) (store.Approval, error)
 	ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (store.Approval, error)
 	Approval(ctx context.Context, id string) (store.Approval, error)
 	ListApprovals(ctx context.Context, f store.ApprovalFilter, now time.Time) ([]store.Approval, error)
+	Outbox // webhook deliveries (deliver.go)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -322,13 +324,23 @@ type Config struct {
 	OnEvent func(ctx context.Context, ev Event) error
 
 	// Webhook delivery: attempts per delivery (default 5), the delay before
-	// the second attempt, doubling after (default 3s, so ~45s in all), the
-	// timeout of one attempt (default 10s), and the deliveries queued per
-	// webhook before new ones are dropped and reported (default 256).
+	// the second attempt, doubling after (default 3s, so ~45s in all), and
+	// the timeout of one attempt (default 10s).
 	WebhookAttempts int
 	WebhookBackoff  time.Duration
 	WebhookTimeout  time.Duration
-	WebhookQueue    int
+	// Deliveries wait in the store's outbox (deliver.go). Replica names
+	// this process in the claims it takes on them (default a random id);
+	// WebhookPoll is how often idle workers look for deliveries enqueued by
+	// another process or left by one that stopped (default 5s);
+	// WebhookRetention is how long delivered and failed ones (and ones
+	// for a webhook no longer configured) are kept (default 24h).
+	Replica          string
+	WebhookPoll      time.Duration
+	WebhookRetention time.Duration
+	// CheckpointWebhook, when set, receives each transcript checkpoint
+	// given to PublishCheckpoint, signed, through the same outbox.
+	CheckpointWebhook *WebhookConfig
 
 	Clock      func() time.Time
 	Logger     *slog.Logger
@@ -383,8 +395,8 @@ func (c *Config) CheckAndSetDefaults() error {
 	if c.WebhookTimeout <= 0 {
 		c.WebhookTimeout = 10 * time.Second
 	}
-	if c.WebhookQueue <= 0 {
-		c.WebhookQueue = 256
+	if err := c.checkOutbox(); err != nil {
+		return err
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -445,11 +457,14 @@ type Manager struct {
 	cfg    Config
 	origin string // of PublicURL; "" when not configured
 	hooks  []*sender
+	// checkpoint is the sender of CheckpointWebhook, or nil.
+	checkpoint *sender
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	cancel  context.CancelFunc
+	stop    context.CancelFunc // stops claiming deliveries
+	cancel  context.CancelFunc // aborts attempts in flight
 	wg      sync.WaitGroup
 }
 
@@ -463,7 +478,10 @@ func New(cfg Config) (*Manager, error) {
 		m.origin, _ = originOf(cfg.PublicURL)
 	}
 	for _, w := range cfg.Webhooks {
-		m.hooks = append(m.hooks, &sender{m: m, hook: w, host: hostOf(w.URL), queue: make(chan delivery, cfg.WebhookQueue)})
+		m.hooks = append(m.hooks, newSender(m, w, topicApproval))
+	}
+	if cfg.CheckpointWebhook != nil {
+		m.checkpoint = newSender(m, *cfg.CheckpointWebhook, topicCheckpoint)
 	}
 	return m, nil
 }
@@ -503,7 +521,9 @@ func Digest(requester policy.Identity, tool, resource string, argumentsDigest []
 // unexpired one with the same digest (the call may proceed after Consume);
 // else a pending one with the same digest (keep waiting); else a new
 // pending approval, in which case created is true and every webhook is
-// told about it, asynchronously: Request never waits for a receiver.
+// told about it: its deliveries enter the store's outbox in the approval's
+// own transaction (an approval is never left untold by a crash), and are
+// sent asynchronously: Request never waits for a receiver.
 func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool, error) {
 	if err := in.check(); err != nil {
 		return Approval{}, false, err
@@ -537,17 +557,22 @@ func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool,
 		MinApprovers:   minApprovers,
 		PolicyVersion:  in.Decision.PolicyVersion,
 		State:          store.ApprovalPending,
-		CreatedAt:      now,
-		ExpiresAt:      now.Add(m.cfg.Expire),
+		CreatedAt:      now.UTC(),
+		ExpiresAt:      now.Add(m.cfg.Expire).UTC(),
 	}
-	got, created, err := m.cfg.Store.RequestApproval(ctx, rec, now)
+	// The webhooks are told about a new approval through the outbox,
+	// written in the approval's own transaction (unused if one exists).
+	fresh := m.fromRecord(rec, now)
+	fresh.Impact = in.Impact
+	n := m.announce(fresh)
+	got, created, err := m.cfg.Store.RequestApproval(ctx, rec, now, n.deliveries...)
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
 	}
 	a := m.fromRecord(got, now)
 	a.Impact = in.Impact
 	if created {
-		m.notifyWebhooks(ctx, a)
+		m.announced(ctx, a, n)
 	}
 	return a, created, nil
 }

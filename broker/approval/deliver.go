@@ -3,6 +3,8 @@ package approval
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,46 +12,134 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/airlock-mcp/airlock/broker/approval/webhook"
+	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/recorder"
 )
 
-// Webhook delivery. Each webhook has its own bounded queue and
-// workersPerWebhook workers, so a receiver that hangs delays only its own
-// deliveries, and Request only ever enqueues (never blocks): a full queue
-// drops the delivery and reports it. A delivery is tried WebhookAttempts
-// times, each attempt bounded by WebhookTimeout, with exponential backoff
-// and jitter between attempts. Every failed attempt is reported as
+// Webhook delivery through the store's outbox (store/outbox.go).
+//
+//	Request ─▶ approval row ─▶ one outbox row per webhook (its id is Airlock-Delivery) ─▶ wake
+//	                                   │ (committed in the approval's own transaction)
+//	workers (workersPerWebhook per webhook, on every replica)
+//	   claim a due row (PostgreSQL: FOR UPDATE SKIP LOCKED) for 3 × WebhookTimeout
+//	   ─▶ POST, signed at this attempt ─▶ 2xx: delivered
+//	                                   ─▶ 408/429/5xx/network: due again after backoff (any replica)
+//	                                   ─▶ other 4xx, or WebhookAttempts used: failed
+//	   a replica that dies mid-attempt leaves its claim to expire; the row is due again
+//
+// Request only writes rows (it never waits for a receiver), and each
+// webhook has its own workers claiming only its rows, so a receiver that
+// hangs delays only its own deliveries. Deliveries survive a restart and
+// are sent at least once: a receiver dedups by Airlock-Delivery. Each
+// attempt is bounded by WebhookTimeout, with exponential backoff and
+// jitter between attempts, and every failed one is reported as
 // approval.webhook_failed (host and status, never the URL or the secret).
-// Deliveries are not persisted: after a restart, pending approvals are
-// still listed by the API and the page, but their webhooks are not resent.
+// Workers wake at once on deliveries enqueued in this process and poll
+// every WebhookPoll for the rest (other replicas, expired claims).
+// Delivered and failed rows, and rows that old for a webhook no longer
+// configured, are pruned after WebhookRetention.
 
 const (
 	workersPerWebhook = 2
 	maxBackoff        = 30 * time.Second
 	userAgent         = "airlock-webhook/1"
+	pruneInterval     = time.Hour
+	// settleTimeout bounds the store write that settles an attempt.
+	settleTimeout = 10 * time.Second
 )
 
+// Outbox topics: what a delivery's body is.
+const (
+	topicApproval   = webhook.EventApprovalRequested
+	topicCheckpoint = webhook.EventTranscriptCheckpoint
+)
+
+// Outbox is the webhook outbox the manager needs; *store.Store implements it.
+type Outbox interface {
+	EnqueueDeliveries(ctx context.Context, ds []store.Delivery) error
+	ClaimDeliveries(ctx context.Context, webhook string, now time.Time, claimer string, hold time.Duration, limit int) ([]store.Delivery, error)
+	DeliverySucceeded(ctx context.Context, id string, now time.Time) error
+	RetryDelivery(ctx context.Context, id, claimer string, next time.Time, lastError string) (bool, error)
+	FailDelivery(ctx context.Context, id, claimer string, now time.Time, lastError string) (bool, error)
+	ReleaseDelivery(ctx context.Context, id, claimer string) (bool, error)
+	PruneDeliveries(ctx context.Context, before time.Time) (int64, error)
+}
+
+// sender delivers the outbox rows of one webhook.
 type sender struct {
 	m     *Manager
 	hook  WebhookConfig
 	host  string
-	queue chan delivery
+	name  string // the webhook's name in the outbox
+	topic string
+	wake  chan struct{}
 }
 
-type delivery struct {
-	id         string // Airlock-Delivery: the same on every attempt
-	approvalID string
-	callID     string
-	body       []byte
+func newSender(m *Manager, w WebhookConfig, topic string) *sender {
+	return &sender{m: m, hook: w, host: hostOf(w.URL), name: webhookName(topic, w), topic: topic, wake: make(chan struct{}, 1)}
 }
 
-// Start starts the webhook workers. ctx lends its values only (as in the
-// lease sweeper); the workers run until Close.
+// webhookName names a webhook in the outbox, the same on every replica
+// with the same config: its topic, its host and a short hash of its URL
+// and format. Never the URL itself, which can be a credential.
+func webhookName(topic string, w WebhookConfig) string {
+	sum := sha256.Sum256([]byte("airlock-webhook-name\n" + topic + "\n" + w.format() + "\n" + w.URL))
+	return topic + ":" + hostOf(w.URL) + "#" + hex.EncodeToString(sum[:6])
+}
+
+// poke wakes one idle worker of s, without blocking.
+func (s *sender) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// checkOutbox fills in the outbox defaults and checks the checkpoint webhook.
+func (c *Config) checkOutbox() error {
+	if c.Replica == "" {
+		c.Replica = "approvals-" + uuid.NewString()
+	}
+	if c.WebhookPoll <= 0 {
+		c.WebhookPoll = 5 * time.Second
+	}
+	if c.WebhookRetention <= 0 {
+		c.WebhookRetention = 24 * time.Hour
+	}
+	if w := c.CheckpointWebhook; w != nil {
+		u, err := url.Parse(w.URL)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			return fmt.Errorf("checkpoint webhook: url must be an absolute http(s) URL (host %q)", hostOf(w.URL))
+		case w.format() != FormatJSON:
+			return fmt.Errorf("checkpoint webhook %s: format must be json", *w)
+		case len(w.Secret) < minSecret:
+			return fmt.Errorf("checkpoint webhook %s: a signing secret of at least %d bytes is required (secret_env or secret_file)", *w, minSecret)
+		}
+	}
+	return nil
+}
+
+// claimHold is how long a claim on a delivery lasts: the attempt's timeout
+// with room for the writes around it and for clocks that disagree.
+func (c *Config) claimHold() time.Duration { return 3 * c.WebhookTimeout }
+
+func (m *Manager) senders() []*sender {
+	if m.checkpoint == nil {
+		return m.hooks
+	}
+	return append(slices.Clip(m.hooks), m.checkpoint)
+}
+
+// Start starts the webhook workers and the outbox pruner. ctx lends its
+// values only (as in the lease sweeper); they run until Close.
 func (m *Manager) Start(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -57,20 +147,28 @@ func (m *Manager) Start(ctx context.Context) {
 		return
 	}
 	m.started = true
-	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, s := range m.hooks {
+	abort, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop, stopClaiming := context.WithCancel(abort)
+	m.cancel, m.stop = cancel, stopClaiming
+	for _, s := range m.senders() {
 		for range workersPerWebhook {
 			m.wg.Add(1)
 			go func() {
 				defer m.wg.Done()
-				s.run(ctx)
+				s.run(stop, abort)
 			}()
 		}
 	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.prune(stop)
+	}()
 }
 
-// Close stops taking deliveries, lets the workers finish the queued ones
-// until ctx ends, then aborts the rest and waits for the workers.
+// Close stops claiming deliveries, lets the attempts in flight finish
+// until ctx ends, then aborts the rest (they stay in the outbox, due at
+// once, for another replica or the next start) and waits for the workers.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -78,14 +176,12 @@ func (m *Manager) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
-	for _, s := range m.hooks {
-		close(s.queue)
-	}
-	cancel := m.cancel
+	stop, cancel := m.stop, m.cancel
 	m.mu.Unlock()
 	if cancel == nil { // never started
 		return nil
 	}
+	stop()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()
@@ -102,24 +198,49 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
-// notifyWebhooks queues a delivery of a to every webhook, without blocking;
-// a delivery that cannot be queued is reported as failed.
-func (m *Manager) notifyWebhooks(ctx context.Context, a Approval) {
-	type failure struct {
-		s   *sender
-		err error
-	}
-	var failed []failure
+// announcement is what announcing a new approval to the webhooks takes:
+// the outbox rows, written in the approval's own transaction
+// (store.RequestApproval), and the webhooks whose body could not be built.
+type announcement struct {
+	deliveries []store.Delivery
+	queued     []*sender
+	failed     []webhookFailure
+}
+
+type webhookFailure struct {
+	s   *sender
+	err error
+}
+
+// announce builds the deliveries telling every webhook about a.
+func (m *Manager) announce(a Approval) announcement {
+	var (
+		n   announcement
+		now = m.cfg.Clock()
+	)
 	for _, s := range m.hooks {
 		body, err := s.body(a)
-		if err == nil {
-			err = m.enqueue(s, delivery{id: uuid.NewString(), approvalID: a.ID, callID: a.CallID, body: body})
-		}
 		if err != nil {
-			failed = append(failed, failure{s, err})
+			n.failed = append(n.failed, webhookFailure{s, err})
+			continue
 		}
+		n.queued = append(n.queued, s)
+		n.deliveries = append(n.deliveries, store.Delivery{
+			ID: uuid.NewString(), Webhook: s.name, Topic: topicApproval,
+			ApprovalID: a.ID, CallID: a.CallID, Body: body, CreatedAt: now,
+		})
 	}
-	for _, f := range failed {
+	return n
+}
+
+// announced wakes the workers of the webhooks whose deliveries were
+// written with the approval, and reports those whose body could not be
+// built.
+func (m *Manager) announced(ctx context.Context, a Approval, n announcement) {
+	for _, s := range n.queued {
+		s.poke()
+	}
+	for _, f := range n.failed {
 		m.cfg.Logger.Error("approval webhook not queued", "approval_id", a.ID, "webhook", f.s.hook, "error", f.err)
 		m.emit(ctx, Event{
 			Type: EventWebhookFailed, ApprovalID: a.ID, CallID: a.CallID, Tool: a.Tool, Resource: a.Resource,
@@ -128,64 +249,156 @@ func (m *Manager) notifyWebhooks(ctx context.Context, a Approval) {
 	}
 }
 
-// enqueue hands d to s's workers unless the queue is full or closed.
-func (m *Manager) enqueue(s *sender, d delivery) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return errors.New("airlock is shutting down")
-	}
-	select {
-	case s.queue <- d:
+// PublishCheckpoint writes a delivery of c to the checkpoint webhook into
+// the outbox (nothing when none is configured) and wakes its workers; it
+// does not wait for the receiver. It works after Close too: the delivery
+// waits in the outbox for another replica or the next start.
+func (m *Manager) PublishCheckpoint(ctx context.Context, c recorder.Checkpoint) error {
+	s := m.checkpoint
+	if s == nil {
 		return nil
-	default:
-		return errors.New("delivery queue is full")
 	}
+	body, err := json.Marshal(webhook.CheckpointPayload{
+		Type: webhook.EventTranscriptCheckpoint,
+		Checkpoint: webhook.PayloadCheckpoint{
+			ID: c.ID, Time: c.Time, HeadSeq: c.HeadSeq, HeadHash: c.HeadHash, KeyID: c.KeyID, Signature: c.Signature,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding checkpoint %d: %w", c.ID, err)
+	}
+	d := store.Delivery{ID: uuid.NewString(), Webhook: s.name, Topic: topicCheckpoint, Body: body, CreatedAt: m.cfg.Clock()}
+	if err := m.cfg.Store.EnqueueDeliveries(context.WithoutCancel(ctx), []store.Delivery{d}); err != nil {
+		return fmt.Errorf("queueing checkpoint %d for its webhook: %w", c.ID, err)
+	}
+	s.poke()
+	return nil
 }
 
-func (s *sender) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case d, ok := <-s.queue:
-			if !ok {
-				return
-			}
-			s.deliver(ctx, d)
-		}
-	}
-}
-
-// deliver tries one delivery until it succeeds, fails for good, or ctx ends.
-func (s *sender) deliver(ctx context.Context, d delivery) {
+// run claims and attempts s's due deliveries until stop; abort cancels an
+// attempt in flight.
+func (s *sender) run(stop, abort context.Context) {
 	cfg := &s.m.cfg
-	for attempt := 1; ; attempt++ {
-		status, err := s.post(ctx, d)
-		if err == nil {
-			s.m.emit(ctx, Event{
-				Type: EventWebhookDelivered, ApprovalID: d.approvalID, CallID: d.callID,
-				Data: map[string]any{"host": s.host, "status": status, "attempt": attempt},
-			})
-			return
+	poll := time.NewTicker(cfg.WebhookPoll)
+	defer poll.Stop()
+	for stop.Err() == nil {
+		// Not cut short by stop: a claim the store made and this process
+		// did not hear of would hold the delivery until it runs out.
+		ds, err := cfg.Store.ClaimDeliveries(abort, s.name, cfg.Clock(), cfg.Replica, cfg.claimHold(), 1)
+		if err != nil && stop.Err() == nil {
+			cfg.Logger.Warn("claiming webhook deliveries failed; trying again", "webhook", s.hook, "error", err)
 		}
-		final := attempt >= cfg.WebhookAttempts || !retryable(status) || ctx.Err() != nil
-		data := map[string]any{"host": s.host, "attempt": attempt, "final": final, "error": err.Error()}
-		if status != 0 {
-			data["status"] = status
+		if len(ds) == 1 {
+			s.poke() // there may be more: let a sibling look too
+			s.attempt(abort, ds[0])
+			continue
 		}
-		cfg.Logger.Warn("approval webhook failed", "approval_id", d.approvalID, "webhook", s.hook,
-			"attempt", attempt, "status", status, "final", final, "error", err)
-		s.m.emit(ctx, Event{Type: EventWebhookFailed, ApprovalID: d.approvalID, CallID: d.callID, Data: data})
-		if final {
-			return
-		}
-		t := time.NewTimer(backoff(cfg.WebhookBackoff, attempt))
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			s.m.emit(ctx, Event{Type: EventWebhookFailed, ApprovalID: d.approvalID, CallID: d.callID,
-				Data: map[string]any{"host": s.host, "attempt": attempt, "final": true, "error": "airlock is shutting down"}})
+		case <-stop.Done():
+			return
+		case <-s.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// attempt makes one attempt at a claimed delivery and settles it in the
+// store: delivered, due again after a backoff, failed for good, or (airlock
+// is stopping) released.
+func (s *sender) attempt(abort context.Context, d store.Delivery) {
+	cfg := &s.m.cfg
+	// The store writes that settle an attempt outlive a shutdown.
+	settle, cancel := context.WithTimeout(context.WithoutCancel(abort), settleTimeout)
+	defer cancel()
+	if d.Attempts > cfg.WebhookAttempts {
+		// The last attempt's claim ran out without an outcome: the replica
+		// making it stopped, and the receiver may or may not have it.
+		err := errors.New("no outcome of the last attempt: the replica making it stopped")
+		if _, serr := cfg.Store.FailDelivery(settle, d.ID, cfg.Replica, cfg.Clock(), s.host+": "+err.Error()); serr != nil {
+			cfg.Logger.Error("recording a webhook failure failed", "webhook", s.hook, "delivery", d.ID, "error", serr)
+		}
+		s.failed(abort, d, cfg.WebhookAttempts, 0, true, err)
+		return
+	}
+	status, err := s.post(abort, d)
+	now := cfg.Clock()
+	switch {
+	case err == nil:
+		// Should this write fail, the claim runs out and the delivery is
+		// sent again: at least once.
+		if serr := cfg.Store.DeliverySucceeded(settle, d.ID, now); serr != nil {
+			cfg.Logger.Error("recording a webhook delivery failed; it will be sent again", "webhook", s.hook, "delivery", d.ID, "error", serr)
+		}
+		s.delivered(abort, d, status)
+	case abort.Err() != nil:
+		// Airlock is stopping: not the receiver's doing. Leave the delivery
+		// due, its attempt uncounted.
+		if _, serr := cfg.Store.ReleaseDelivery(settle, d.ID, cfg.Replica); serr != nil {
+			cfg.Logger.Warn("releasing a webhook delivery failed; its claim runs out instead", "webhook", s.hook, "delivery", d.ID, "error", serr)
+		}
+	default:
+		final := d.Attempts >= cfg.WebhookAttempts || !retryable(status)
+		lastError := s.host + ": " + err.Error()
+		var serr error
+		if final {
+			_, serr = cfg.Store.FailDelivery(settle, d.ID, cfg.Replica, now, lastError)
+		} else {
+			delay := backoff(cfg.WebhookBackoff, d.Attempts)
+			_, serr = cfg.Store.RetryDelivery(settle, d.ID, cfg.Replica, now.Add(delay), lastError)
+			time.AfterFunc(delay, s.poke)
+		}
+		if serr != nil {
+			cfg.Logger.Error("recording a webhook attempt failed; its claim runs out and it is tried again", "webhook", s.hook, "delivery", d.ID, "error", serr)
+		}
+		s.failed(abort, d, d.Attempts, status, final, err)
+	}
+}
+
+// delivered reports a 2xx: approval.webhook_delivered for an approval's
+// webhook; the log only for the checkpoint webhook, whose outcomes are not
+// recorded in the transcript (each would move the head it reports).
+func (s *sender) delivered(ctx context.Context, d store.Delivery, status int) {
+	if s.topic != topicApproval {
+		s.m.cfg.Logger.Info("checkpoint webhook delivered", "webhook", s.hook, "delivery", d.ID, "status", status, "attempt", d.Attempts)
+		return
+	}
+	s.m.emit(ctx, Event{
+		Type: EventWebhookDelivered, ApprovalID: d.ApprovalID, CallID: d.CallID,
+		Data: map[string]any{"host": s.host, "status": status, "attempt": d.Attempts, "delivery": d.ID},
+	})
+}
+
+// failed reports a failed attempt (approval.webhook_failed, and the log).
+func (s *sender) failed(ctx context.Context, d store.Delivery, attempt, status int, final bool, err error) {
+	cfg := &s.m.cfg
+	attrs := []any{"webhook", s.hook, "delivery", d.ID, "attempt", attempt, "status", status, "final", final, "error", err}
+	if s.topic != topicApproval {
+		cfg.Logger.Warn("checkpoint webhook failed", attrs...)
+		return
+	}
+	cfg.Logger.Warn("approval webhook failed", append([]any{"approval_id", d.ApprovalID}, attrs...)...)
+	data := map[string]any{"host": s.host, "attempt": attempt, "final": final, "error": err.Error(), "delivery": d.ID}
+	if status != 0 {
+		data["status"] = status
+	}
+	s.m.emit(ctx, Event{Type: EventWebhookFailed, ApprovalID: d.ApprovalID, CallID: d.CallID, Data: data})
+}
+
+// prune deletes outbox rows older than the retention (see
+// store.PruneDeliveries), at start and every pruneInterval, until stop.
+func (m *Manager) prune(stop context.Context) {
+	t := time.NewTicker(pruneInterval)
+	defer t.Stop()
+	for {
+		n, err := m.cfg.Store.PruneDeliveries(stop, m.cfg.Clock().Add(-m.cfg.WebhookRetention))
+		switch {
+		case err != nil && stop.Err() == nil:
+			m.cfg.Logger.Warn("pruning the webhook outbox failed", "error", err)
+		case n > 0:
+			m.cfg.Logger.Debug("pruned the webhook outbox", "deliveries", n)
+		}
+		select {
+		case <-stop.Done():
 			return
 		case <-t.C:
 		}
@@ -194,19 +407,19 @@ func (s *sender) deliver(ctx context.Context, d delivery) {
 
 // post makes one attempt. The error never holds the URL: a webhook URL may
 // be a credential.
-func (s *sender) post(ctx context.Context, d delivery) (status int, err error) {
+func (s *sender) post(ctx context.Context, d store.Delivery) (status int, err error) {
 	cfg := &s.m.cfg
 	ctx, cancel := context.WithTimeout(ctx, cfg.WebhookTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.hook.URL, bytes.NewReader(d.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.hook.URL, bytes.NewReader(d.Body))
 	if err != nil {
 		return 0, errors.New("invalid webhook URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(webhook.HeaderDelivery, d.id)
+	req.Header.Set(webhook.HeaderDelivery, d.ID)
 	if len(s.hook.Secret) > 0 {
-		webhook.SetHeaders(req.Header, s.hook.Secret, cfg.Clock(), d.body)
+		webhook.SetHeaders(req.Header, s.hook.Secret, cfg.Clock(), d.Body)
 	}
 	resp, err := cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -254,27 +254,29 @@ func TestWebhookFailures(t *testing.T) {
 		}
 	})
 
-	t.Run("a full queue drops and reports", func(t *testing.T) {
+	t.Run("a backlog waits in the outbox, none dropped", func(t *testing.T) {
 		release := make(chan struct{})
 		hanging := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-release })
-		defer close(release)
 		f := newFixture(t, func(c *Config) {
 			withWebhooks(WebhookConfig{URL: hanging.URL, Secret: testSecret})(c)
-			c.WebhookQueue = 1
 			c.WebhookTimeout = 10 * time.Second
 		})
-		for i := range 6 { // 2 in flight, 1 queued, 3 dropped
+		for i := range 6 { // 2 in flight, 4 waiting; the in-memory queue of 1 used to drop 3
 			f.request(t, input(`{"n":`+strconv.Itoa(i)+`}`, 1))
 		}
-		eventually(t, "drops", func() bool {
-			var dropped int
-			for _, ev := range f.events.ofType(EventWebhookFailed) {
-				if ev.Data["error"] == "delivery queue is full" {
-					dropped++
-				}
-			}
-			return dropped >= 3
-		})
+		eventually(t, "two attempts in flight", func() bool { return len(hanging.received()) == 2 })
+		close(release)
+		eventually(t, "every delivery", func() bool { return len(f.events.ofType(EventWebhookDelivered)) == 6 })
+		if failed := f.events.ofType(EventWebhookFailed); len(failed) != 0 {
+			t.Errorf("failures: %v", failed)
+		}
+		ids := map[string]bool{}
+		for _, r := range hanging.received() {
+			ids[r.header.Get(webhook.HeaderDelivery)] = true
+		}
+		if len(ids) != 6 || len(hanging.received()) != 6 {
+			t.Errorf("%d requests with %d delivery ids, want 6 and 6", len(hanging.received()), len(ids))
+		}
 	})
 }
 
@@ -312,9 +314,19 @@ func TestCloseAbortsHangingDeliveries(t *testing.T) {
 	if d := time.Since(started); d > 2*time.Second {
 		t.Errorf("Close took %s", d)
 	}
-	// After Close, Request still works and reports the webhook it could not queue.
-	if _, _, err := m.Request(context.Background(), input(`{"after":"close"}`, 1)); err != nil {
+	// After Close, Request still works, and its webhook waits in the outbox
+	// (with the aborted one, due again) for the next start.
+	after, _, err := m.Request(context.Background(), input(`{"after":"close"}`, 1))
+	if err != nil {
 		t.Errorf("Request after Close: %v", err)
+	}
+	waiting, err := s.Deliveries(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(waiting) != 2 || waiting[1].ApprovalID != after.ID || waiting[0].Done() || waiting[1].Done() ||
+		waiting[0].ClaimedBy != "" || waiting[0].Attempts != 0 {
+		t.Errorf("outbox after Close = %+v; want both deliveries waiting, the aborted one unclaimed and uncounted", waiting)
 	}
 }
 

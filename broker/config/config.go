@@ -185,6 +185,17 @@ type Transcripts struct {
 	// sign checkpoints (HMAC-SHA256); every replica needs the same.
 	CheckpointKeyEnv  string `yaml:"checkpoint_key_env"`
 	CheckpointKeyFile string `yaml:"checkpoint_key_file"`
+	// CheckpointWebhook, when set, receives each new checkpoint, signed,
+	// through the store's webhook outbox (at least once, by one replica).
+	CheckpointWebhook *CheckpointWebhook `yaml:"checkpoint_webhook"`
+}
+
+// CheckpointWebhook is the receiver of transcript checkpoints: a URL and
+// the secret that signs deliveries, as for approval webhooks.
+type CheckpointWebhook struct {
+	URL        string `yaml:"url"`
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Log configures logging (to stderr).
@@ -328,6 +339,9 @@ func parse(data []byte, source, dir string) (*Config, Errors) {
 	}
 	cfg.Masking.HashKeyFile = cfg.Path(cfg.Masking.HashKeyFile)
 	cfg.Transcripts.CheckpointKeyFile = cfg.Path(cfg.Transcripts.CheckpointKeyFile)
+	if w := cfg.Transcripts.CheckpointWebhook; w != nil {
+		w.SecretFile = cfg.Path(w.SecretFile)
+	}
 	if cfg.UI != nil {
 		cfg.UI.ClientSecretFile = cfg.Path(cfg.UI.ClientSecretFile)
 	}
@@ -624,6 +638,21 @@ func (c *Config) validateStore(fail func(key, format string, args ...any)) {
 	}
 	if t.CheckpointKeyEnv != "" && t.CheckpointKeyFile != "" {
 		fail("transcripts.checkpoint_key_env", "set checkpoint_key_env or checkpoint_key_file, not both")
+	}
+	if w := t.CheckpointWebhook; w != nil {
+		const key = "transcripts.checkpoint_webhook"
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			fail(key+".url", "is not an http(s) URL")
+		}
+		switch {
+		case w.SecretEnv != "" && w.SecretFile != "":
+			fail(key, "set secret_env or secret_file, not both")
+		case w.SecretEnv == "" && w.SecretFile == "":
+			fail(key+".secret_env", "a signing secret is required (secret_env or secret_file) so the receiver can verify deliveries")
+		}
+		if t.CheckpointKeyEnv == "" && t.CheckpointKeyFile == "" {
+			fail(key, "needs transcripts.checkpoint_key_env or checkpoint_key_file: the receiver verifies each checkpoint's signature")
+		}
 	}
 }
 

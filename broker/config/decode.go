@@ -5,12 +5,13 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/airlock-mcp/airlock/tools"
 )
 
 // decoder reads a parsed config file into a Config key by key, so that one
@@ -164,14 +165,17 @@ func (d *decoder) duration(node ast.Node, v reflect.Value, key string) {
 func (d *decoder) structure(node ast.Node, v reflect.Value, key string) {
 	mvs, ok := d.mappingValues(node)
 	if !ok {
-		d.fail(node, key, "must be a mapping of %s, not %s", strings.Join(structKeys(v.Type()), ", "), describe(node))
+		d.fail(node, key, "must be a mapping of %s, not %s", strings.Join(tools.SettingKeys(v.Type()), ", "), describe(node))
 		return
 	}
 	t := v.Type()
 	fields := map[string]int{}
+	rest := -1 // a tools.Settings field: it keeps the keys no field names
 	for i := range t.NumField() {
 		if name := yamlName(t.Field(i)); name != "" {
 			fields[name] = i
+		} else if t.Field(i).Type == settingsType {
+			rest = i
 		}
 	}
 	seen := map[string]bool{}
@@ -179,8 +183,25 @@ func (d *decoder) structure(node ast.Node, v reflect.Value, key string) {
 		k := keyText(mv)
 		sub := join(key, k)
 		i, ok := fields[k]
+		if !ok && rest >= 0 {
+			// A kind's own setting (ResourceSpec.Settings, Grant.Settings):
+			// validation checks it against the kind (resources.go).
+			if seen[k] {
+				d.fail(mv.Key, sub, "is set twice; keep one")
+				continue
+			}
+			seen[k] = true
+			if val, ok := d.plain(mv.Value, sub); ok {
+				st := v.Field(rest)
+				if st.IsNil() {
+					st.Set(reflect.MakeMap(settingsType))
+				}
+				st.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(&val).Elem())
+			}
+			continue
+		}
 		if !ok {
-			d.fail(mv.Key, sub, "unknown key%s; valid keys%s: %s", suggest(k, structKeys(t)), where(key), strings.Join(structKeys(t), ", "))
+			d.fail(mv.Key, sub, "unknown key%s; valid keys%s: %s", tools.Suggest(k, tools.SettingKeys(t)), where(key), strings.Join(tools.SettingKeys(t), ", "))
 			continue
 		}
 		if seen[k] {
@@ -190,6 +211,74 @@ func (d *decoder) structure(node ast.Node, v reflect.Value, key string) {
 		seen[k] = true
 		d.decode(mv.Value, v.Field(i), sub)
 	}
+}
+
+var settingsType = reflect.TypeFor[tools.Settings]()
+
+// plain is a value as tools.Settings holds it: string, int64 (uint64 beyond
+// int64), float64, bool, nil, []any or map[string]any, with anchors,
+// aliases and merge keys resolved. A value that is none of these (a key
+// set twice, an alias to nothing) is reported and false returned.
+func (d *decoder) plain(node ast.Node, key string) (any, bool) {
+	raw := node
+	node = d.resolve(node)
+	switch n := node.(type) {
+	case nil:
+		if a, ok := raw.(*ast.AliasNode); ok {
+			d.fail(raw, key, "the alias *%s names no anchor (&%s) defined before it", a.Value.String(), a.Value.String())
+			return nil, false
+		}
+		return nil, true
+	case *ast.NullNode:
+		return nil, true
+	case *ast.StringNode:
+		return n.Value, true
+	case *ast.LiteralNode:
+		return n.Value.Value, true
+	case *ast.BoolNode:
+		return n.Value, true
+	case *ast.IntegerNode:
+		if i, ok := integer(n); ok {
+			return i, true
+		}
+		if u, ok := n.Value.(uint64); ok {
+			return u, true
+		}
+		d.fail(node, key, "%s is too large", n.GetToken().Value)
+		return nil, false
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.SequenceNode:
+		out := make([]any, len(n.Values))
+		ok := true
+		for i, x := range n.Values {
+			var good bool
+			out[i], good = d.plain(x, fmt.Sprintf("%s[%d]", key, i))
+			ok = ok && good
+		}
+		return out, ok
+	case *ast.MappingNode, *ast.MappingValueNode:
+		mvs, _ := d.mappingValues(node)
+		out := make(map[string]any, len(mvs))
+		ok := true
+		for _, mv := range mvs {
+			k := keyText(mv)
+			if _, dup := out[k]; dup {
+				d.fail(mv.Key, join(key, k), "is set twice; keep one")
+				ok = false
+				continue
+			}
+			var good bool
+			out[k], good = d.plain(mv.Value, join(key, k))
+			ok = ok && good
+		}
+		return out, ok
+	}
+	if s, ok := scalarText(node); ok {
+		return s, true
+	}
+	d.fail(node, key, "cannot be read: %s", describe(node))
+	return nil, false
 }
 
 // mapping decodes a mapping into a map with string keys. Each entry is
@@ -350,64 +439,6 @@ func yamlName(f reflect.StructField) string {
 		return ""
 	}
 	return name
-}
-
-// structKeys lists the keys a struct type accepts, in declaration order.
-func structKeys(t reflect.Type) []string {
-	var keys []string
-	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
-			keys = append(keys, name)
-		}
-	}
-	return keys
-}
-
-// suggest returns ` (did you mean "x"?)` for the closest valid key, if one
-// is close.
-func suggest(k string, valid []string) string {
-	type cand struct {
-		key  string
-		dist int
-	}
-	var cands []cand
-	for _, v := range valid {
-		dist := editDistance(strings.ToLower(k), v)
-		if dist <= max(1, len(v)/3) || strings.ReplaceAll(strings.ToLower(k), "-", "_") == v {
-			cands = append(cands, cand{v, dist})
-		}
-	}
-	if len(cands) == 0 {
-		return ""
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].dist < cands[j].dist })
-	return fmt.Sprintf(" (did you mean %q?)", cands[0].key)
-}
-
-// editDistance is the optimal string alignment distance: insertions,
-// deletions, substitutions and swaps of neighbours ("levle") cost 1.
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // nodeLine is the 1-based line a node starts on, or 0.

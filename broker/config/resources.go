@@ -33,24 +33,118 @@ var kindSettings = map[string]string{
 	"kubernetes": "kubeconfig_file | in_cluster",
 }
 
-// grantSettings is every kind-specific grant setting, with its kind.
-var grantSettings = []struct {
-	key, kind string
-	set       func(tools.Grant) bool
-}{
-	{"roles", "postgres", func(g tools.Grant) bool { return len(g.Roles) > 0 }},
-	{"access", "postgres", func(g tools.Grant) bool { return g.Access != "" }},
-	{"principals", "ssh", func(g tools.Grant) bool { return len(g.Principals) > 0 }},
-	{"permit_pty", "ssh", func(g tools.Grant) bool { return g.PermitPTY }},
-	{"service_account", "kubernetes", func(g tools.Grant) bool { return g.ServiceAccount != "" }},
-	{"impersonate", "kubernetes", func(g tools.Grant) bool { return g.Impersonate != nil }},
-}
-
 // grantKeys says which grant settings a kind takes.
 var grantKeys = map[string]string{
 	"postgres":   "roles, access and ttl",
 	"ssh":        "principals, permit_pty and ttl",
 	"kubernetes": "service_account (NAMESPACE/NAME) or impersonate ({user, groups}), and ttl",
+}
+
+// A kind outside ResourceSpec's fields (http) keeps its settings in
+// tools.Settings and registers their types (tools.RegisterSettings): the
+// file is checked against them here as strictly as the built-in kinds'
+// fields, each problem with its key and line, without opening anything.
+
+// knownKinds lists the kinds a config may name: the built-in ones and the
+// registered ones.
+func knownKinds() []string {
+	out := slices.Clone(KnownKinds)
+	for _, k := range tools.RegisteredKinds() {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// commonResourceKeys are the keys every resource entry takes.
+var commonResourceKeys = []string{"name", "kind", "description", "labels", "grants", "mask"}
+
+// resourceKeys lists the keys a resource of kind may have: for the built-in
+// kinds every field of ResourceSpec (as the decoder has always said), for a
+// registered kind the common keys and its own.
+func resourceKeys(kind string) []string {
+	if ks, ok := tools.RegisteredSettings(kind); ok {
+		keys := slices.Clone(commonResourceKeys)
+		if ks.Resource != nil {
+			keys = append(keys, tools.SettingKeys(ks.Resource)...)
+		}
+		return keys
+	}
+	return tools.SettingKeys(resourceSpecType)
+}
+
+// settingsPhrase says which settings a kind's resources take.
+func settingsPhrase(kind string) string {
+	if p, ok := kindSettings[kind]; ok {
+		return p
+	}
+	return andList(ownKeys(kind, false))
+}
+
+// grantPhrase says which settings a kind's grants take.
+func grantPhrase(kind string) string {
+	if p, ok := grantKeys[kind]; ok {
+		return p
+	}
+	return andList(append(ownKeys(kind, true), "ttl"))
+}
+
+func ownKeys(kind string, grant bool) []string {
+	ks, _ := tools.RegisteredSettings(kind)
+	t := ks.Resource
+	if grant {
+		t = ks.Grant
+	}
+	if t == nil {
+		return nil
+	}
+	return tools.SettingKeys(t)
+}
+
+func andList(keys []string) string {
+	switch len(keys) {
+	case 0:
+		return "no settings of their own"
+	case 1:
+		return keys[0]
+	}
+	return strings.Join(keys[:len(keys)-1], ", ") + " and " + keys[len(keys)-1]
+}
+
+// unclaimed reports the keys of a registered kind's settings that neither
+// it nor any other kind takes (another kind's keys are reported as
+// foreign), as the decoder reports an unknown key: with the valid keys.
+func unclaimed(key string, settings tools.Settings, valid []string, grant bool, fail func(key, format string, args ...any)) {
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		if !slices.Contains(valid, k) && tools.SettingOwner(k, grant) == "" {
+			fail(key+"."+k, "unknown key%s; valid keys in %s: %s", tools.Suggest(k, valid), key, strings.Join(valid, ", "))
+		}
+	}
+}
+
+// decodeOwn decodes a registered kind's own keys of settings (the others
+// are reported as foreign) strictly into a new value of t, reporting every
+// problem on its key below key.
+func decodeOwn(key string, settings tools.Settings, t reflect.Type, fail func(key, format string, args ...any)) {
+	if t == nil || len(settings) == 0 {
+		return
+	}
+	own := tools.Settings{}
+	for _, k := range tools.SettingKeys(t) {
+		if v, ok := settings[k]; ok {
+			own[k] = v
+		}
+	}
+	err := tools.DecodeSettingsAt(own, reflect.New(t).Interface(), key)
+	var errs tools.SettingErrors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fail(e.Key, "%s", e.Msg)
+		}
+	} else if err != nil {
+		fail(key, "%v", err)
+	}
 }
 
 // minKubernetesTokenTTL is the shortest token a kube-apiserver issues.
@@ -86,17 +180,31 @@ func (c *Config) validateResources(fail func(key, format string, args ...any)) {
 		if len(r.Grants) == 0 {
 			fail(key+".grants", "at least one grant is required: a named set of privileges a policy rule can hand out")
 		}
+		registered, isRegistered := tools.RegisteredSettings(r.Kind)
 		switch r.Kind {
 		case "":
-			fail(key+".kind", "is required (one of %s)", strings.Join(KnownKinds, ", "))
+			fail(key+".kind", "is required (one of %s)", strings.Join(knownKinds(), ", "))
 			continue
 		case "postgres", "ssh", "kubernetes":
 		default:
-			fail(key+".kind", "%q is not one of %s", r.Kind, strings.Join(KnownKinds, ", "))
-			continue
+			// A kind that did not register its settings can still be
+			// listed in KnownKinds: its Open alone checks them then.
+			if !isRegistered && !slices.Contains(KnownKinds, r.Kind) {
+				fail(key+".kind", "%q is not one of %s", r.Kind, strings.Join(knownKinds(), ", "))
+				continue
+			}
 		}
 		for _, fs := range r.ForeignSettings(r.Kind) {
-			fail(key+"."+fs.Key, "is %s, not valid for kind %s; %s resources take %s", fs.OwnerPhrase(), r.Kind, r.Kind, kindSettings[r.Kind])
+			if fs.Kind == "" {
+				valid := resourceKeys(r.Kind)
+				fail(key+"."+fs.Key, "unknown key%s; valid keys in %s: %s", tools.Suggest(fs.Key, valid), key, strings.Join(valid, ", "))
+				continue
+			}
+			fail(key+"."+fs.Key, "is %s, not valid for kind %s; %s resources take %s", fs.OwnerPhrase(), r.Kind, r.Kind, settingsPhrase(r.Kind))
+		}
+		if isRegistered {
+			unclaimed(key, r.Settings, resourceKeys(r.Kind), false, fail)
+			decodeOwn(key, r.Settings, registered.Resource, fail)
 		}
 		for _, name := range slices.Sorted(maps.Keys(r.Grants)) {
 			validateGrant(r.Kind, key+".grants."+name, r.Grants[name], fail)
@@ -139,10 +247,17 @@ func exactlyOne(key string, fail func(key, format string, args ...any), what str
 }
 
 func validateGrant(kind, key string, g tools.Grant, fail func(key, format string, args ...any)) {
-	for _, s := range grantSettings {
-		if s.set(g) && s.kind != kind {
-			fail(key+"."+s.key, "is a %s grant setting, not valid for kind %s; %s grants take %s", s.kind, kind, kind, grantKeys[kind])
+	for _, s := range g.ForeignSettings(kind) {
+		if s.Kind == "" {
+			valid := grantFieldKeys(kind)
+			fail(key+"."+s.Key, "unknown key%s; valid keys in %s: %s", tools.Suggest(s.Key, valid), key, strings.Join(valid, ", "))
+			continue
 		}
+		fail(key+"."+s.Key, "is a %s grant setting, not valid for kind %s; %s grants take %s", s.Kind, kind, kind, grantPhrase(kind))
+	}
+	if ks, ok := tools.RegisteredSettings(kind); ok {
+		unclaimed(key, g.Settings, grantFieldKeys(kind), true, fail)
+		decodeOwn(key, g.Settings, ks.Grant, fail)
 	}
 	if g.TTL <= 0 {
 		fail(key+".ttl", "is required: how long a lease under this grant lives, for example 10m")
@@ -288,7 +403,7 @@ func (c *Config) ResourceError(i int, err error) *Error {
 		}
 		msg = rest
 	}
-	if k, rest, ok := strings.Cut(msg, ": "); ok && resourceKey(k) {
+	if k, rest, ok := strings.Cut(msg, ": "); ok && resourceKey(c.Resources[i], k) {
 		key, msg = key+"."+k, rest
 	}
 	var pe *fs.PathError
@@ -298,12 +413,29 @@ func (c *Config) ResourceError(i int, err error) *Error {
 	return c.errorAt(key, msg)
 }
 
-// resourceKey reports whether k is a resource setting, or a path into one
-// ("grants.ro.ttl").
-func resourceKey(k string) bool {
+// resourceKey reports whether k is a setting of resource r (a field, or a
+// key of its kind's Settings), or a path into one ("grants.ro.ttl",
+// "tls.ca_file").
+func resourceKey(r tools.ResourceSpec, k string) bool {
 	first, _, _ := strings.Cut(k, ".")
 	first, _, _ = strings.Cut(first, "[")
-	return slices.Contains(structKeys(resourceSpecType), first)
+	if _, ok := r.Settings[first]; ok {
+		return true
+	}
+	return slices.Contains(tools.SettingKeys(resourceSpecType), first)
 }
 
-var resourceSpecType = reflect.TypeFor[tools.ResourceSpec]()
+// grantFieldKeys lists the keys a grant of kind may have: for the built-in
+// kinds every field of Grant (as the decoder has always said), for a
+// registered kind ttl and its own.
+func grantFieldKeys(kind string) []string {
+	if _, ok := tools.RegisteredSettings(kind); ok {
+		return append([]string{"ttl"}, ownKeys(kind, true)...)
+	}
+	return tools.SettingKeys(grantType)
+}
+
+var (
+	resourceSpecType = reflect.TypeFor[tools.ResourceSpec]()
+	grantType        = reflect.TypeFor[tools.Grant]()
+)

@@ -184,6 +184,11 @@ type Manager struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// lastBeat is this replica's last successful heartbeat, and before
+	// reapAfter it does not take other replicas for dead (see heartbeat).
+	// Only Register and the sweeper's goroutine touch them.
+	lastBeat, reapAfter time.Time
 }
 
 // New returns a Manager; it starts nothing.
@@ -442,8 +447,9 @@ func (m *Manager) Start(ctx context.Context) {
 			case <-sweep.C:
 				m.Sweep(ctx)
 			case <-beat.C:
-				m.heartbeat(ctx)
-				m.Reap(ctx)
+				if m.heartbeat(ctx) {
+					m.Reap(ctx)
+				}
 			}
 		}
 	}()

@@ -67,6 +67,7 @@ func (m *Manager) Register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.lastBeat, m.reapAfter = now, time.Time{}
 	m.cfg.Logger.Info("replica registered", "replica", m.cfg.Replica, "host", m.cfg.Host,
 		"heartbeat_interval", m.cfg.HeartbeatInterval, "heartbeat_timeout", m.cfg.HeartbeatTimeout)
 	return nil
@@ -85,15 +86,31 @@ func processRuns(pid int) bool {
 // another replica took this one for dead (a pause longer than the
 // timeout) and revoked its leases: the credentials held in memory are
 // dropped and the replica registers again.
-func (m *Manager) heartbeat(ctx context.Context) {
+//
+// It reports whether this replica may now take others for dead (Reap).
+// Not for a heartbeat timeout after its own heartbeats resume from a gap
+// (one failed or late, the store unreachable or this process paused):
+// whatever kept this replica from the store may have kept the others
+// from it too, and their heartbeats are stale for the same reason, not
+// because they are gone. Reaping them then would revoke leases under
+// live calls and interrupt calls that go on to complete. In that time
+// every live replica beats again; one that does not is reaped after it.
+func (m *Manager) heartbeat(ctx context.Context) bool {
 	now := m.cfg.Clock()
 	err := m.cfg.Store.Heartbeat(ctx, m.cfg.Replica, now)
 	switch {
 	case err == nil:
-		return
+		done := m.cfg.Clock()
+		if gap := done.Sub(m.lastBeat); !m.lastBeat.IsZero() && gap > m.cfg.HeartbeatInterval*3/2 {
+			m.reapAfter = done.Add(m.cfg.HeartbeatTimeout)
+			m.cfg.Logger.Warn("replica heartbeats resumed after a gap; not taking other replicas for dead until they have had time to beat again",
+				"replica", m.cfg.Replica, "gap", gap.Round(time.Millisecond), "until", m.reapAfter)
+		}
+		m.lastBeat = done
+		return !done.Before(m.reapAfter)
 	case !errors.Is(err, store.ErrNotFound):
 		m.cfg.Logger.Error("replica heartbeat failed; other replicas revoke this one's leases if it stays silent", "replica", m.cfg.Replica, "timeout", m.cfg.HeartbeatTimeout, "error", err)
-		return
+		return false
 	}
 	m.cfg.Logger.Error("this replica was taken for dead and its leases revoked; dropping its credentials and registering again", "replica", m.cfg.Replica)
 	m.mu.Lock()
@@ -114,7 +131,11 @@ func (m *Manager) heartbeat(ctx context.Context) {
 		StartedAt: now, HeartbeatAt: now,
 	}); err != nil {
 		m.cfg.Logger.Error("registering the replica again", "replica", m.cfg.Replica, "error", err)
+		return false
 	}
+	m.lastBeat = m.cfg.Clock()
+	m.reapAfter = m.lastBeat.Add(m.cfg.HeartbeatTimeout)
+	return false
 }
 
 // Reap ends what gone replicas left: their leases are claimed and revoked

@@ -139,7 +139,9 @@ func newHeldServer(t *testing.T, wait time.Duration) *heldServer {
 		t.Fatal(err)
 	}
 	requester := policy.Identity{Subject: "alice", Groups: []string{"eng"}}
-	return &heldServer{srv: New(b, func(context.Context) (policy.Identity, error) { return requester, nil }, "test", nil), approvals: m}
+	srv := New(b, func(context.Context) (policy.Identity, error) { return requester, nil }, "test", nil)
+	t.Cleanup(srv.Close)
+	return &heldServer{srv: srv, approvals: m}
 }
 
 // connect starts an in-process client and counts the progress

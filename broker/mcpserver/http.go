@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -398,30 +399,41 @@ func (h *HTTPHandler) admit(w http.ResponseWriter, r *http.Request) {
 }
 
 // taskRequest returns the request the task layer answers (tasks.go), when
-// the POST body is one and comes on a session mcp-go holds, in protocol
-// 2025-11-25: a request on no session or an unknown one, or of protocol
-// 2026-07-28 (stateless), goes on to mcp-go, which answers it as it does.
+// the POST body is one: of protocol 2026-07-28 (stateless, no session), or
+// of 2025-11-25 on a session mcp-go holds. Anything mcp-go refuses before
+// reading the message — a body that is not application/json, a 2025-11-25
+// request on no session or an unknown one, or naming a protocol version
+// mcp-go does not know — goes on to mcp-go, which refuses it as it does.
 func (h *HTTPHandler) taskRequest(r *http.Request, body []byte, sessionID string) (*rpcRequest, bool) {
-	if r.Method != http.MethodPost || sessionID == "" || !h.sessions.has(sessionID) ||
-		mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+	if r.Method != http.MethodPost {
 		return nil, false
 	}
-	var meta struct {
-		Params struct {
-			Meta *mcp.Meta `json:"_meta"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(body, &meta) != nil || mcp.IsModernProtocol(meta.Params.Meta.ProtocolVersion()) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, false
 	}
-	return h.tasks.claim(body)
+	req, ok := h.tasks.claim(body, r.Header.Get(mcp.HeaderProtocolVersion))
+	switch {
+	case !ok:
+		return nil, false
+	case req.gen.modern:
+		return req, true
+	case sessionID == "" || !h.sessions.has(sessionID),
+		req.gen.headerVersion != "" && !mcp.IsValidProtocolVersion(req.gen.headerVersion):
+		return nil, false
+	}
+	return req, true
 }
 
-// serveTask answers a request of the task layer with a JSON response.
+// serveTask answers a request of the task layer with a JSON response. A
+// request of protocol 2026-07-28 is answered on no session: the
+// Mcp-Session-Id it may carry is ignored, as mcp-go ignores it.
 func (h *HTTPHandler) serveTask(w http.ResponseWriter, r *http.Request, req *rpcRequest, sessionID string) {
-	resp := h.tasks.handle(r.Context(), req, sessionID)
+	if req.gen.modern {
+		sessionID = ""
+	}
+	resp, status := h.tasks.handle(r.Context(), req, sessionID, r.Header)
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
 	_, _ = w.Write(append(resp, '\n'))
 }
 

@@ -17,6 +17,17 @@
 // make the server keep: the Origin is checked (403), bodies and initialize
 // requests are bounded (413), sessions are capped per identity and in total
 // (429 with Retry-After), and mcp-go ends sessions that idle out.
+//
+// Both protocol generations are served on one endpoint and over stdio, the
+// generation decided per request (protocol.go): 2025-11-25 (initialize, a
+// session) and 2026-07-28 (server/discover, stateless requests carrying
+// their version and capabilities in _meta, Mcp-Method and Mcp-Name headers
+// that must agree with the body). A stateless request passes the same
+// front door — Origin check, body bound, authentication of its own bearer
+// token, identity read per call — but keeps nothing, so the session caps
+// do not count it; only a subscriptions/listen stream, held open as a
+// session is, takes a slot and is bounded like an initialize. Held calls
+// made as tasks are airlock's tasks (tasks.go) in both generations.
 package mcpserver
 
 import (
@@ -55,6 +66,7 @@ type Server struct {
 	identity IdentityFunc
 	sessions *sessionTable // the sessions mcp-go holds, kept by its hooks
 	tasks    *tasks        // held calls as MCP tasks (tasks.go)
+	info     mcp.Implementation
 
 	mu      sync.Mutex
 	offered []string // names of the broker's tools on offer, sorted
@@ -79,11 +91,18 @@ func New(b *broker.Broker, identity IdentityFunc, version string, logger *slog.L
 		broker:   b,
 		identity: identity,
 		sessions: sessions,
+		info:     mcp.Implementation{Name: "airlock", Version: version},
 	}
 	s.tasks = newTasks(s)
 	s.Sync()
 	return s
 }
+
+// Close stops following held calls' tasks (taskstatus.go) and waits for
+// the calls running under a fresh approval to finish. A task whose approval
+// is decided later completes when its client asks (tasks/result) or calls
+// again, as after a restart.
+func (s *Server) Close() { s.tasks.close() }
 
 // MCP returns the mcp-go server, for a transport to serve.
 func (s *Server) MCP() *server.MCPServer { return s.mcp }

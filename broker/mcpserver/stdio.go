@@ -47,7 +47,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 		for {
 			line, err := r.ReadBytes('\n')
 			if len(bytes.TrimSpace(line)) > 0 {
-				if req, ok := s.tasks.claim(line); ok {
+				if req, ok := s.tasks.claim(line, ""); ok {
 					mu.Lock()
 					if done {
 						mu.Unlock()
@@ -57,7 +57,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 					mu.Unlock()
 					go func() {
 						defer answering.Done()
-						resp := s.tasks.handle(answerCtx, req, stdioSessionID)
+						resp, _ := s.tasks.handle(answerCtx, req, stdioSessionID, nil)
 						_, _ = w.Write(append(resp, '\n'))
 					}()
 				} else if _, werr := pw.Write(line); werr != nil {

@@ -1,19 +1,32 @@
 package mcpserver
 
-// Held calls as MCP tasks (the tasks utility of protocol 2025-11-25).
+// Held calls as MCP tasks (the tasks utility of protocol 2025-11-25, and the
+// same requests made statelessly in protocol 2026-07-28 as mcp-go v1.2.1
+// shapes them).
 //
 // mcp-go keeps tasks in its own memory under ids it makes up, so a task
 // could not outlive the process nor be the approval it waits for. Airlock
 // answers a task-augmented tools/call and tasks/get|result|cancel|list
-// itself, in front of mcp-go on both transports (http.go, stdio.go):
+// itself, in front of mcp-go on both transports (http.go, stdio.go) and in
+// both generations (protocol.go checks a 2026-07-28 request as mcp-go
+// would first):
 //
-//	tools/call + task ─→ broker.Handle (NoWait) ─┬─ held: task id = approval id, working
+//	tools/call + task ─→ broker.Handle (NoWait) ─┬─ held: task id = approval id, working; watched (taskstatus.go)
 //	                                             └─ not held: task id = call id, completed | failed
-//	tasks/get    ─→ the approval, read from the store: pending → working, approved → completed,
-//	                denied | expired → failed (reason in statusMessage), withdrawn → cancelled
-//	tasks/result ─→ approved: broker.Handle again, the retry that consumes the approval;
-//	                pending: waits for a decision, at most taskResultWait
+//	tasks/get    ─→ the approval, read from the store: pending → working, approved → working while the
+//	                call runs here, then completed, denied | expired → failed (reason in statusMessage),
+//	                withdrawn → cancelled
+//	tasks/result ─→ the call's result; approved and not run yet: broker.Handle again, the retry
+//	                that consumes the approval; pending: waits for a decision, at most taskResultWait
 //	tasks/cancel ─→ withdraws the pending approval (a deny by the requester)
+//	tasks/list   ─→ the caller's tasks (2025-11-25 only: 2026-07-28 has none, and mcp-go refuses it)
+//
+// Once a held call's approval is approved, the watcher runs the call here
+// (the retry that consumes the approval) and keeps its result, so the task
+// completes with the real result whether or not its client is still there.
+// mcp-go drops tasks/result from 2026-07-28; airlock keeps answering it in
+// that generation too, since a held call's result can be read no other way
+// in the shape mcp-go's client speaks (its TaskResult method sends it).
 //
 // The task id of a held call is its approval's id and its state is the
 // approval's, in the store: tasks/get works after a restart and on every
@@ -21,15 +34,18 @@ package mcpserver
 // in the store beside the masked transcript), until the call has run; when
 // they are gone (a restart, another replica), tasks/result tells the agent
 // that the approval stands and to call the tool again with the same
-// arguments, and that retry consumes it. Only the identity that made the
+// arguments, and that retry consumes it; once the approval is used (by the
+// watcher of the replica that took the call, or by that retry), tasks/result
+// elsewhere names the call that used it and never runs it again. Only the identity that made the
 // call (same subject and issuer as the approval's requester) may read,
-// await or cancel its task.
+// await or cancel its task, in either generation.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,15 +85,27 @@ type taskEntry struct {
 	owner string // issuer and subject of the identity that made the call
 	held  bool   // id is an approval's id
 	tool  string
+	who   policy.Identity // who made the call, for the run once approved
+	// session is the MCP session the call came on, for the transcript of
+	// its run.
+	session string
+	// notify is the session told of the task's status changes
+	// (notifications/tasks/status): the 2025-11-25 session the call came
+	// on; "" for a stateless request of protocol 2026-07-28.
+	notify   string
+	decideBy time.Time // the approval's expiry
 
-	run sync.Mutex // one tasks/result runs the held call at a time
+	run sync.Mutex // one run of the held call at a time (watcher or tasks/result)
 
 	// Guarded by tasks.mu.
-	args    json.RawMessage     // exact arguments of a held call, until it runs
-	result  *mcp.CallToolResult // the call's result, once it has one
-	created time.Time
-	updated time.Time
-	expires time.Time // when this entry may be dropped
+	args     json.RawMessage     // exact arguments of a held call, until it runs
+	result   *mcp.CallToolResult // the call's result, once it has one
+	running  bool                // the approved call is running
+	watched  bool                // a watcher follows it (taskstatus.go)
+	notified string              // status and message last notified
+	created  time.Time
+	updated  time.Time
+	expires  time.Time // when this entry may be dropped
 }
 
 // tasks is the task layer of a Server.
@@ -85,14 +113,35 @@ type tasks struct {
 	srv        *Server
 	now        func() time.Time
 	resultWait time.Duration
+	maxWatch   int // maxWatchers
 
-	mu      sync.Mutex
-	entries map[string]*taskEntry
-	swept   time.Time
+	// ctx ends the watchers (one per held call made here, until its
+	// approval is decided and, if approved, the call has run); close
+	// cancels it and waits for them.
+	ctx      context.Context
+	stop     context.CancelFunc
+	watchers sync.WaitGroup
+
+	mu       sync.Mutex
+	entries  map[string]*taskEntry
+	swept    time.Time
+	closed   bool
+	watching int // watchers running
 }
 
 func newTasks(s *Server) *tasks {
-	return &tasks{srv: s, now: time.Now, resultWait: taskResultWait, entries: map[string]*taskEntry{}}
+	ctx, stop := context.WithCancel(context.Background())
+	return &tasks{srv: s, now: time.Now, resultWait: taskResultWait, maxWatch: maxWatchers, entries: map[string]*taskEntry{}, ctx: ctx, stop: stop}
+}
+
+// close ends the watchers and waits for them: a held call whose approval
+// comes later runs when its client asks (tasks/result), or is called again.
+func (t *tasks) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.stop()
+	t.watchers.Wait()
 }
 
 // rpcRequest is a JSON-RPC request as the task layer reads it.
@@ -100,6 +149,8 @@ type rpcRequest struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
 	Params json.RawMessage `json:"params"`
+
+	gen generation // its protocol generation (protocol.go)
 }
 
 type taskCallParams struct {
@@ -114,14 +165,20 @@ type taskIDParams struct {
 
 // claim reports whether the message is one the task layer answers: a
 // request (it has an id) for tasks/get, tasks/result, tasks/cancel or
-// tasks/list, or a tools/call with a task. Anything else goes on to mcp-go.
-func (t *tasks) claim(raw []byte) (*rpcRequest, bool) {
+// tasks/list, or a tools/call with a task, of either protocol generation
+// (headerVersion is the Mcp-Protocol-Version header over HTTP, "" over
+// stdio). Protocol 2026-07-28 has no tasks/list: mcp-go refuses it as a
+// method that generation removed. Anything else goes on to mcp-go.
+func (t *tasks) claim(raw []byte, headerVersion string) (*rpcRequest, bool) {
 	var req rpcRequest
 	if json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 || string(req.ID) == "null" {
 		return nil, false
 	}
+	req.gen = generationOf(raw, headerVersion)
 	switch mcp.MCPMethod(req.Method) {
-	case mcp.MethodTasksGet, mcp.MethodTasksResult, mcp.MethodTasksCancel, mcp.MethodTasksList:
+	case mcp.MethodTasksList:
+		return &req, !req.gen.modern
+	case mcp.MethodTasksGet, mcp.MethodTasksResult, mcp.MethodTasksCancel:
 		return &req, true
 	case mcp.MethodToolsCall:
 		var p taskCallParams
@@ -139,25 +196,40 @@ type rpcError struct {
 	message string
 }
 
-// handle answers a request claim accepted, with a JSON-RPC response.
-// sessionID names the MCP session it came on (for the transcript).
-func (t *tasks) handle(ctx context.Context, req *rpcRequest, sessionID string) []byte {
+// handle answers a request claim accepted, with a JSON-RPC response and,
+// for HTTP, its status. sessionID names the MCP session it came on (for
+// the transcript); header is the HTTP request's, nil over stdio. A request
+// of protocol 2026-07-28 is first checked as mcp-go checks it.
+func (t *tasks) handle(ctx context.Context, req *rpcRequest, sessionID string, header http.Header) ([]byte, int) {
+	if req.gen.modern {
+		if perr := checkModern(req.gen, req, header); perr != nil {
+			return rpcErrorBody(req.ID, perr.code, perr.msg, perr.data), perr.status
+		}
+	}
 	result, rerr := t.answer(ctx, req, sessionID)
-	id := req.ID
 	if rerr != nil {
-		body, _ := json.Marshal(map[string]any{
-			"jsonrpc": mcp.JSONRPC_VERSION, "id": id,
-			"error": map[string]any{"code": rerr.code, "message": rerr.message},
-		})
-		return body
+		status := http.StatusOK
+		if req.gen.modern {
+			status = modernStatus(rerr.code)
+		}
+		return rpcErrorBody(req.ID, rerr.code, rerr.message, nil), status
 	}
-	body, err := json.Marshal(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "id": id, "result": result})
+	if req.gen.modern {
+		result = decorateModern(result, t.srv.info)
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "id": req.ID, "result": result})
 	if err != nil {
-		body, _ = json.Marshal(map[string]any{
-			"jsonrpc": mcp.JSONRPC_VERSION, "id": id,
-			"error": map[string]any{"code": mcp.INTERNAL_ERROR, "message": "the result could not be encoded"},
-		})
+		return rpcErrorBody(req.ID, mcp.INTERNAL_ERROR, "the result could not be encoded", nil), http.StatusInternalServerError
 	}
+	return body, http.StatusOK
+}
+
+func rpcErrorBody(id json.RawMessage, code int, message string, data any) []byte {
+	e := map[string]any{"code": code, "message": message}
+	if data != nil {
+		e["data"] = data
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "id": id, "error": e})
 	return body
 }
 
@@ -172,7 +244,7 @@ func (t *tasks) answer(ctx context.Context, req *rpcRequest, sessionID string) (
 		_ = json.Unmarshal(req.Params, &p) // claim decoded it
 		switch {
 		case t.srv.taskTool(p.Name):
-			return t.call(ctx, who, p, sessionID)
+			return t.call(ctx, who, p, sessionID, !req.gen.modern)
 		case p.Name == broker.ListResourcesTool || p.Name == broker.ApprovalStatusTool:
 			// mcp-go would run it as a plain call; the specification
 			// asks for -32601 (its execution.taskSupport is absent).
@@ -212,7 +284,9 @@ func ownerOf(id policy.Identity) string { return id.Issuer + "\x00" + id.Subject
 
 // call runs a task-augmented tools/call through the broker, exactly as a
 // plain call but without waiting for an approval, and answers with its task.
-func (t *tasks) call(ctx context.Context, who policy.Identity, p taskCallParams, sessionID string) (any, *rpcError) {
+// A held call's task is watched (watch) until its approval is decided; its
+// session, when notify is set, is told of each status change.
+func (t *tasks) call(ctx context.Context, who policy.Identity, p taskCallParams, sessionID string, notify bool) (any, *rpcError) {
 	args := p.Arguments
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
@@ -223,18 +297,28 @@ func (t *tasks) call(ctx context.Context, who policy.Identity, p taskCallParams,
 		if err != nil {
 			return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("the call is held for approval %s, which could not be read back: %v", id, err)}
 		}
-		e := t.keep(&taskEntry{
-			id: id, owner: ownerOf(who), held: true, tool: p.Name, args: slices.Clone(args),
-			created: a.CreatedAt, updated: a.CreatedAt, expires: a.ExpiresAt.Add(taskRetention),
-		})
+		fresh := &taskEntry{
+			id: id, owner: ownerOf(who), held: true, tool: p.Name, who: who, session: sessionID, args: slices.Clone(args),
+			decideBy: a.ExpiresAt, created: a.CreatedAt, updated: a.CreatedAt, expires: a.ExpiresAt.Add(taskRetention),
+		}
+		if notify {
+			fresh.notify = sessionID
+		}
+		e, isNew := t.keep(fresh)
 		task := t.task(e, a)
+		if isNew {
+			t.mu.Lock()
+			e.notified = notice(task) // the client has it in this answer
+			t.mu.Unlock()
+			t.watch(e)
+		}
 		return map[string]any{
 			"task":  task,
 			"_meta": map[string]any{mcp.ModelImmediateResponseMetaKey: task.StatusMessage},
 		}, nil
 	}
 	now := t.now()
-	e := t.keep(&taskEntry{
+	e, _ := t.keep(&taskEntry{
 		id: res.CallID, owner: ownerOf(who), tool: p.Name, result: toMCP(res),
 		created: now, updated: now, expires: now.Add(taskRetention),
 	})
@@ -253,15 +337,15 @@ func heldFor(r broker.Result) (string, bool) {
 
 // keep stores e, or returns the entry already kept under its id (the same
 // held call made again shares its approval, and so its task), given the
-// newest arguments.
-func (t *tasks) keep(e *taskEntry) *taskEntry {
+// newest arguments; fresh reports that e was stored.
+func (t *tasks) keep(e *taskEntry) (kept *taskEntry, fresh bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old, ok := t.entries[e.id]; ok && old.owner == e.owner {
-		if old.result == nil && e.args != nil {
+		if old.result == nil && !old.running && e.args != nil {
 			old.args = e.args
 		}
-		return old
+		return old, false
 	}
 	if len(t.entries) >= maxTasks {
 		t.dropExpiredLocked(t.now())
@@ -276,7 +360,7 @@ func (t *tasks) keep(e *taskEntry) *taskEntry {
 		delete(t.entries, first.id)
 	}
 	t.entries[e.id] = e
-	return e
+	return e, true
 }
 
 // sweep drops expired entries, at most once a minute.
@@ -328,9 +412,13 @@ func (t *tasks) lookup(ctx context.Context, id string, who policy.Identity) (*ta
 func (t *tasks) task(e *taskEntry, a approval.Approval) mcp.Task {
 	var created, updated, expires time.Time
 	var result *mcp.CallToolResult
+	running := false
 	if e != nil {
 		t.mu.Lock()
 		created, updated, expires, result = e.created, e.updated, e.expires, e.result
+		// Approved with its arguments here and watched: the watcher runs
+		// the call now, so it is not completed yet.
+		running = e.running || e.watched && a.State == approval.Approved && e.args != nil
 		t.mu.Unlock()
 	}
 	if a.ID != "" {
@@ -363,6 +451,9 @@ func (t *tasks) task(e *taskEntry, a approval.Approval) mcp.Task {
 		return task
 	}
 	task.Status, task.StatusMessage = approvalStatus(a)
+	if running {
+		task.Status, task.StatusMessage = mcp.TaskStatusWorking, fmt.Sprintf("approval %s was approved%s; the call is running", a.ID, deciders(a))
+	}
 	if task.Status == mcp.TaskStatusWorking {
 		poll := taskPollInterval
 		task.PollInterval = &poll
@@ -465,17 +556,16 @@ func (t *tasks) result(ctx context.Context, id string, who policy.Identity, sess
 		_, msg := approvalStatus(a)
 		return withRelatedTask(toolError("pending", id, "Still "+msg+". Call tasks/result again, or poll tasks/get."), id), nil
 	case approval.Approved:
-		args := t.takeArgs(e)
-		if args == nil {
+		if r = t.run(ctx, e, a, who, sessionID); r == nil {
 			return withRelatedTask(toolError("call_again", id, fmt.Sprintf(
 				"Approval %s is approved and still stands (until %s), but this airlock no longer holds the call's arguments (it was restarted, or another replica took the call): call %s again with the same arguments and it runs under this approval.",
 				id, a.ExpiresAt.UTC().Format(time.RFC3339), a.Tool)), id), nil
 		}
-		res := t.srv.broker.Handle(ctx, broker.Call{Tool: e.tool, Arguments: args, Identity: who, SessionID: sessionID, NoWait: true})
-		r = toMCP(res)
-		t.setResult(e, r)
 	case approval.Consumed:
-		r = toolError("approval_used", id, fmt.Sprintf("Approval %s was already used by call %s, whose result went to that call; call %s again to request a new approval.", id, a.ConsumedBy, a.Tool))
+		// Its result is not here: the call ran on another replica (that
+		// replica's watcher, or the call made again), or here before a
+		// restart. It never runs a second time.
+		r = toolError("approval_used", id, fmt.Sprintf("Approval %s was used by call %s, which ran on another replica (or on this one before a restart, or as the same call made again) and returned its result there; this airlock does not have that result, which is in the transcript under call %s, and the call does not run again.", id, a.ConsumedBy, a.ConsumedBy))
 	default:
 		_, msg := approvalStatus(a)
 		outcome := "approval_" + string(a.State)
@@ -510,7 +600,7 @@ func (t *tasks) setResult(e *taskEntry, r *mcp.CallToolResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	e.result, e.updated, e.expires = r, now, now.Add(taskRetention)
+	e.result, e.running, e.updated, e.expires = r, false, now, now.Add(taskRetention)
 }
 
 // toolError is a refusal as a tool result, as the broker renders them.
@@ -541,8 +631,13 @@ func (t *tasks) cancel(ctx context.Context, id string, who policy.Identity) (any
 	if rerr != nil {
 		return nil, rerr
 	}
-	if task := t.task(e, a); task.Status.IsTerminal() {
+	task := t.task(e, a)
+	if task.Status.IsTerminal() {
 		return nil, &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("Cannot cancel task: already in terminal status '%s'", task.Status)}
+	}
+	if a.State == approval.Approved || a.State == approval.Consumed {
+		// working only because the approved call runs now (taskstatus.go)
+		return nil, &rpcError{mcp.INVALID_PARAMS, fmt.Sprintf("Cannot cancel task: %s", task.StatusMessage)}
 	}
 	got, err := t.srv.broker.WithdrawApproval(ctx, id, who, "withdrawn by the requester (MCP tasks/cancel)")
 	if err != nil {
@@ -553,6 +648,7 @@ func (t *tasks) cancel(ctx context.Context, id string, who policy.Identity) (any
 		return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("withdrawing approval %s failed: %v", id, err)}
 	}
 	t.takeArgs(e)
+	t.changed(e, got)
 	return t.task(e, got), nil
 }
 

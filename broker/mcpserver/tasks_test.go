@@ -119,6 +119,7 @@ type taskDoor struct {
 func startTaskDoor(t *testing.T, h *heldServer) *taskDoor {
 	t.Helper()
 	srv := New(h.srv.broker, taskIdentity, "test", nil)
+	t.Cleanup(srv.Close)
 	hh, err := srv.HTTPHandler(HTTPConfig{Authenticate: byHeader, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -382,6 +383,7 @@ func TestTaskAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	task := before.post(t, "alice", taskCall(2, "thing-1")).task(t)
 
+	before.srv.Close()           // the process ends: nothing follows the task any more
 	after := startTaskDoor(t, h) // a new process: no task memory, same store
 	if got := after.post(t, "alice", taskOp(3, "tasks/get", task.TaskId)).task(t); got.Status != mcp.TaskStatusWorking {
 		t.Errorf("tasks/get after the restart, pending: %+v", got)

@@ -133,10 +133,16 @@ type querier interface {
 //
 //  1. an approved, unexpired approval with a.Digest (the call may proceed);
 //  2. else a pending, unexpired one (still waiting; no new notification);
-//  3. else a is inserted, and created is true.
-func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) (_ Approval, created bool, err error) {
+//  3. else a is inserted, and created is true; deliveries (its webhooks'
+//     notifications) are written to the outbox in the same transaction.
+func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, deliveries ...Delivery) (_ Approval, created bool, err error) {
 	if err := a.validate(); err != nil {
 		return Approval{}, false, err
+	}
+	for _, d := range deliveries {
+		if err := d.validate(); err != nil {
+			return Approval{}, false, err
+		}
 	}
 	groups, err := json.Marshal(a.ApproverGroups)
 	if err != nil {
@@ -155,16 +161,10 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) 
 		}
 	}
 
-	for _, state := range []ApprovalState{ApprovalApproved, ApprovalPending} {
-		found, err := s.queryApprovals(ctx, tx, `SELECT `+approvalColumns+` FROM approvals
-			WHERE digest = ? AND state = ? AND expires_at > ?
-			ORDER BY created_at DESC, id LIMIT 1`, a.Digest, string(state), toNanos(now))
-		if err != nil {
-			return Approval{}, false, err
-		}
-		if len(found) == 1 {
-			return found[0], false, tx.Commit()
-		}
+	if found, ok, err := s.openApproval(ctx, tx, a.Digest, now); err != nil {
+		return Approval{}, false, err
+	} else if ok {
+		return found, false, tx.Commit()
 	}
 
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO approvals (`+approvalColumns+`)
@@ -175,12 +175,39 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time) 
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("inserting approval %s: %w", a.ID, err)
 	}
+	// Its webhook deliveries commit with it: a crash cannot leave an
+	// approval nobody is told about.
+	if err := s.insertDeliveries(ctx, tx, deliveries); err != nil {
+		return Approval{}, false, err
+	}
 	if err := tx.Commit(); err != nil {
 		return Approval{}, false, fmt.Errorf("inserting approval %s: %w", a.ID, err)
 	}
 	a.Decisions = nil
 	a.CreatedAt, a.ExpiresAt = a.CreatedAt.UTC(), a.ExpiresAt.UTC()
 	return a, true, nil
+}
+
+// OpenApproval returns the approval a call with this digest would be given
+// by RequestApproval without creating one: an approved, unconsumed,
+// unexpired one, else a pending one. ok is false when there is neither.
+func (s *Store) OpenApproval(ctx context.Context, digest string, now time.Time) (_ Approval, ok bool, err error) {
+	return s.openApproval(ctx, s.read, digest, now)
+}
+
+func (s *Store) openApproval(ctx context.Context, q querier, digest string, now time.Time) (Approval, bool, error) {
+	for _, state := range []ApprovalState{ApprovalApproved, ApprovalPending} {
+		found, err := s.queryApprovals(ctx, q, `SELECT `+approvalColumns+` FROM approvals
+			WHERE digest = ? AND state = ? AND expires_at > ?
+			ORDER BY created_at DESC, id LIMIT 1`, digest, string(state), toNanos(now))
+		if err != nil {
+			return Approval{}, false, err
+		}
+		if len(found) == 1 {
+			return found[0], true, nil
+		}
+	}
+	return Approval{}, false, nil
 }
 
 // DecideApproval records one approver's decision and moves the approval on,

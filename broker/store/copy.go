@@ -34,6 +34,8 @@ var copyTables = []copyTable{
 	{name: "approval_decisions", columns: "approval_id, subject, issuer, email, verdict, reason, via, decided_at", order: "decided_at, rowid"},
 	{name: "transcript_events", columns: "seq, time, type, call_id, session_id, subject, issuer, token_id, tool, resource, effect, data, prev_hash, hash", order: "seq"},
 	{name: "transcript_checkpoints", columns: "id, time, head_seq, head_hash, key_id, signature", order: "id", identity: "id"},
+	// Deliveries still waiting are sent by the target's replicas.
+	{name: "webhook_outbox", columns: deliveryColumns, order: "created_at, id"},
 }
 
 // CopyOptions tunes Copy.

@@ -123,6 +123,31 @@ var sqliteMigrations = []string{
 		started_at INTEGER NOT NULL
 	);
 	CREATE INDEX calls_in_flight_replica ON calls_in_flight (replica);`,
+
+	// 4: the webhook outbox (outbox.go). One row per delivery of a body to
+	// one webhook; id is its Airlock-Delivery header. A replica claims a
+	// due row (claimed_by, claimed_until) before an attempt, so one replica
+	// sends it at a time, and a claim left by a replica that died expires.
+	// body is the JSON payload as signed, which never holds a secret;
+	// last_error names a host and a status, never a URL.
+	`CREATE TABLE webhook_outbox (
+		id              TEXT PRIMARY KEY,
+		webhook         TEXT NOT NULL,
+		topic           TEXT NOT NULL,
+		approval_id     TEXT NOT NULL DEFAULT '',
+		call_id         TEXT NOT NULL DEFAULT '',
+		body            TEXT NOT NULL,
+		attempts        INTEGER NOT NULL DEFAULT 0,
+		created_at      INTEGER NOT NULL,
+		next_attempt_at INTEGER NOT NULL,
+		claimed_by      TEXT NOT NULL DEFAULT '',
+		claimed_until   INTEGER NOT NULL DEFAULT 0,
+		delivered_at    INTEGER,
+		failed_at       INTEGER,
+		last_error      TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX webhook_outbox_due ON webhook_outbox (webhook, next_attempt_at)
+		WHERE delivered_at IS NULL AND failed_at IS NULL;`,
 }
 
 // postgresMigrations are sqliteMigrations in PostgreSQL's types.
@@ -216,6 +241,26 @@ var postgresMigrations = []string{
 		started_at BIGINT NOT NULL
 	);
 	CREATE INDEX calls_in_flight_replica ON calls_in_flight (replica);`,
+
+	// 4: the webhook outbox (see the SQLite list).
+	`CREATE TABLE webhook_outbox (
+		id              TEXT PRIMARY KEY,
+		webhook         TEXT NOT NULL,
+		topic           TEXT NOT NULL,
+		approval_id     TEXT NOT NULL DEFAULT '',
+		call_id         TEXT NOT NULL DEFAULT '',
+		body            TEXT NOT NULL,
+		attempts        INTEGER NOT NULL DEFAULT 0,
+		created_at      BIGINT NOT NULL,
+		next_attempt_at BIGINT NOT NULL,
+		claimed_by      TEXT NOT NULL DEFAULT '',
+		claimed_until   BIGINT NOT NULL DEFAULT 0,
+		delivered_at    BIGINT,
+		failed_at       BIGINT,
+		last_error      TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX webhook_outbox_due ON webhook_outbox (webhook, next_attempt_at)
+		WHERE delivered_at IS NULL AND failed_at IS NULL;`,
 }
 
 // migrate brings the schema up to date. Each step runs in its own write

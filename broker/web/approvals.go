@@ -18,6 +18,7 @@ type approvalView struct {
 	MayDecide bool   // the viewer may decide it now
 	Mine      bool   // the viewer requested it
 	Open      bool   // pending: decisions are still taken
+	Withdrawn bool   // denied by its requester's withdrawal (MCP tasks/cancel)
 	Left      string // time left to decide (pending) or use (approved)
 	Expiring  bool   // less than two minutes left
 	CallLink  string // the requesting call's transcript
@@ -31,6 +32,7 @@ func (h *Handler) viewApproval(a approval.Approval, s *session) approvalView {
 		MayDecide: a.State == approval.Pending && a.MayDecide(id) && !decidedBy(a, s),
 		Mine:      a.Requester.Is(id),
 		Open:      a.State == approval.Pending,
+		Withdrawn: a.Withdrawn(),
 	}
 	if a.State == approval.Pending || a.State == approval.Approved {
 		left := a.ExpiresAt.Sub(h.cfg.Clock())
@@ -41,6 +43,15 @@ func (h *Handler) viewApproval(a approval.Approval, s *session) approvalView {
 		v.CallLink = "/ui/transcripts/calls/" + url.PathEscape(a.CallID) + "?approval=" + url.QueryEscape(a.ID)
 	}
 	return v
+}
+
+// StateLabel is the state the pages show: a withdrawn approval is stored as
+// denied (by its requester), but nobody denied it, so it reads "withdrawn".
+func (v approvalView) StateLabel() string {
+	if v.Withdrawn {
+		return approval.ViaWithdrawn
+	}
+	return string(v.State)
 }
 
 func decidedBy(a approval.Approval, s *session) bool {

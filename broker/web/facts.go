@@ -1,6 +1,9 @@
 package web
 
 import (
+	"bytes"
+	"encoding/json"
+	"sort"
 	"strings"
 
 	"github.com/airlock-mcp/airlock/policy"
@@ -47,4 +50,36 @@ func viewStatement(st policy.Statement) stmtView {
 		}
 	}
 	return s
+}
+
+// kindFactsView is the facts of a kind registered with policy.RegisterFacts
+// (http, ...), from the call.decided event policy decided on: one line per
+// fact, under the name rules read it by ("http.method"), so approvers see
+// what the rules saw without the page knowing the kind.
+type kindFactsView struct {
+	Name  string // the kind's facts name
+	Facts []kv   // "http.method" → "POST", sorted by name
+}
+
+func viewKindFacts(f policy.Facts) *kindFactsView {
+	name, v, ok := f.Registered()
+	if !ok {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var fields map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&fields); err != nil {
+		return nil
+	}
+	view := &kindFactsView{Name: name}
+	for k, val := range fields {
+		view.Facts = append(view.Facts, kv{name + "." + k, cellText(val)})
+	}
+	sort.Slice(view.Facts, func(i, j int) bool { return view.Facts[i].Key < view.Facts[j].Key })
+	return view
 }

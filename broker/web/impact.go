@@ -39,6 +39,9 @@ type impactView struct {
 	WritesFiles []string
 	UsesSudo    bool
 	Shell       bool
+	// KindFacts are the facts of a kind registered with policy.RegisterFacts
+	// (http_request), as policy read them.
+	KindFacts *kindFactsView
 	// Recent are the requester's latest other calls on the resource.
 	Recent    []recentCall
 	RecentErr bool
@@ -82,8 +85,11 @@ func (h *Handler) impact(ctx context.Context, a approval.Approval) impactView {
 				var d struct {
 					Facts policy.Facts `json:"facts"`
 				}
-				if json.Unmarshal(ev.Data, &d) == nil && d.Facts.Shell != nil {
-					v.shell(d.Facts.Shell)
+				if json.Unmarshal(ev.Data, &d) == nil {
+					if d.Facts.Shell != nil {
+						v.shell(d.Facts.Shell)
+					}
+					v.KindFacts = viewKindFacts(d.Facts)
 				}
 			}
 		}

@@ -477,6 +477,8 @@ func approvalTitle(typ string, data map[string]any) string {
 		return "Approval used by this call"
 	case "approval.refused":
 		return "Decision refused"
+	case "approval.withdrawn":
+		return "Approval withdrawn by the requester"
 	}
 	return typ
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
 	"github.com/airlock-mcp/airlock/tools"
+	httpkind "github.com/airlock-mcp/airlock/tools/http"
 	"github.com/airlock-mcp/airlock/tools/kubernetes"
 	"github.com/airlock-mcp/airlock/tools/postgres"
 	"github.com/airlock-mcp/airlock/tools/ssh"
@@ -34,7 +35,7 @@ import (
 // kinds is the explicit list of resource kinds this build serves.
 func kinds() map[string]tools.Kind {
 	out := map[string]tools.Kind{}
-	for _, k := range []tools.Kind{postgres.NewKind(), ssh.NewKind(), kubernetes.NewKind()} {
+	for _, k := range []tools.Kind{postgres.NewKind(), ssh.NewKind(), kubernetes.NewKind(), httpkind.NewKind()} {
 		out[k.Name()] = k
 	}
 	return out
@@ -46,6 +47,7 @@ func allTools() []tools.Tool {
 	out = append(out, postgres.Tools()...)
 	out = append(out, ssh.Tools()...)
 	out = append(out, kubernetes.Tools()...)
+	out = append(out, httpkind.Tools()...)
 	return out
 }
 
@@ -138,6 +140,11 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 		a.closeStore(state)
 		return nil, err
 	}
+	checkpointHook, err := resolveCheckpointWebhook(cfg)
+	if err != nil {
+		a.closeStore(state)
+		return nil, err
+	}
 	var notifier approval.Notifier // nil: in-process only
 	if a.store.Dialect() == sqldialect.Postgres {
 		a.notifier = approval.NewStoreNotifier(a.store, logger)
@@ -152,6 +159,9 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 		Expire:    cfg.Approvals.Expire,
 		OnEvent:   func(ctx context.Context, ev approval.Event) error { return a.broker.RecordApproval(ctx, ev) },
 		Logger:    logger,
+		// Webhook deliveries are claimed in the outbox under the replica's id.
+		Replica:           a.leases.Replica(),
+		CheckpointWebhook: checkpointHook,
 	})
 	if err != nil {
 		a.closeStore(state)

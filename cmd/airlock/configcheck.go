@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-mcp/airlock/broker/config"
+	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/policy"
 )
@@ -24,9 +25,10 @@ func newConfigCheckCmd() *cobra.Command {
 		Long: `Read a config file the way airlock serve does, with its policy and masking
 profiles, and report every problem at once: each with its file, line and key,
 in the order of the file. Nothing is contacted and, by default, no secret
-reference (*_env, *_file) is resolved, so the check runs in CI where the
-secrets are not; --resolve-secrets also checks that each one is set and
-usable, and that every resource opens with it. Exits 1 when anything is wrong.
+reference (*_env, *_file, the store URL's password_env and password_file) is
+resolved, so the check runs in CI where the secrets are not; --resolve-secrets
+also checks that each one is set and usable (a checkpoint key of at least 32
+bytes), and that every resource opens with it. Exits 1 when anything is wrong.
 
 airlock doctor goes further: it connects to each resource with its credential.`,
 		Example: `  airlock config check airlock.yaml
@@ -69,7 +71,9 @@ func checkConfig(path string, resolve bool) []error {
 		return asErrors(cerrs)
 	}
 	bad := map[int]bool{} // resources with errors in the file
+	badStore := false
 	for _, e := range cerrs {
+		badStore = badStore || e.Key == "store"
 		var i int
 		if _, err := fmt.Sscanf(e.Key, "resources[%d]", &i); err == nil {
 			bad[i] = true
@@ -102,9 +106,23 @@ func checkConfig(path string, resolve bool) []error {
 				cerrs = append(cerrs, secretError(cfg, key, err))
 			}
 		}
+		if w := cfg.Transcripts.CheckpointWebhook; w != nil {
+			const key = "transcripts.checkpoint_webhook"
+			if _, err := config.Secret(env, key+".secret", w.SecretEnv, w.SecretFile); err != nil {
+				cerrs = append(cerrs, secretError(cfg, key, err))
+			}
+		}
 		if u := cfg.UI; u != nil {
 			if _, err := config.Secret(env, "ui.client_secret", u.ClientSecretEnv, u.ClientSecretFile); err != nil {
 				cerrs = append(cerrs, secretError(cfg, "ui", err))
+			}
+		}
+		if err := store.CheckPassword(cfg.StoreURL()); err != nil && !badStore {
+			cerrs = append(cerrs, storeSecretError(cfg, err))
+		}
+		if t := cfg.Transcripts; t.CheckpointKeyEnv == "" || t.CheckpointKeyFile == "" { // both: config.Check said so
+			if _, err := checkpointKey(cfg); err != nil {
+				cerrs = append(cerrs, checkpointKeyError(cfg, err))
 			}
 		}
 		ks := kinds()
@@ -152,6 +170,30 @@ func secretError(cfg *config.Config, section string, err error) *config.Error {
 		key, msg = strings.TrimSuffix(k, ":"), rest
 	}
 	return &config.Error{Source: cfg.Source, Key: key, Line: cfg.LineOf(key), Msg: msg}
+}
+
+// storeSecretError places an error resolving the store URL's password
+// reference (password_env, password_file) on the store: line.
+func storeSecretError(cfg *config.Config, err error) *config.Error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "store URL: "); i >= 0 {
+		msg = msg[i+len("store URL: "):]
+	}
+	return &config.Error{Source: cfg.Source, Key: "store", Line: cfg.LineOf("store"), Msg: msg}
+}
+
+// checkpointKeyError places an error resolving the checkpoint key on the
+// setting that names it.
+func checkpointKeyError(cfg *config.Config, err error) *config.Error {
+	e := secretError(cfg, "transcripts", err)
+	if e.Key == "transcripts.checkpoint_key" { // too short: on the reference
+		e.Key = "transcripts.checkpoint_key_env"
+		if cfg.Transcripts.CheckpointKeyFile != "" {
+			e.Key = "transcripts.checkpoint_key_file"
+		}
+		e.Line = cfg.LineOf(e.Key)
+	}
+	return e
 }
 
 var (

@@ -177,18 +177,27 @@ func (d *doctor) checkStore(parent context.Context) {
 	ctx, cancel := d.ctx(parent)
 	defer cancel()
 	const subject = "store"
+	pg := d.postgresStore()
 	st, err := store.Open(ctx, d.cfg.StoreURL())
 	if err != nil {
-		d.fail(subject, "opens", err.Error(), fmt.Sprintf("store: in %s must name a file airlock can create and write (the directory must exist and be writable by airlock's user)", d.cfg.Source))
+		hint := fmt.Sprintf("store: in %s must name a file airlock can create and write (the directory must exist and be writable by airlock's user)", d.cfg.Source)
+		if pg {
+			hint = fmt.Sprintf("store: in %s must name a PostgreSQL database airlock can reach and log in to (postgres://user@host:5432/dbname, the password by ?password_env= or ?password_file=), as a role that may create tables in it; airlock config check --resolve-secrets checks the password reference", d.cfg.Source)
+		}
+		d.fail(subject, "opens", err.Error(), hint)
 		return
 	}
 	defer st.Close()
 	v, err := st.SchemaVersion(ctx)
 	if err != nil {
-		d.fail(subject, "opens", err.Error(), "the file is not an airlock store: point store: at another file")
+		hint := "the file is not an airlock store: point store: at another file"
+		if pg {
+			hint = "the database is not an airlock store, or its schema is newer than this airlock: point store: at another database, or upgrade airlock"
+		}
+		d.fail(subject, "opens", err.Error(), hint)
 		return
 	}
-	d.pass(subject, "opens", fmt.Sprintf("%s, schema version %d (current)", d.cfg.Store, v))
+	d.pass(subject, "opens", fmt.Sprintf("%s, schema version %d (current)", store.RedactURL(d.cfg.Store), v))
 	tx, err := st.DB().BeginTx(ctx, nil)
 	if err == nil {
 		// A write that is rolled back: it needs the write lock and a
@@ -197,10 +206,21 @@ func (d *doctor) checkStore(parent context.Context) {
 		_ = tx.Rollback()
 	}
 	if err != nil {
-		d.fail(subject, "writable", err.Error(), "make the store's file and its directory writable by airlock's user; another process must not hold it locked")
+		hint := "make the store's file and its directory writable by airlock's user; another process must not hold it locked"
+		if pg {
+			hint = "the store's role must be able to write airlock's tables, on a primary (not a read-only standby)"
+		}
+		d.fail(subject, "writable", err.Error(), hint)
 		return
 	}
 	d.pass(subject, "writable", "a write transaction succeeds")
+}
+
+// postgresStore reports whether the store is a PostgreSQL database rather
+// than a SQLite file.
+func (d *doctor) postgresStore() bool {
+	scheme, _, _ := strings.Cut(d.cfg.Store, "://")
+	return strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql")
 }
 
 func (d *doctor) checkIdentityProvider(parent context.Context) {

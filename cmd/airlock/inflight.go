@@ -32,8 +32,10 @@ var finalTypes = map[string]bool{
 
 // Append records the call in flight in the transaction that appends its
 // first event, and forgets it in the one that appends its final event: no
-// store transaction of its own, and a call whose row cannot be written is
-// not recorded, so not run (recording failure stops the call). The store
+// store transaction of its own (and the events of concurrent calls share
+// transactions: the recorder's group commit), and a call whose row cannot
+// be written is not recorded, so not run (recording failure stops the
+// call). The store
 // and the recorder share one writer database (openRecorder opens the
 // recorder on the store's).
 func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {

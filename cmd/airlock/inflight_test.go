@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,6 +154,62 @@ func TestInflightStoreTransactions(t *testing.T) {
 	t.Logf("%d calls of %d events: %d write transactions (%.1f per call)", calls, len(callEvents), writes, float64(writes)/calls)
 	if want := int64(calls * len(callEvents)); writes != want {
 		t.Errorf("write transactions = %d; want %d, one per event", writes, want)
+	}
+}
+
+// TestInflightGroupCommit makes calls from eight goroutines at once through
+// the broker's recorder on a real PostgreSQL: their events share
+// transactions (group commit), so there are fewer write transactions than
+// events, and still one verifiable chain with every event and no call left
+// in flight. Under CI=true a missing PostgreSQL fails the test.
+func TestInflightGroupCommit(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	pg.Exec(t, `ALTER SYSTEM SET autovacuum = off`)
+	pg.Exec(t, `SELECT pg_reload_conf()`)
+	ir, st := openInflight(t, pgStoreURL(t, pg, "groupcommit"))
+	ctx := context.Background()
+	xid := func() int64 {
+		t.Helper()
+		n, err := strconv.ParseInt(pg.Query(t, "postgres", `SELECT pg_current_xact_id()::text`)[0], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const workers, calls = 8, 10
+	before := xid()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range calls {
+				id := fmt.Sprintf("w%d-c%d", w, i)
+				for _, typ := range callEvents {
+					if _, err := ir.Append(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	writes := xid() - before - 1
+	events := int64(workers * calls * len(callEvents))
+	t.Logf("%d concurrent calls of %d events: %d write transactions (%.2f events per transaction)", workers*calls, len(callEvents), writes, float64(events)/float64(writes))
+	if writes >= events {
+		t.Errorf("write transactions = %d for %d events; want fewer (concurrent appends committed together)", writes, events)
+	}
+	rep, err := ir.rec.Verify(ctx)
+	if err != nil || !rep.OK || rep.Count != events {
+		t.Errorf("Verify = %+v, %v; want %d good events", rep, err, events)
+	}
+	if cs, err := st.TakeAbandonedCalls(ctx, time.Now().Add(time.Hour), "r1"); err != nil || len(cs) != 0 {
+		t.Errorf("calls left in flight = %d, %v; want none", len(cs), err)
 	}
 }
 

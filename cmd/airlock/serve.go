@@ -157,6 +157,9 @@ func runServe(ctx context.Context, cfgPath string, strict bool) error {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
+	// Task watchers end (their calls recorded) before the broker and the
+	// store close (a.close, deferred above).
+	defer mcpSrv.Close()
 	// /mcp checks the Origin, bounds bodies, caps and expires sessions
 	// (cfg.HTTP), then authenticates and hands over to mcp-go.
 	mcpHTTP, err := mcpSrv.HTTPHandler(mcpserver.HTTPConfig{

@@ -107,6 +107,9 @@ func runStdio(ctx context.Context, cfgPath, as string, groups []string, tokenFil
 	}
 
 	mcpSrv := mcpserver.New(a.broker, identity, version, logger)
+	// Task watchers end (their calls recorded) before the broker and the
+	// store close (a.close, deferred above).
+	defer mcpSrv.Close()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -188,6 +188,8 @@ func (a *app) startCheckpoints(ctx context.Context) error {
 		Recorder: a.rec,
 		Interval: a.cfg.Transcripts.CheckpointInterval,
 		Logger:   a.logger,
+		// Each new checkpoint also goes to the checkpoint webhook, if any.
+		Publish: a.approvals.PublishCheckpoint,
 	})
 	if err != nil {
 		return err

@@ -56,6 +56,10 @@ func seedStore(t *testing.T, u string, n int) {
 			t.Fatal(err)
 		}
 	}
+	if err := st.EnqueueDeliveries(ctx, []store.Delivery{{ID: "dlv1", Webhook: "approvals-hooks.example.com-1a2b", Topic: "approval.requested",
+		ApprovalID: "a1", CallID: "c1", Body: []byte(`{"approval":{"id":"a1"}}`), CreatedAt: now, NextAttemptAt: now}}); err != nil {
+		t.Fatal(err)
+	}
 	rec, err := recorder.New(st.DB())
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +91,7 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 		t.Fatalf("store copy: exit %d:\n%s", code, out)
 	}
 	for _, want := range []string{"leases                 3 rows", "approval_decisions     2 rows", "transcript_events      100 rows",
-		"transcript_checkpoints 1 rows", "transcript chain verified on the target: 100 events, head #100"} {
+		"transcript_checkpoints 1 rows", "webhook_outbox         1 rows", "transcript chain verified on the target: 100 events, head #100"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("store copy output lacks %q:\n%s", want, out)
 		}
@@ -102,6 +106,10 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 	a, err := dst.Approval(ctx, "a1")
 	if err != nil || a.State != store.ApprovalApproved || len(a.Decisions) != 2 || a.Decisions[0].Subject != "bob" || a.Decisions[1].Subject != "carol" {
 		t.Errorf("copied approval = %+v, %v", a, err)
+	}
+	// A delivery still waiting is sent by the target's replicas.
+	if d, err := dst.Delivery(ctx, "dlv1"); err != nil || d.Done() || string(d.Body) != `{"approval":{"id":"a1"}}` || d.ApprovalID != "a1" {
+		t.Errorf("copied delivery = %+v, %v", d, err)
 	}
 	if n, err := dst.CountLiveLeases(ctx); err != nil || n != 3 {
 		t.Errorf("copied live leases = %d, %v", n, err)
@@ -173,7 +181,7 @@ func TestStoreMigratePostgres(t *testing.T) {
 		}
 	}
 	tables := pg.Query(t, "migrated", `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)
-	if got := strings.Join(tables, ","); got != "approval_decisions,approvals,calls_in_flight,installation,leases,replicas,schema_version,transcript_checkpoints,transcript_events" {
+	if got := strings.Join(tables, ","); got != "approval_decisions,approvals,calls_in_flight,installation,leases,replicas,schema_version,transcript_checkpoints,transcript_events,webhook_outbox" {
 		t.Errorf("tables = %s", got)
 	}
 }

@@ -62,9 +62,10 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
-	// Within those 5 minutes, a captured request could be sent again: keep
-	// the delivery ids seen in the window. Retries of one delivery carry
-	// the same id, so this also makes processing idempotent.
+	// Within those 5 minutes, a captured request could be sent again; and
+	// airlock delivers at least once: a retry (signed afresh, after a
+	// receiver outage or an airlock restart) carries the same delivery id.
+	// Keep the ids seen for a day, so processing is idempotent.
 	if rc.replayed(r.Header.Get(webhook.HeaderDelivery)) {
 		w.WriteHeader(http.StatusOK) // already handled
 		return
@@ -87,6 +88,11 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// seenFor is how long a delivery id is remembered: longer than airlock
+// goes on retrying one delivery in practice (its attempts and backoff, plus
+// a restart), as long as it keeps finished deliveries in its outbox.
+const seenFor = 24 * time.Hour
+
 func (rc *receiver) replayed(id string) bool {
 	if id == "" {
 		return false
@@ -95,7 +101,7 @@ func (rc *receiver) replayed(id string) bool {
 	defer rc.mu.Unlock()
 	now := time.Now()
 	for k, at := range rc.seen {
-		if now.Sub(at) > 2*webhook.Tolerance {
+		if now.Sub(at) > seenFor {
 			delete(rc.seen, k)
 		}
 	}

@@ -101,7 +101,7 @@ func copyDemo(t *testing.T, dir string) (httpPort int, env []string) {
 	httpPort, sshPort, pgPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	moves := map[string][][2]string{
 		"run.sh":       {{"127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", httpPort)}, {"ssh_port=52222", fmt.Sprintf("ssh_port=%d", sshPort)}},
-		"airlock.yaml": {{"listen: 127.0.0.1:8080", fmt.Sprintf("listen: 127.0.0.1:%d", httpPort)}, {"address: 127.0.0.1:52222", fmt.Sprintf("address: 127.0.0.1:%d", sshPort)}},
+		"airlock.yaml": {{"listen: 127.0.0.1:8080", fmt.Sprintf("listen: 127.0.0.1:%d", httpPort)}, {"address: 127.0.0.1:52222", fmt.Sprintf("address: 127.0.0.1:%d", sshPort)}, {"base_url: http://127.0.0.1:8080/", fmt.Sprintf("base_url: http://127.0.0.1:%d/", httpPort)}},
 		"policy.yaml":  nil,
 		"seed.sql":     nil,
 	}

@@ -60,7 +60,7 @@ ui:
 		agentDone <- runClientB(t, map[string]any{"transport": "http", "url": mcpURL,
 			"headers": map[string]string{"Authorization": "Bearer " + token},
 			"calls": []map[string]any{{"name": "query_db", "progress": true, "timeout_ms": 120000,
-				"arguments": map[string]any{"resource": "shop", "sql": "UPDATE orders SET status = 'refunded' WHERE id = 4"}}}})
+				"arguments": map[string]any{"resource": "shop", "sql": "UPDATE orders SET status = 'shipped' WHERE id = 4"}}}})
 	}()
 
 	// The signed webhook names the held call.
@@ -111,8 +111,9 @@ ui:
 	if len(r.Progress) == 0 || !strings.Contains(r.Progress[0], "waiting for approval from dba") {
 		t.Errorf("progress while held: %q", r.Progress)
 	}
-	if got := d.pg.Query(t, "shop", "SELECT status FROM orders WHERE id = 4"); len(got) != 1 || got[0] != "refunded" {
-		t.Errorf("order 4 = %v, want refunded", got)
+	// Order 4 is refunded in the seed data: shipped is the approved call's doing.
+	if got := d.pg.Query(t, "shop", "SELECT status FROM orders WHERE id = 4"); len(got) != 1 || got[0] != "shipped" {
+		t.Errorf("order 4 = %v, want shipped", got)
 	}
 
 	// The transcript shows every step, and the chain verifies.

@@ -75,13 +75,14 @@ resources:
     grants:
       viewer:        {service_account: %s/viewer, ttl: 10m}
       secret-reader: {service_account: %s/viewer, ttl: 10m}
+      operator:      {service_account: %s/viewer, ttl: 10m}
   - name: staging
     kind: kubernetes
     labels: {env: staging}
     kubeconfig_file: %s
     grants:
       as-caller: {impersonate: {user: "oidc:{{identity.subject}}"}, ttl: 10m}
-`, filepath.Join(repoRoot(t), "examples", "policies", "kubernetes.yaml"), k.AdminKubeconfig, ns, ns, k.AdminKubeconfig)
+`, filepath.Join(repoRoot(t), "examples", "policies", "kubernetes.yaml"), k.AdminKubeconfig, ns, ns, ns, k.AdminKubeconfig)
 	config := filepath.Join(dir, "airlock.yaml")
 	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -11,11 +11,14 @@
 //   {op: "get" | "result" | "cancel", taskId} tasks/get, tasks/result, tasks/cancel
 //   {op: "list"}                              tasks/list
 //   {op: "call", name, arguments}             a plain tools/call
+//   {op: "wait", ms}                          sleep, so late notifications arrive
+// With plan.notifications, each notifications/tasks/status the server sends
+// is printed as it arrives: {event: "notification", task}.
 import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { CallToolResultSchema } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolResultSchema, TaskStatusNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const emit = (ev) => process.stdout.write(JSON.stringify(ev) + "\n");
@@ -33,6 +36,9 @@ if (plan.transport === "stdio") {
 }
 
 const client = new Client({ name: "airlock-e2e-tasks", version: "1.0.0" });
+if (plan.notifications) {
+  client.setNotificationHandler(TaskStatusNotificationSchema, (n) => emit({ event: "notification", task: n.params }));
+}
 const toolResult = (r) => ({
   isError: r.isError === true,
   text: (r.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("\n"),
@@ -94,6 +100,9 @@ try {
           break;
         case "call":
           emit({ event: "result", result: toolResult(await client.callTool({ name: step.name, arguments: step.arguments })) });
+          break;
+        case "wait":
+          await new Promise((resolve) => setTimeout(resolve, step.ms));
           break;
         default:
           throw new Error(`unknown step ${step.op}`);

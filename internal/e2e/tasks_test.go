@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,17 +61,37 @@ type taskClient struct {
 
 func startTaskClient(t *testing.T, plan map[string]any) *taskClient {
 	t.Helper()
+	c, _ := runTaskScript(t, "tasks.mjs", plan, 3*time.Minute, nil, false)
+	return c
+}
+
+// runTaskScript runs one of this directory's TypeScript SDK task clients
+// (tasks.mjs or a wrapper of it) on plan, with env added to the
+// environment, and follows the JSON lines it prints. With stdin, the
+// returned writer is the script's standard input (closed when t ends).
+func runTaskScript(t *testing.T, script string, plan map[string]any, timeout time.Duration, env []string, stdin bool) (*taskClient, io.WriteCloser) {
+	t.Helper()
 	nodeBin := node(t)
 	raw, _ := json.Marshal(plan)
 	planFile := filepath.Join(t.TempDir(), "plan.json")
 	if err := os.WriteFile(planFile, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, nodeBin, filepath.Join(repoRoot(t), "internal", "e2e", "tasks.mjs"), planFile)
+	cmd := exec.CommandContext(ctx, nodeBin, filepath.Join(repoRoot(t), "internal", "e2e", script), planFile)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
+	var in io.WriteCloser
+	if stdin {
+		var err error
+		if in, err = cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +106,7 @@ func startTaskClient(t *testing.T, plan map[string]any) *taskClient {
 		for sc.Scan() {
 			var ev taskEvent
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				t.Errorf("tasks.mjs printed a line that is not JSON: %q", sc.Text())
+				t.Errorf("%s printed a line that is not JSON: %q", script, sc.Text())
 				continue
 			}
 			c.events <- ev
@@ -94,11 +115,14 @@ func startTaskClient(t *testing.T, plan map[string]any) *taskClient {
 		c.done <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
+		if in != nil {
+			_ = in.Close()
+		}
 		if t.Failed() {
-			t.Logf("tasks.mjs stderr (airlock's log over stdio):\n%s", lastLines(stderr.String(), 60))
+			t.Logf("%s stderr (airlock's log over stdio):\n%s", script, lastLines(stderr.String(), 60))
 		}
 	})
-	return c
+	return c, in
 }
 
 // next returns the next event that is not a taskStatus of a working task.

@@ -76,6 +76,11 @@ type KubeCluster struct {
 
 	private bool
 	dir     string
+	// ca and caKey sign the kubelet stand-ins' serving certificates
+	// (kubelet.go); the API server verifies them with
+	// --kubelet-certificate-authority.
+	ca      *x509.Certificate
+	caKey   *ecdsa.PrivateKey
 	etcd    *child
 	api     *child
 	stopped sync.Once
@@ -281,6 +286,10 @@ func startKube(binDir string, private bool) (_ *KubeCluster, err error) {
 		"--endpoint-reconciler-type=none",
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
+		"--kubelet-certificate-authority="+pki.caCert,
+		"--kubelet-client-certificate="+pki.kubeletClientCert,
+		"--kubelet-client-key="+pki.kubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP",
 		"--profiling=false",
 		"--v=0",
 	)
@@ -291,6 +300,7 @@ func startKube(binDir string, private bool) (_ *KubeCluster, err error) {
 
 	k.URL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	k.CAData = pki.caPEM
+	k.ca, k.caKey = pki.ca, pki.caKey
 	k.AdminConfig = &rest.Config{
 		Host: k.URL,
 		TLSClientConfig: rest.TLSClientConfig{
@@ -462,7 +472,10 @@ func logTail(path string) string {
 
 type kubePKI struct {
 	caCert, servingCert, servingKey, saKey, saPub string
+	kubeletClientCert, kubeletClientKey           string
 	caPEM, adminCertPEM, adminKeyPEM              []byte
+	ca                                            *x509.Certificate
+	caKey                                         *ecdsa.PrivateKey
 }
 
 // writeKubePKI generates a CA, a serving certificate for 127.0.0.1, an admin
@@ -522,6 +535,11 @@ func writeKubePKI(dir string) (*kubePKI, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The API server's client certificate towards kubelets.
+	kubeletCert, kubeletKey, err := issue(4, pkix.Name{CommonName: "kube-apiserver-kubelet-client"}, x509.ExtKeyUsageClientAuth, nil, nil)
+	if err != nil {
+		return nil, err
+	}
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -543,6 +561,11 @@ func writeKubePKI(dir string) (*kubePKI, error) {
 		caPEM:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		adminCertPEM: adminCert,
 		adminKeyPEM:  adminKey,
+		ca:           caCert,
+		caKey:        caKey,
+
+		kubeletClientCert: filepath.Join(dir, "kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "kubelet-client.key"),
 	}
 	for path, data := range map[string][]byte{
 		p.caCert:      p.caPEM,
@@ -550,6 +573,9 @@ func writeKubePKI(dir string) (*kubePKI, error) {
 		p.servingKey:  servingKey,
 		p.saKey:       pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}),
 		p.saPub:       pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+
+		p.kubeletClientCert: kubeletCert,
+		p.kubeletClientKey:  kubeletKey,
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return nil, err

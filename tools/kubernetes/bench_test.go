@@ -90,3 +90,55 @@ func BenchmarkMintToken(b *testing.B) {
 		f.mint(b, "viewer", f.alice)
 	}
 }
+
+// BenchmarkKubectlWrites measures the writes with a warm minted token:
+// kubectl_scale (read the scale, check current_replicas, update it),
+// kubectl_apply (one server-side apply), and the approval preview of an
+// apply (a TokenRequest for the grant, a GET of the live object, a dry-run
+// apply, the diff).
+func BenchmarkKubectlWrites(b *testing.B) {
+	f := newWriteFixture(b)
+	f.createDeployment(b, "web", 1)
+	cred := f.mint(b, "operator", f.alice)
+	ctx := context.Background()
+	target := tools.Target{Resource: f.res, Credential: cred, Limits: testLimits}
+	run := func(b *testing.B, tool tools.Tool, args string) {
+		a, err := tool.Decode(json.RawMessage(args))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tool.Execute(ctx, target, a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("scale", func(b *testing.B) {
+		n := 1
+		b.ReportAllocs()
+		for b.Loop() {
+			run(b, &Scale{}, fmt.Sprintf(`{"resource":"test","kind":"deploy","namespace":%q,"name":"web","current_replicas":%d,"replicas":%d}`, f.ns, n, 3-n))
+			n = 3 - n
+		}
+	})
+	manifest := func(image string) string {
+		m := fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop, namespace: %s}\nspec:\n  selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    spec: {containers: [{name: app, image: %q}]}\n", f.ns, image)
+		raw, _ := json.Marshal(map[string]string{"resource": "test", "manifest": m})
+		return string(raw)
+	}
+	run(b, &Apply{}, manifest("nginx:1.27"))
+	b.Run("apply", func(b *testing.B) {
+		i := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			i++
+			run(b, &Apply{}, manifest(fmt.Sprintf("nginx:1.%d", 27+i%2)))
+		}
+	})
+	b.Run("apply-preview", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.preview(b, &Apply{}, "operator", manifest("nginx:1.99")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -49,6 +49,11 @@ var errTooLarge = errors.New("response too large")
 // bytes. Any other status becomes an *apierrors.StatusError built from the
 // API server's Status object, so callers can match reasons, not text.
 func (c *apiClient) do(ctx context.Context, method, path string, query url.Values, accept string, body []byte, limit int64) ([]byte, error) {
+	return c.send(ctx, method, path, query, accept, "application/json", body, limit)
+}
+
+// send is do with the body's content type (a merge patch, an apply patch).
+func (c *apiClient) send(ctx context.Context, method, path string, query url.Values, accept, contentType string, body []byte, limit int64) ([]byte, error) {
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawQuery = query.Encode()
@@ -62,7 +67,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 	}
 	req.Header.Set("Accept", accept)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -111,6 +116,8 @@ func describeAPIError(err error) error {
 			return fmt.Errorf("%w: the credential was not accepted (%s); it may have expired", ErrForbidden, msg)
 		case apierrors.IsNotFound(err):
 			return fmt.Errorf("%w: %s", ErrNotFound, msg)
+		case apierrors.IsConflict(err):
+			return fmt.Errorf("%w: %s", ErrConflict, msg)
 		case apierrors.IsBadRequest(err), apierrors.IsInvalid(err):
 			return fmt.Errorf("the cluster rejected the request: %s: %w", msg, tools.ErrInvalidArguments)
 		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):

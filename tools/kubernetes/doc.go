@@ -1,6 +1,15 @@
 // Package kubernetes serves resources of kind "kubernetes" and the tools
-// kubectl_get and kubectl_describe: read any kind a cluster serves, custom
-// resources included, with a credential minted for the lease.
+// kubectl_get and kubectl_describe (read any kind a cluster serves, custom
+// resources included), kubectl_logs and kubectl_events (logs.go,
+// events.go), and the writes kubectl_scale, kubectl_rollout_restart,
+// kubectl_delete (writes.go) and kubectl_apply (apply.go), each with a
+// credential minted for the lease. The writes act on one object of a kind
+// the static table knows, in a namespace (kubectl_delete and kubectl_apply
+// also on a cluster-wide kind the resource's cluster_scoped_writes lists:
+// writes.go), and are tools.Previewers: held
+// for approval, they show what they would do, found under the grant's own
+// privileges by reads and server-side dry runs (preview.go). The flow
+// below is kubectl_get's; each other file opens with its own.
 //
 // The agent never holds a token. For each call the broker asks, in order:
 //

@@ -64,7 +64,7 @@ func TestExamplePolicy(t *testing.T) {
 		}
 	}
 	// Every grant the policy hands out exists on the resources it targets.
-	for name, grants := range map[string][]string{"prod": {"viewer", "secret-reader"}, "staging": {"as-caller"}} {
+	for name, grants := range map[string][]string{"prod": {"viewer", "secret-reader", "operator"}, "staging": {"as-caller"}} {
 		for _, g := range grants {
 			if _, ok := specs[name].Grants[g]; !ok {
 				t.Errorf("resource %s has no grant %s", name, g)

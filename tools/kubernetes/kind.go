@@ -53,6 +53,22 @@ var (
 	// matches tools.ErrInvalidArguments: the agent named something that is
 	// not there.
 	ErrNotFound error = &refinedError{"not found", tools.ErrInvalidArguments}
+	// ErrStale means a write found the object other than its facts said:
+	// kubectl_scale's replicas_from is not the count the cluster has, or
+	// the object changed between the read and the write (a conflict). The
+	// approval was for another change, so nothing is written.
+	ErrStale error = &refinedError{"the object is not as the call said", tools.ErrRefused}
+	// ErrConflict means server-side apply found fields another manager
+	// owns; airlock never forces.
+	ErrConflict error = &refinedError{"conflict", tools.ErrRefused}
+	// ErrClusterScoped means a write names a cluster-wide kind the
+	// resource's cluster_scoped_writes does not list. It matches
+	// tools.ErrRefused.
+	ErrClusterScoped error = &refinedError{"cluster-wide write not allowed", tools.ErrRefused}
+	// ErrNoLog means the container has no log to read yet (not scheduled,
+	// waiting) or no previous instance; the agent named a real pod. It
+	// matches tools.ErrInvalidArguments.
+	ErrNoLog error = &refinedError{"no log", tools.ErrInvalidArguments}
 )
 
 // refinedError is a sentinel that is also a more general one.
@@ -83,10 +99,11 @@ func (kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 	if err := rejectForeign(spec, bad); err != nil {
 		return nil, err
 	}
-	var (
-		cfg *rest.Config
-		err error
-	)
+	clusterWrites, err := checkClusterScopedWrites(spec.ClusterScopedWrites, bad)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *rest.Config
 	switch {
 	case spec.KubeconfigFile != "" && spec.InCluster:
 		return nil, bad("kubeconfig_file", "set exactly one of kubeconfig_file and in_cluster, not both")
@@ -123,11 +140,55 @@ func (kind) Open(spec tools.ResourceSpec, env tools.Environment) (tools.Resource
 
 	cfg.UserAgent = "airlock"
 	return &Resource{
-		spec:      spec,
-		config:    cfg,
-		grants:    grants,
-		discovery: newDiscoveryCache(),
+		spec:          spec,
+		config:        cfg,
+		grants:        grants,
+		clusterWrites: clusterWrites,
+		discovery:     newDiscoveryCache(),
 	}, nil
+}
+
+// ClusterScopedWritesKey is the resource setting that lists the
+// cluster-wide kinds kubectl_delete and kubectl_apply may write.
+const ClusterScopedWritesKey = "cluster_scoped_writes"
+
+// checkClusterScopedWrites validates cluster_scoped_writes: each entry a
+// cluster-wide kind of the static table, by any of its names
+// (clusterroles.rbac.authorization.k8s.io, clusterrole, ClusterRole, ns).
+// The result is keyed by group/resource. A kind the table does not know is
+// refused (a write to it would be opaque to policy anyway), and so is a
+// namespaced kind (it needs no allowing: the entry would be a mistake).
+func checkClusterScopedWrites(entries []string, bad func(key, format string, args ...any) error) (map[string]bool, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]bool, len(entries))
+	for i, e := range entries {
+		key := fmt.Sprintf("%s[%d]", ClusterScopedWritesKey, i)
+		r, ok := wellKnownIndex[normalizeKind(e)]
+		switch {
+		case strings.TrimSpace(e) == "":
+			return nil, bad(key, "empty kind; name a cluster-wide kind, e.g. clusterroles.rbac.authorization.k8s.io")
+		case !ok:
+			return nil, bad(key, "%q is not a built-in kind airlock knows by name; %s lists cluster-wide built-in kinds (%s)", e, ClusterScopedWritesKey, strings.Join(clusterScopedKinds(), ", "))
+		case r.Namespaced:
+			return nil, bad(key, "%s is namespaced, and namespaced kinds need no allowing; %s lists cluster-wide kinds only (%s)", r.GroupResource(), ClusterScopedWritesKey, strings.Join(clusterScopedKinds(), ", "))
+		}
+		out[r.GroupResource()] = true
+	}
+	return out, nil
+}
+
+// clusterScopedKinds lists the cluster-wide kinds of the static table, by
+// group/resource.
+func clusterScopedKinds() []string {
+	var out []string
+	for _, r := range wellKnown {
+		if !r.Namespaced {
+			out = append(out, r.GroupResource())
+		}
+	}
+	return out
 }
 
 // kubeconfigConfig builds a rest.Config from the current context of a
@@ -182,7 +243,7 @@ func inClusterConfig(env tools.Environment) (*rest.Config, error) {
 // rejectForeign refuses settings that belong to other kinds, naming them.
 func rejectForeign(spec tools.ResourceSpec, bad func(key, format string, args ...any) error) error {
 	for _, f := range spec.ForeignSettings(KindName) {
-		return bad(f.Key, "%s (it is %s)", "not a kubernetes setting; kubernetes resources take kubeconfig_file | in_cluster and grants", f.OwnerPhrase())
+		return bad(f.Key, "%s (it is %s)", "not a kubernetes setting; kubernetes resources take kubeconfig_file | in_cluster, cluster_scoped_writes and grants", f.OwnerPhrase())
 	}
 	return nil
 }
@@ -308,6 +369,9 @@ type Resource struct {
 	config    *rest.Config
 	grants    map[string]*grant
 	discovery *discoveryCache
+	// clusterWrites are the cluster-wide kinds (group/resource) that
+	// kubectl_delete and kubectl_apply may write: cluster_scoped_writes.
+	clusterWrites map[string]bool
 
 	mu     sync.Mutex
 	broker *apiClient

@@ -110,6 +110,12 @@ func TestOpenRejects(t *testing.T) {
 		{"host_key", func(s *tools.ResourceSpec) { s.HostKey = "k" }, "host_key: not a kubernetes setting"},
 		{"ca_key_file", func(s *tools.ResourceSpec) { s.CAKeyFile = "f" }, "ca_key_file: not a kubernetes setting"},
 		{"no grants", func(s *tools.ResourceSpec) { s.Grants = nil }, "at least one grant"},
+		{"namespaced cluster_scoped_writes", func(s *tools.ResourceSpec) {
+			s.ClusterScopedWrites = []string{"clusterroles.rbac.authorization.k8s.io", "configmaps"}
+		}, "cluster_scoped_writes[1]: configmaps is namespaced, and namespaced kinds need no allowing"},
+		{"unknown cluster_scoped_writes", func(s *tools.ResourceSpec) { s.ClusterScopedWrites = []string{"widgets.example.com"} },
+			`cluster_scoped_writes[0]: "widgets.example.com" is not a built-in kind airlock knows by name`},
+		{"empty cluster_scoped_writes", func(s *tools.ResourceSpec) { s.ClusterScopedWrites = []string{" "} }, "cluster_scoped_writes[0]: empty kind"},
 		{"both modes", func(s *tools.ResourceSpec) {
 			s.Grants["viewer"] = tools.Grant{ServiceAccount: "a/b", Impersonate: &tools.Impersonation{User: "u"}, TTL: time.Hour}
 		}, "exactly one of service_account and impersonate"},

@@ -3,10 +3,12 @@ package kubernetes
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +34,7 @@ func TestExampleRBAC(t *testing.T) {
 	k := testenv.Kube(t)
 	ctx := context.Background()
 	applyExample(t, k, "payments-namespace", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"payments"}}`)
+	applyExample(t, k, "web-namespace", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"web"}}`)
 	for _, file := range []string{"rbac-service-account.yaml", "rbac-impersonation.yaml"} {
 		data, err := os.ReadFile(filepath.Join("../../examples/kubernetes", file))
 		if err != nil {
@@ -73,6 +76,7 @@ current-context: c
 		Name: "prod", Kind: KindName, KubeconfigFile: kubeconfig,
 		Grants: map[string]tools.Grant{
 			"viewer":    {ServiceAccount: "airlock/viewer", TTL: 10 * time.Minute},
+			"operator":  {ServiceAccount: "airlock/operator", TTL: 10 * time.Minute},
 			"other":     {ServiceAccount: "kube-system/default", TTL: 10 * time.Minute},
 			"as-caller": {Impersonate: &tools.Impersonation{User: "oidc:{{identity.subject}}", Groups: []string{"airlock:agents"}}, TTL: 10 * time.Minute},
 			"masters":   {Impersonate: &tools.Impersonation{User: "oidc:{{identity.subject}}", Groups: []string{"system:masters"}}, TTL: 10 * time.Minute},
@@ -109,6 +113,41 @@ current-context: c
 	if _, err := f.run(t, &Get{}, f.mint(t, "as-caller", bob), testLimits, pods); err != nil {
 		t.Errorf("bob lists pods (airlock:agents may view): %v", err)
 	}
+	// operator writes in web, and only there; viewer writes nothing.
+	k.WaitAllowed(t, "system:serviceaccount:airlock:operator", nil, authorizationv1.ResourceAttributes{Namespace: "web", Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale"})
+	operator := f.mint(t, "operator", alice)
+	name := "rbac-example-" + strings.ToLower(strconv.FormatInt(time.Now().UnixNano(), 36))
+	manifest := func(ns string, replicas int) string {
+		m := fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: %s, namespace: %s}\nspec:\n  replicas: %d\n  selector: {matchLabels: {app: %s}}\n  template:\n    metadata: {labels: {app: %s}}\n    spec: {containers: [{name: app, image: 'nginx:1.27'}]}\n", name, ns, replicas, name, name)
+		b, _ := json.Marshal(map[string]string{"resource": "prod", "manifest": m})
+		return string(b)
+	}
+	if _, err := f.run(t, &Apply{}, operator, testLimits, manifest("web", 1)); err != nil {
+		t.Errorf("operator applies a deployment in web: %v", err)
+	}
+	if _, err := f.run(t, &Apply{}, operator, testLimits, manifest("payments", 1)); !errors.Is(err, ErrForbidden) {
+		t.Errorf("operator applies in payments: %v, want ErrForbidden", err)
+	}
+	scale := `{"resource":"prod","kind":"deploy","namespace":"web","name":"` + name + `","current_replicas":1,"replicas":2}`
+	if _, err := f.run(t, &Scale{}, viewer, testLimits, scale); !errors.Is(err, ErrForbidden) {
+		t.Errorf("viewer scales: %v, want ErrForbidden", err)
+	}
+	if _, err := f.run(t, &Scale{}, operator, testLimits, scale); err != nil {
+		t.Errorf("operator scales in web: %v", err)
+	}
+	if _, err := f.run(t, &RolloutRestart{}, operator, testLimits, `{"resource":"prod","kind":"deploy","namespace":"web","name":"`+name+`"}`); err != nil {
+		t.Errorf("operator restarts in web: %v", err)
+	}
+	if _, err := f.run(t, &Get{}, operator, testLimits, `{"resource":"prod","kind":"secrets","namespace":"web"}`); !errors.Is(err, ErrForbidden) {
+		t.Errorf("operator lists secrets: %v, want ErrForbidden", err)
+	}
+	if _, err := f.run(t, &Delete{}, operator, testLimits, `{"resource":"prod","kind":"rolebinding","namespace":"web","name":"airlock-operator"}`); !errors.Is(err, ErrForbidden) {
+		t.Errorf("operator deletes its own RoleBinding: %v, want ErrForbidden", err)
+	}
+	if _, err := f.run(t, &Delete{}, operator, testLimits, `{"resource":"prod","kind":"deploy","namespace":"web","name":"`+name+`"}`); !errors.Is(err, ErrForbidden) {
+		t.Errorf("operator deletes a deployment (not in its Role): %v, want ErrForbidden", err)
+	}
+
 	// Groups are pinned: airlock cannot claim system:masters.
 	_, err = f.run(t, &Get{}, f.mint(t, "masters", bob), testLimits, pods)
 	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "impersonate") {

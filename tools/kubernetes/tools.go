@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -34,8 +35,12 @@ const (
 	maxContinue = 4096
 )
 
-// Tools returns the Kubernetes tools: kubectl_get and kubectl_describe.
-func Tools() []tools.Tool { return []tools.Tool{&Get{}, &Describe{}} }
+// Tools returns the Kubernetes tools: the reads kubectl_get,
+// kubectl_describe, kubectl_logs and kubectl_events, and the writes
+// kubectl_scale, kubectl_rollout_restart, kubectl_delete and kubectl_apply.
+func Tools() []tools.Tool {
+	return []tools.Tool{&Get{}, &Describe{}, &Logs{}, &Events{}, &Scale{}, &RolloutRestart{}, &Delete{}, &Apply{}}
+}
 
 var (
 	_ tools.Tool = (*Get)(nil)
@@ -253,6 +258,12 @@ func checkCommon(resource, kind, namespace, name string) error {
 	if name != "" {
 		if strings.ContainsAny(name, "/%?#") || name == "." || name == ".." || len(name) > 253 {
 			return invalid("name %q is not an object name (no /, %%, ?, #; at most 253 characters)", name)
+		}
+		// Controls, spaces and format characters (bidi overrides,
+		// zero-width) are in no object's name, and would make the name
+		// policy and approvers read differ from the one that runs.
+		if strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }) >= 0 {
+			return invalid("name %q is not an object name (no spaces, control or format characters)", name)
 		}
 	}
 	return nil

@@ -157,7 +157,7 @@ func (e *execution) run(ctx context.Context) ([]execResult, string, error) {
 		discard = abandon
 		return results, notice, err
 	}
-	if _, err := pc.Exec(callCtx, begin+"; SELECT pg_catalog.set_config('statement_timeout', '"+ms+"', true), pg_catalog.set_config('idle_in_transaction_session_timeout', '"+ms+"', true)"); err != nil {
+	if _, err := pc.Exec(callCtx, begin+"; "+limitsSQL(ms)); err != nil {
 		discard = true // the transaction state is unknown
 		return nil, "", e.queryError(ctx, pc, -1, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/tools"
+	// The demo policy has an http_request rule: its facts must be known.
+	_ "github.com/airlock-mcp/airlock/tools/http"
 )
 
 // shippedPolicies are the policies users copy: each must hold against the

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// EventApprovalRequested is the only payload type sent today.
+// EventApprovalRequested is the payload type of approval webhooks (the
+// checkpoint webhook sends EventTranscriptCheckpoint).
 const EventApprovalRequested = "approval.requested"
 
 // Payload is the JSON body of a webhook in the default format.
@@ -33,7 +34,8 @@ type PayloadApproval struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Links     Links     `json:"links"`
 	// Impact is what the call would do, estimated without doing it (for
-	// query_db writes: EXPLAIN under the grant's role), or why there is no
+	// query_db writes: EXPLAIN under the grant's role; Kubernetes writes: a
+	// server-side dry-run diff), or why there is no
 	// estimate: {"impact": {...}} or {"unavailable": "..."}. Absent for
 	// tools that make no previews.
 	Impact json.RawMessage `json:"impact,omitempty"`

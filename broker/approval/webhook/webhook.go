@@ -1,12 +1,14 @@
-// Package webhook is the wire format of airlock's approval webhooks: the
-// JSON payload and the signature over it. It imports only the standard
-// library, so a receiver can use it without pulling in airlock.
+// Package webhook is the wire format of airlock's webhooks: the JSON
+// payloads (approval.requested, and transcript.checkpoint for the
+// checkpoint webhook, with VerifyCheckpoint) and the signature over them.
+// It imports only the standard library, so a receiver can use it without
+// pulling in airlock.
 //
 // Every delivery carries three headers:
 //
 //	Airlock-Timestamp: 1718000000                 (unix seconds, when this attempt was signed)
 //	Airlock-Signature: v1=5257a869e7ecebeda32aff… (hex HMAC-SHA256 over "<timestamp>.<body>")
-//	Airlock-Delivery:  6f1c…                      (same on every retry of one delivery)
+//	Airlock-Delivery:  6f1c…                      (same on every attempt of one delivery: dedup by it)
 //
 // A receiver recomputes the HMAC with the shared secret over the timestamp
 // header, a '.', and the raw body bytes, compares in constant time, and

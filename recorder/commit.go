@@ -1,0 +1,260 @@
+package recorder
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/airlock-mcp/airlock/internal/sqldialect"
+)
+
+// Group commit. An append joins the recorder's queue and waits. When no
+// append is being written, the one that arrives leads: it takes what is
+// queued (up to maxBatch events) and writes it in one transaction, under
+// the chain lock, each event chained to the one before it; then it tells
+// every append of the batch how it went. Appends that arrive while a batch
+// is being written queue for the next, which a new leader writes as soon as
+// the batch is committed. A lone append is written at once, in its own
+// transaction, by its own goroutine; under load a batch holds what arrived
+// during one commit, so the store syncs its log once for all of them.
+//
+//	append ─┐                       ┌─▶ done (seq n)
+//	append ─┼─▶ queue ─▶ leader: BEGIN; lock; head; INSERT n, n+1, …; COMMIT
+//	append ─┘                       └─▶ done (seq n+1) …
+//
+// No append returns before its transaction is committed. When one event of
+// a batch cannot be written (its hook fails, its insert fails), the
+// transaction is rolled back, that append gets its error and the others
+// are written again without it: an event is never committed with one
+// another append was told failed, nor lost because another failed.
+
+// maxBatch bounds the events one transaction writes.
+const maxBatch = 256
+
+// request is one append waiting in the queue.
+type request struct {
+	ev       Event
+	hook     TxHook
+	deadline time.Time
+	done     chan struct{}
+	err      error // set, with ev, before done is closed
+	finished bool  // done is closed; read and written by the leader only
+}
+
+func (q *request) finish(ev Event, err error) {
+	q.ev, q.err, q.finished = ev, err, true
+	close(q.done)
+}
+
+// enqueue appends ev (already validated and canonical) and waits for the
+// commit of its batch.
+func (r *Recorder) enqueue(ev Event, hook TxHook) (Event, error) {
+	q := &request{ev: ev, hook: hook, deadline: time.Now().Add(r.timeout), done: make(chan struct{})}
+	r.mu.Lock()
+	r.queue = append(r.queue, q)
+	lead := !r.leading
+	r.leading = true
+	r.mu.Unlock()
+	if lead {
+		r.lead()
+	}
+	<-q.done
+	if q.err != nil {
+		return Event{}, q.err
+	}
+	return q.ev, nil
+}
+
+// lead writes one batch from the queue, then hands the lead to a new
+// goroutine if more appends are waiting, so that the caller, whose own
+// event was in the batch, returns.
+func (r *Recorder) lead() {
+	r.mu.Lock()
+	n := min(len(r.queue), r.batch)
+	batch := r.queue[:n:n]
+	if n == len(r.queue) {
+		r.queue = nil
+	} else {
+		r.queue = r.queue[n:]
+	}
+	r.mu.Unlock()
+
+	defer func() {
+		r.mu.Lock()
+		more := len(r.queue) > 0
+		r.leading = more
+		r.mu.Unlock()
+		if more {
+			go r.lead()
+		}
+	}()
+	defer func() {
+		// A hook that panics fails its batch (rolled back), not the
+		// goroutine that happens to lead, nor every append after it.
+		if p := recover(); p != nil {
+			for _, q := range batch {
+				if !q.finished {
+					q.finish(Event{}, fmt.Errorf("recording %s: panic in the append's transaction: %v", q.ev.Type, p))
+				}
+			}
+		}
+	}()
+	r.writeBatch(batch)
+}
+
+// writeBatch commits the batch's events in one transaction and finishes
+// every request in it.
+func (r *Recorder) writeBatch(batch []*request) {
+	now := time.Now()
+	live := make([]*request, 0, len(batch))
+	var deadline time.Time
+	for _, q := range batch {
+		if !now.Before(q.deadline) {
+			q.finish(Event{}, fmt.Errorf("recording %s: waited for the store beyond the append timeout: %w", q.ev.Type, context.DeadlineExceeded))
+			continue
+		}
+		if deadline.IsZero() || q.deadline.Before(deadline) {
+			deadline = q.deadline
+		}
+		live = append(live, q)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch is bounded by the earliest deadline in it, so no append
+	// waits longer than its timeout.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for len(live) > 0 {
+		evs, bad, err := r.tryBatch(ctx, live)
+		if bad < 0 {
+			for i, q := range live {
+				if err != nil {
+					q.finish(Event{}, err)
+				} else {
+					q.finish(evs[i], nil)
+				}
+			}
+			return
+		}
+		// One event failed: it alone gets the error; the rest go again.
+		live[bad].finish(Event{}, err)
+		live = append(live[:bad:bad], live[bad+1:]...)
+	}
+}
+
+// tryBatch writes the requests' events in one transaction. It returns the
+// stored events, or the index of the request whose event or hook failed
+// (the transaction rolled back) and its error, or -1 and an error that
+// fails the whole batch.
+func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([]Event, int, error) {
+	first := batch[0].ev.Type
+	st, err := r.statements(ctx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
+	}
+	defer tx.Rollback()
+	if err := r.lockChain(ctx, tx); err != nil {
+		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
+	}
+	seq, prev, insertQ, err := st.bind(ctx, tx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
+	}
+	evs := make([]Event, len(batch))
+	for i, q := range batch {
+		ev := q.ev
+		ev.Seq, ev.PrevHash = seq+1, prev
+		if ev.Hash, err = computeHash(ev); err != nil {
+			return nil, i, fmt.Errorf("recording %s: hashing: %w", ev.Type, err)
+		}
+		var dataArg any
+		if len(ev.Data) > 0 {
+			dataArg = string(ev.Data)
+		}
+		if _, err := insertQ.ExecContext(ctx, ev.Seq, ev.Time.UnixNano(), ev.Type, ev.CallID, ev.SessionID, ev.Subject,
+			ev.Issuer, ev.TokenID, ev.Tool, ev.Resource, ev.Effect, dataArg, ev.PrevHash, ev.Hash); err != nil {
+			return nil, i, fmt.Errorf("recording %s: %w", ev.Type, err)
+		}
+		if q.hook != nil {
+			if err := q.hook(ctx, tx); err != nil {
+				return nil, i, fmt.Errorf("recording %s: %w", ev.Type, err)
+			}
+		}
+		evs[i] = ev
+		seq, prev = ev.Seq, ev.Hash
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
+	}
+	r.commits.Add(1)
+	return evs, -1, nil
+}
+
+const (
+	headSQL   = `SELECT seq, hash FROM transcript_events ORDER BY seq DESC LIMIT 1`
+	insertSQL = `INSERT INTO transcript_events
+		(seq, time, type, call_id, session_id, subject, issuer, token_id, tool, resource, effect, data, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// statements are the append's two statements. SQLite's driver parses a
+// statement every time it is run unless it is prepared, and parsing was a
+// fifth of an append's CPU: on SQLite they are prepared once, on the
+// writer connection (its only one), and bound to each transaction. pgx
+// keeps a cache of prepared statements per connection itself.
+type statements struct {
+	head, insert *sql.Stmt // nil for PostgreSQL
+	insertSQL    string
+}
+
+func (r *Recorder) statements(ctx context.Context) (*statements, error) {
+	r.stmtMu.Lock()
+	defer r.stmtMu.Unlock()
+	if r.stmts != nil {
+		return r.stmts, nil
+	}
+	st := &statements{insertSQL: r.q(insertSQL)}
+	if r.dialect == sqldialect.SQLite {
+		var err error
+		if st.head, err = r.db.PrepareContext(ctx, headSQL); err != nil {
+			return nil, fmt.Errorf("preparing the transcript's statements: %w", err)
+		}
+		if st.insert, err = r.db.PrepareContext(ctx, st.insertSQL); err != nil {
+			st.head.Close()
+			return nil, fmt.Errorf("preparing the transcript's statements: %w", err)
+		}
+	}
+	r.stmts = st
+	return st, nil
+}
+
+// txExecer runs one statement in a transaction.
+type txExecer interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+}
+
+// bind reads the head in tx and returns the insert for tx.
+func (st *statements) bind(ctx context.Context, tx *sql.Tx) (int64, string, txExecer, error) {
+	if st.head == nil {
+		seq, hash, err := head(ctx, tx)
+		return seq, hash, txStatement{tx: tx, query: st.insertSQL}, err
+	}
+	seq, hash, err := scanHead(tx.StmtContext(ctx, st.head).QueryRowContext(ctx))
+	return seq, hash, tx.StmtContext(ctx, st.insert), err
+}
+
+// txStatement runs an unprepared statement in a transaction.
+type txStatement struct {
+	tx    *sql.Tx
+	query string
+}
+
+func (s txStatement) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	return s.tx.ExecContext(ctx, s.query, args...)
+}
