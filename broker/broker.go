@@ -41,6 +41,8 @@ import (
 // Recorder appends transcript events.
 type Recorder interface {
 	Append(ctx context.Context, ev recorder.Event) (recorder.Event, error)
+	// AppendAll appends events in one transaction: all or none.
+	AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error)
 }
 
 // Leases hands out credentials for grants.
@@ -238,6 +240,11 @@ type call struct {
 	counts   masking.Counts
 	// ended is set once a final event (completed, failed, refused) is recorded.
 	ended bool
+	// received is call.received, built when the call arrives and appended
+	// with the call's next event (its decision, or why it stopped before
+	// one) in one transaction: nothing runs in between, and a call is
+	// recorded before anything it asks for happens.
+	received *recorder.Event
 }
 
 // Handle runs one tool call through every stage, in order.
@@ -290,7 +297,8 @@ func refuse(outcome, format string, args ...any) *Result {
 	return &Result{IsError: true, Text: fmt.Sprintf(format, args...), Structured: map[string]any{"outcome": outcome}}
 }
 
-// receive records the call before anything else happens.
+// receive takes down the call, as it arrived, before anything else happens;
+// it is recorded with the next event (record).
 func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	args := json.RawMessage(c.Arguments)
 	if len(args) == 0 {
@@ -305,9 +313,11 @@ func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
 	}
-	if err := b.record(ctx, c, "call.received", map[string]any{"arguments": masked}); err != nil {
-		return refuse("failed", "The call was refused and not run: it could not be recorded in the transcript because airlock's store is unavailable.")
+	ev, err := b.event(c, recorder.TypeCallReceived, map[string]any{"arguments": masked})
+	if err != nil {
+		return refuse("failed", "The call was refused because it could not be recorded in the transcript.")
 	}
+	c.received = &ev
 	return nil
 }
 
@@ -636,10 +646,36 @@ func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
 
 // record appends one transcript event for the call. The write outlives the
 // request: a cancelled call still leaves its transcript.
+//
+// The call's first record also appends its call.received (receive), in the
+// same transaction.
 func (b *Broker) record(ctx context.Context, c *call, typ string, data any) error {
+	ev, err := b.event(c, typ, data)
+	if err != nil {
+		return err
+	}
+	started := b.cfg.Clock()
+	if c.received != nil {
+		_, err = b.cfg.Recorder.AppendAll(context.WithoutCancel(ctx), []recorder.Event{*c.received, ev})
+		if err == nil {
+			c.received = nil
+		}
+	} else {
+		_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), ev)
+	}
+	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
+	if err != nil {
+		b.cfg.Logger.Error("recording transcript event failed", "call_id", c.id, "type", typ, "error", err)
+		b.cfg.Metrics.recordFailures.Inc()
+	}
+	return err
+}
+
+// event is a transcript event of the call, as it stands.
+func (b *Broker) event(c *call, typ string, data any) (recorder.Event, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("encoding %s event: %w", typ, err)
+		return recorder.Event{}, fmt.Errorf("encoding %s event: %w", typ, err)
 	}
 	ev := recorder.Event{
 		Type:      typ,
@@ -655,14 +691,7 @@ func (b *Broker) record(ctx context.Context, c *call, typ string, data any) erro
 	if c.args != nil {
 		ev.Resource = c.args.ResourceName()
 	}
-	started := b.cfg.Clock()
-	_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), ev)
-	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
-	if err != nil {
-		b.cfg.Logger.Error("recording transcript event failed", "call_id", c.id, "type", typ, "error", err)
-		b.cfg.Metrics.recordFailures.Inc()
-	}
-	return err
+	return ev, nil
 }
 
 // recordFailure records that a stage failed, with the error text already

@@ -121,6 +121,17 @@ func (f *flakyRecorder) Append(ctx context.Context, ev recorder.Event) (recorder
 	return f.Recorder.Append(ctx, ev)
 }
 
+// AppendAll fails, appending none, when any of the events is of a failing
+// type (the events of one append are committed together or not at all).
+func (f *flakyRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+	for _, ev := range evs {
+		if f.failOn[ev.Type] {
+			return nil, errors.New("disk full")
+		}
+	}
+	return f.Recorder.AppendAll(ctx, evs)
+}
+
 const testPolicy = `
 rules:
   - name: eng-reads

@@ -29,28 +29,30 @@ import (
 // are written again without it: an event is never committed with one
 // another append was told failed, nor lost because another failed.
 
-// maxBatch bounds the events one transaction writes.
+// maxBatch bounds the appends (an AppendAll counts once) one transaction
+// writes.
 const maxBatch = 256
 
-// request is one append waiting in the queue.
+// request is one append waiting in the queue: one event, or several
+// (AppendAll) that are committed together or not at all.
 type request struct {
-	ev       Event
-	hook     TxHook
+	evs      []Event
+	hooks    []TxHook // hooks[i] runs after evs[i]'s insert; nil entries none
 	deadline time.Time
 	done     chan struct{}
-	err      error // set, with ev, before done is closed
+	err      error // set, with evs, before done is closed
 	finished bool  // done is closed; read and written by the leader only
 }
 
-func (q *request) finish(ev Event, err error) {
-	q.ev, q.err, q.finished = ev, err, true
+func (q *request) finish(evs []Event, err error) {
+	q.evs, q.err, q.finished = evs, err, true
 	close(q.done)
 }
 
-// enqueue appends ev (already validated and canonical) and waits for the
+// enqueue appends evs (already validated and canonical) and waits for the
 // commit of its batch.
-func (r *Recorder) enqueue(ev Event, hook TxHook) (Event, error) {
-	q := &request{ev: ev, hook: hook, deadline: time.Now().Add(r.timeout), done: make(chan struct{})}
+func (r *Recorder) enqueue(evs []Event, hooks []TxHook) ([]Event, error) {
+	q := &request{evs: evs, hooks: hooks, deadline: time.Now().Add(r.timeout), done: make(chan struct{})}
 	r.mu.Lock()
 	r.queue = append(r.queue, q)
 	lead := !r.leading
@@ -61,9 +63,9 @@ func (r *Recorder) enqueue(ev Event, hook TxHook) (Event, error) {
 	}
 	<-q.done
 	if q.err != nil {
-		return Event{}, q.err
+		return nil, q.err
 	}
-	return q.ev, nil
+	return q.evs, nil
 }
 
 // lead writes one batch from the queue, then hands the lead to a new
@@ -95,7 +97,7 @@ func (r *Recorder) lead() {
 		if p := recover(); p != nil {
 			for _, q := range batch {
 				if !q.finished {
-					q.finish(Event{}, fmt.Errorf("recording %s: panic in the append's transaction: %v", q.ev.Type, p))
+					q.finish(nil, fmt.Errorf("recording %s: panic in the append's transaction: %v", q.evs[0].Type, p))
 				}
 			}
 		}
@@ -111,7 +113,7 @@ func (r *Recorder) writeBatch(batch []*request) {
 	var deadline time.Time
 	for _, q := range batch {
 		if !now.Before(q.deadline) {
-			q.finish(Event{}, fmt.Errorf("recording %s: waited for the store beyond the append timeout: %w", q.ev.Type, context.DeadlineExceeded))
+			q.finish(nil, fmt.Errorf("recording %s: waited for the store beyond the append timeout: %w", q.evs[0].Type, context.DeadlineExceeded))
 			continue
 		}
 		if deadline.IsZero() || q.deadline.Before(deadline) {
@@ -131,7 +133,7 @@ func (r *Recorder) writeBatch(batch []*request) {
 		if bad < 0 {
 			for i, q := range live {
 				if err != nil {
-					q.finish(Event{}, err)
+					q.finish(nil, err)
 				} else {
 					q.finish(evs[i], nil)
 				}
@@ -139,7 +141,7 @@ func (r *Recorder) writeBatch(batch []*request) {
 			return
 		}
 		// One event failed: it alone gets the error; the rest go again.
-		live[bad].finish(Event{}, err)
+		live[bad].finish(nil, err)
 		live = append(live[:bad:bad], live[bad+1:]...)
 	}
 }
@@ -148,8 +150,8 @@ func (r *Recorder) writeBatch(batch []*request) {
 // stored events, or the index of the request whose event or hook failed
 // (the transaction rolled back) and its error, or -1 and an error that
 // fails the whole batch.
-func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([]Event, int, error) {
-	first := batch[0].ev.Type
+func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, int, error) {
+	first := batch[0].evs[0].Type
 	st, err := r.statements(ctx)
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
@@ -166,28 +168,30 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([]Event, int
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
-	evs := make([]Event, len(batch))
+	evs := make([][]Event, len(batch))
 	for i, q := range batch {
-		ev := q.ev
-		ev.Seq, ev.PrevHash = seq+1, prev
-		if ev.Hash, err = computeHash(ev); err != nil {
-			return nil, i, fmt.Errorf("recording %s: hashing: %w", ev.Type, err)
-		}
-		var dataArg any
-		if len(ev.Data) > 0 {
-			dataArg = string(ev.Data)
-		}
-		if _, err := insertQ.ExecContext(ctx, ev.Seq, ev.Time.UnixNano(), ev.Type, ev.CallID, ev.SessionID, ev.Subject,
-			ev.Issuer, ev.TokenID, ev.Tool, ev.Resource, ev.Effect, dataArg, ev.PrevHash, ev.Hash); err != nil {
-			return nil, i, fmt.Errorf("recording %s: %w", ev.Type, err)
-		}
-		if q.hook != nil {
-			if err := q.hook(ctx, tx); err != nil {
+		evs[i] = make([]Event, len(q.evs))
+		for j, ev := range q.evs {
+			ev.Seq, ev.PrevHash = seq+1, prev
+			if ev.Hash, err = computeHash(ev); err != nil {
+				return nil, i, fmt.Errorf("recording %s: hashing: %w", ev.Type, err)
+			}
+			var dataArg any
+			if len(ev.Data) > 0 {
+				dataArg = string(ev.Data)
+			}
+			if _, err := insertQ.ExecContext(ctx, ev.Seq, ev.Time.UnixNano(), ev.Type, ev.CallID, ev.SessionID, ev.Subject,
+				ev.Issuer, ev.TokenID, ev.Tool, ev.Resource, ev.Effect, dataArg, ev.PrevHash, ev.Hash); err != nil {
 				return nil, i, fmt.Errorf("recording %s: %w", ev.Type, err)
 			}
+			if j < len(q.hooks) && q.hooks[j] != nil {
+				if err := q.hooks[j](ctx, tx); err != nil {
+					return nil, i, fmt.Errorf("recording %s: %w", ev.Type, err)
+				}
+			}
+			evs[i][j] = ev
+			seq, prev = ev.Seq, ev.Hash
 		}
-		evs[i] = ev
-		seq, prev = ev.Seq, ev.Hash
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)

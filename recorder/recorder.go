@@ -212,19 +212,43 @@ type TxHook func(ctx context.Context, tx *sql.Tx) error
 // time in a new transaction, when another event of its group fails and the
 // group is written again without it.
 func (r *Recorder) AppendWith(ctx context.Context, ev Event, hook TxHook) (Event, error) {
-	data, err := canonicalJSON(ev.Data)
+	evs, err := r.AppendAllWith(ctx, []Event{ev}, []TxHook{hook})
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
-	}
-	ev.Data = data
-	if ev.Time.IsZero() {
-		ev.Time = r.now()
-	}
-	ev.Time = ev.Time.UTC() // also drops the monotonic reading
-	if err := ev.check(); err != nil {
 		return Event{}, err
 	}
-	return r.enqueue(ev, hook)
+	return evs[0], nil
+}
+
+// AppendAll appends evs, in order and next to each other in the chain, in
+// one transaction: all are committed or none (a call's call.received with
+// its call.decided: one commit where there were two).
+func (r *Recorder) AppendAll(ctx context.Context, evs []Event) ([]Event, error) {
+	return r.AppendAllWith(ctx, evs, nil)
+}
+
+// AppendAllWith is AppendAll with hooks[i] (when not nil) run after the
+// insert of evs[i], as AppendWith runs its hook.
+func (r *Recorder) AppendAllWith(ctx context.Context, evs []Event, hooks []TxHook) ([]Event, error) {
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("%w: no events", ErrInvalidEvent)
+	}
+	ready := make([]Event, len(evs))
+	for i, ev := range evs {
+		data, err := canonicalJSON(ev.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
+		}
+		ev.Data = data
+		if ev.Time.IsZero() {
+			ev.Time = r.now()
+		}
+		ev.Time = ev.Time.UTC() // also drops the monotonic reading
+		if err := ev.check(); err != nil {
+			return nil, err
+		}
+		ready[i] = ev
+	}
+	return r.enqueue(ready, hooks)
 }
 
 // lockChain makes tx the only writer of the chain until it ends. In SQLite

@@ -30,7 +30,7 @@ import (
 var kindSettings = map[string]string{
 	"postgres":   "admin_dsn_env | admin_dsn_file and connect_host",
 	"ssh":        "address, host_key | host_ca | known_hosts_file, ca_key_file | ca_key_env, source_address, max_sessions and shell",
-	"kubernetes": "kubeconfig_file | in_cluster",
+	"kubernetes": "kubeconfig_file | in_cluster, and cluster_scoped_writes",
 }
 
 // grantKeys says which grant settings a kind takes.

@@ -18,6 +18,7 @@ package mcpserver
 //	                withdrawn → cancelled
 //	tasks/result ─→ the call's result; approved and not run yet: broker.Handle again, the retry
 //	                that consumes the approval; pending: waits for a decision, at most taskResultWait
+//	                (and at most maxResultWaits such waits of one caller at once)
 //	tasks/cancel ─→ withdraws the pending approval (a deny by the requester)
 //	tasks/list   ─→ the caller's tasks (2025-11-25 only: 2026-07-28 has none, and mcp-go refuses it)
 //
@@ -73,6 +74,16 @@ const (
 	// maxTasks bounds the tasks kept in memory, all callers together; past
 	// it, the one due to be dropped soonest goes first.
 	maxTasks = 10000
+	// maxTasksPerOwner bounds those of one caller (issuer and subject):
+	// past it, that caller's own task due to be dropped soonest goes, so
+	// one caller's flood of calls does not push out everyone else's tasks.
+	maxTasksPerOwner = maxTasks / 10
+	// maxResultWaits bounds the tasks/result requests of one caller that
+	// wait on a pending approval at once (each rereads the store until the
+	// decision, for up to taskResultWait); past it, tasks/result answers
+	// "still pending" at once. A 2026-07-28 request holds no session, so
+	// the session caps do not bound these.
+	maxResultWaits = 8
 	// taskListLimit bounds the approvals tasks/list reads; taskPage is one
 	// page of its answer.
 	taskListLimit = 200
@@ -114,6 +125,9 @@ type tasks struct {
 	now        func() time.Time
 	resultWait time.Duration
 	maxWatch   int // maxWatchers
+	maxKeep    int // maxTasks
+	maxOwned   int // maxTasksPerOwner
+	maxWaits   int // maxResultWaits
 
 	// ctx ends the watchers (one per held call made here, until its
 	// approval is decided and, if approved, the call has run); close
@@ -126,12 +140,13 @@ type tasks struct {
 	entries  map[string]*taskEntry
 	swept    time.Time
 	closed   bool
-	watching int // watchers running
+	watching int            // watchers running
+	waits    map[string]int // tasks/result requests waiting, by owner
 }
 
 func newTasks(s *Server) *tasks {
 	ctx, stop := context.WithCancel(context.Background())
-	return &tasks{srv: s, now: time.Now, resultWait: taskResultWait, maxWatch: maxWatchers, entries: map[string]*taskEntry{}, ctx: ctx, stop: stop}
+	return &tasks{srv: s, now: time.Now, resultWait: taskResultWait, maxWatch: maxWatchers, maxKeep: maxTasks, maxOwned: maxTasksPerOwner, maxWaits: maxResultWaits, waits: map[string]int{}, entries: map[string]*taskEntry{}, ctx: ctx, stop: stop}
 }
 
 // close ends the watchers and waits for them: a held call whose approval
@@ -347,10 +362,24 @@ func (t *tasks) keep(e *taskEntry) (kept *taskEntry, fresh bool) {
 		}
 		return old, false
 	}
-	if len(t.entries) >= maxTasks {
+	if len(t.entries) >= t.maxKeep {
 		t.dropExpiredLocked(t.now())
 	}
-	if len(t.entries) >= maxTasks {
+	owned := 0
+	var firstOwned *taskEntry
+	for _, x := range t.entries {
+		if x.owner == e.owner {
+			owned++
+			if firstOwned == nil || x.expires.Before(firstOwned.expires) {
+				firstOwned = x
+			}
+		}
+	}
+	switch {
+	case owned >= t.maxOwned:
+		// The caller's own oldest goes, never another caller's.
+		delete(t.entries, firstOwned.id)
+	case len(t.entries) >= t.maxKeep:
 		var first *taskEntry
 		for _, x := range t.entries {
 			if first == nil || x.expires.Before(first.expires) {
@@ -534,14 +563,15 @@ func (t *tasks) result(ctx context.Context, id string, who policy.Identity, sess
 		return nil, rerr
 	}
 	if e != nil {
-		e.run.Lock()
-		defer e.run.Unlock()
 		if r := t.resultOf(e); r != nil {
 			return withRelatedTask(r, id), nil
 		}
 	}
-	if a.State == approval.Pending {
+	// The wait holds no lock of the task: another tasks/result of it is
+	// answered meanwhile (at once, past maxWaits), not queued behind it.
+	if a.State == approval.Pending && t.startWait(who) {
 		got, err := t.srv.broker.AwaitApproval(ctx, id, t.resultWait)
+		t.endWait(who)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, &rpcError{mcp.INTERNAL_ERROR, "the request ended while waiting for the approval"}
@@ -549,6 +579,15 @@ func (t *tasks) result(ctx context.Context, id string, who policy.Identity, sess
 			return nil, &rpcError{mcp.INTERNAL_ERROR, fmt.Sprintf("waiting for approval %s failed: %v", id, err)}
 		}
 		a = got
+	}
+	if e != nil {
+		// One run at a time (the watcher's or another tasks/result): wait
+		// for it, and answer with its result.
+		e.run.Lock()
+		defer e.run.Unlock()
+		if r := t.resultOf(e); r != nil {
+			return withRelatedTask(r, id), nil
+		}
 	}
 	var r *mcp.CallToolResult
 	switch a.State {
@@ -575,6 +614,28 @@ func (t *tasks) result(ctx context.Context, id string, who policy.Identity, sess
 		r = toolError(outcome, id, msg)
 	}
 	return withRelatedTask(r, id), nil
+}
+
+// startWait reports whether who may wait on a pending approval now (under
+// maxWaits at once), and counts the wait; endWait ends it.
+func (t *tasks) startWait(who policy.Identity) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	owner := ownerOf(who)
+	if t.waits[owner] >= t.maxWaits {
+		return false
+	}
+	t.waits[owner]++
+	return true
+}
+
+func (t *tasks) endWait(who policy.Identity) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	owner := ownerOf(who)
+	if t.waits[owner]--; t.waits[owner] <= 0 {
+		delete(t.waits, owner)
+	}
 }
 
 func (t *tasks) resultOf(e *taskEntry) *mcp.CallToolResult {

@@ -39,7 +39,21 @@ var finalTypes = map[string]bool{
 // and the recorder share one writer database (openRecorder opens the
 // recorder on the store's).
 func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
-	var hook recorder.TxHook
+	return r.rec.AppendWith(ctx, ev, r.hook(ev))
+}
+
+// AppendAll is Append for events appended together (a call's call.received
+// and its next event): each one's row change in the one transaction.
+func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+	hooks := make([]recorder.TxHook, len(evs))
+	for i, ev := range evs {
+		hooks[i] = r.hook(ev)
+	}
+	return r.rec.AppendAllWith(ctx, evs, hooks)
+}
+
+// hook is what ev changes in calls_in_flight, in its append's transaction.
+func (r *inflightRecorder) hook(ev recorder.Event) recorder.TxHook {
 	switch {
 	case ev.CallID == "":
 	case ev.Type == recorder.TypeCallReceived:
@@ -47,11 +61,11 @@ func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recor
 			CallID: ev.CallID, Replica: r.replica, SessionID: ev.SessionID, Subject: ev.Subject,
 			Issuer: ev.Issuer, Tool: ev.Tool, Resource: ev.Resource, StartedAt: time.Now(),
 		}
-		hook = func(ctx context.Context, tx *sql.Tx) error { return r.store.BeginCallTx(ctx, tx, c) }
+		return func(ctx context.Context, tx *sql.Tx) error { return r.store.BeginCallTx(ctx, tx, c) }
 	case finalTypes[ev.Type]:
-		hook = func(ctx context.Context, tx *sql.Tx) error { return r.store.EndCallTx(ctx, tx, ev.CallID) }
+		return func(ctx context.Context, tx *sql.Tx) error { return r.store.EndCallTx(ctx, tx, ev.CallID) }
 	}
-	return r.rec.AppendWith(ctx, ev, hook)
+	return nil
 }
 
 // interrupted records call.interrupted for a call a gone replica left

@@ -114,17 +114,27 @@ func testInflightRecorder(t *testing.T, u string) {
 	if got := events("c3"); len(got) != 1 || got[0] != recorder.TypeCallReceived || !inFlight("c3") {
 		t.Errorf("after the failed call.failed: events %v, in flight %v; want call.received only, still in flight", got, inFlight("c3"))
 	}
+	// Appended together (the broker's call.received with a refusal before
+	// policy): in and out of flight in one transaction.
+	both := []recorder.Event{{Type: recorder.TypeCallReceived, CallID: "c4", Tool: "query_db"}, {Type: "call.refused", CallID: "c4", Tool: "query_db"}}
+	if _, err := ir.AppendAll(ctx, both); err != nil {
+		t.Fatal(err)
+	}
+	if got := events("c4"); len(got) != 2 || inFlight("c4") {
+		t.Errorf("after call.received and call.refused together: events %v, in flight %v; want both, not in flight", got, inFlight("c4"))
+	}
 	rep, err := ir.rec.Verify(ctx)
-	if err != nil || !rep.OK || rep.Count != int64(len(callEvents)+1) {
-		t.Errorf("Verify = %+v, %v; want %d good events", rep, err, len(callEvents)+1)
+	if err != nil || !rep.OK || rep.Count != int64(len(callEvents)+3) {
+		t.Errorf("Verify = %+v, %v; want %d good events", rep, err, len(callEvents)+3)
 	}
 }
 
 // TestInflightStoreTransactions counts PostgreSQL's write transactions
 // (transaction ids assigned, autovacuum off, nothing else on the server)
-// over calls through the broker's recorder: one per transcript event,
-// none more for calls_in_flight. Under CI=true a missing PostgreSQL fails
-// the test.
+// over calls through the broker's recorder, appended as the broker appends
+// them (call.received with call.decided, then one by one): one per
+// append, none more for calls_in_flight, so 3 for a call of 4 events.
+// Under CI=true a missing PostgreSQL fails the test.
 func TestInflightStoreTransactions(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	pg.Exec(t, `ALTER SYSTEM SET autovacuum = off`)
@@ -144,16 +154,22 @@ func TestInflightStoreTransactions(t *testing.T) {
 	before := xid()
 	for i := range calls {
 		id := "c" + strconv.Itoa(i)
-		for _, typ := range callEvents {
-			if _, err := ir.Append(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}); err != nil {
+		ev := func(typ string) recorder.Event {
+			return recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}
+		}
+		if _, err := ir.AppendAll(ctx, []recorder.Event{ev(callEvents[0]), ev(callEvents[1])}); err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range callEvents[2:] {
+			if _, err := ir.Append(ctx, ev(typ)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	writes := xid() - before - 1
 	t.Logf("%d calls of %d events: %d write transactions (%.1f per call)", calls, len(callEvents), writes, float64(writes)/calls)
-	if want := int64(calls * len(callEvents)); writes != want {
-		t.Errorf("write transactions = %d; want %d, one per event", writes, want)
+	if want := int64(calls * (len(callEvents) - 1)); writes != want {
+		t.Errorf("write transactions = %d; want %d, one per append", writes, want)
 	}
 }
 

@@ -6,10 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,33 +28,7 @@ func newReplicaSetOwnStore(t *testing.T, n int, edit func(cfg string) string) (*
 	t.Helper()
 	d := newDemo(t, "127.0.0.1:1")
 	spg := testenv.PostgreSQL(t)
-	spg.Exec(t, "CREATE DATABASE airlock")
-	q := url.Values{"host": {spg.SocketDir}, "port": {strconv.Itoa(spg.Port)}, "sslmode": {"disable"}}
-	rs := &replicaSet{d: d, store: "postgres://postgres@/airlock?" + q.Encode()}
-	base, err := os.ReadFile(d.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		port := testenv.FreePort(t)
-		cfg := strings.Replace(string(base), "listen: 127.0.0.1:1\n", fmt.Sprintf("listen: 127.0.0.1:%d\n", port), 1)
-		cfg = strings.Replace(cfg, "store: sqlite://./airlock.db\n", fmt.Sprintf("store: %q\n", rs.store), 1)
-		cfg = strings.Replace(cfg, "log: {level: debug}\n", "log: {level: info}\n", 1)
-		cfg += fmt.Sprintf("leases: {heartbeat_interval: %s, heartbeat_timeout: %s}\n", replicaInterval, replicaTimeout)
-		if edit != nil {
-			cfg = edit(cfg)
-		}
-		path := filepath.Join(d.dir, fmt.Sprintf("replica%d.yaml", i))
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c := *d
-		c.config = path
-		rs.cfgs = append(rs.cfgs, &c)
-		rs.ports = append(rs.ports, port)
-		rs.procs = append(rs.procs, startServe(t, &c, port))
-	}
-	return rs, spg
+	return startReplicas(t, d, spg, n, edit), spg
 }
 
 // resultText is the text content of a tool result.

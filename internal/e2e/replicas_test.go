@@ -53,8 +53,15 @@ func newReplicaSet(t *testing.T, n int) *replicaSet {
 func newReplicaSetWith(t *testing.T, n int, edit func(cfg string) string) *replicaSet {
 	t.Helper()
 	d := newDemo(t, "127.0.0.1:1")
-	d.pg.Exec(t, "CREATE DATABASE airlock")
-	q := url.Values{"host": {d.pg.SocketDir}, "port": {strconv.Itoa(d.pg.Port)}, "sslmode": {"disable"}}
+	return startReplicas(t, d, d.pg, n, edit)
+}
+
+// startReplicas starts n airlock serve processes on the demo d, with their
+// store in database airlock of spg.
+func startReplicas(t *testing.T, d *demo, spg *testenv.Postgres, n int, edit func(cfg string) string) *replicaSet {
+	t.Helper()
+	spg.Exec(t, "CREATE DATABASE airlock")
+	q := url.Values{"host": {spg.SocketDir}, "port": {strconv.Itoa(spg.Port)}, "sslmode": {"disable"}}
 	rs := &replicaSet{d: d, store: "postgres://postgres@/airlock?" + q.Encode()}
 	base, err := os.ReadFile(d.config)
 	if err != nil {
