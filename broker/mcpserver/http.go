@@ -211,6 +211,7 @@ const (
 	reasonSessionsTotal   = "too_many_sessions"
 	reasonSessionsPerUser = "too_many_sessions_for_identity"
 	reasonNoIdentity      = "no_identity"
+	reasonNoSession       = "no_session"
 )
 
 // Log attribute keys.
@@ -370,6 +371,15 @@ func (h *HTTPHandler) admit(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	case http.MethodGet:
+		// An event stream belongs to a session this server opened: without
+		// one, mcp-go would invent a session id for the stream and keep it
+		// after the stream ends (memory a client could grow without bound).
+		// 2026-07-28 has no GET stream; mcp-go refuses those itself.
+		if sessionID == "" && !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+			h.refuse(w, r, refusal{status: http.StatusBadRequest, reason: reasonNoSession,
+				message: "an event stream (GET /mcp) needs the Mcp-Session-Id header of a session this server opened: send initialize first"})
+			return
+		}
 		// An event stream for a session mcp-go does not hold opens one.
 		opens = !h.sessions.has(sessionID)
 	}

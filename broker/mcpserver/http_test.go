@@ -280,9 +280,15 @@ func TestHTTPCapsSessions(t *testing.T) {
 	}
 
 	// An event stream for an unknown session would open one: refused too.
-	r = fd.do(t, http.MethodGet, "bob", nil, nil)
+	r = fd.do(t, http.MethodGet, "bob", nil, map[string]string{"Mcp-Session-Id": "mcp-session-unknown"})
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "http.max_sessions") {
-		t.Errorf("GET without a session at the cap: %d %q", r.status, r.body)
+		t.Errorf("GET for an unknown session at the cap: %d %q", r.status, r.body)
+	}
+	// One with no session at all is refused whatever the cap: mcp-go would
+	// keep a session id it made up for it.
+	r = fd.do(t, http.MethodGet, "bob", nil, nil)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "needs the Mcp-Session-Id header") {
+		t.Errorf("GET without a session: %d %q, want 400 naming Mcp-Session-Id", r.status, r.body)
 	}
 
 	// alice ends one of hers: bob may open his third.
