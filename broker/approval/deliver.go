@@ -430,14 +430,43 @@ func (s *sender) post(ctx context.Context, d store.Delivery) (status int, err er
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return 0, errors.New(strings.ReplaceAll(err.Error(), s.hook.URL, s.host))
+		return 0, errors.New(s.transportError(err.Error()))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("receiver answered %s", resp.Status)
+		// The code and its standard text: the reason phrase is the
+		// receiver's to choose (any text, up to the header limit).
+		return resp.StatusCode, fmt.Errorf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	return resp.StatusCode, nil
+}
+
+// maxTransportError bounds the text of a failed attempt's network error.
+const maxTransportError = 200
+
+// transportError is the sentence recorded for an attempt that got no
+// response: msg without the webhook's URL or its credentials (userinfo,
+// query), without what net/http quotes of a malformed response (the
+// receiver's bytes, from the first quote on), at most maxTransportError
+// bytes.
+func (s *sender) transportError(msg string) string {
+	msg = strings.ReplaceAll(msg, s.hook.URL, s.host)
+	if u, err := url.Parse(s.hook.URL); err == nil {
+		if u.User != nil {
+			msg = strings.ReplaceAll(msg, u.User.String(), "…")
+		}
+		if u.RawQuery != "" {
+			msg = strings.ReplaceAll(msg, u.RawQuery, "…")
+		}
+	}
+	if i := strings.IndexAny(msg, "\"`"); i >= 0 {
+		msg = strings.TrimRight(msg[:i], " :")
+	}
+	if len(msg) > maxTransportError {
+		msg = strings.ToValidUTF8(msg[:maxTransportError], "") + "…"
+	}
+	return msg
 }
 
 // retryable reports whether an attempt that ended with status is worth

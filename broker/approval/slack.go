@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlock-mcp/airlock/broker/approval/webhook"
 )
@@ -49,11 +50,7 @@ func slackMessage(p webhook.Payload) slackPayload {
 		}
 		rules = append(rules, line)
 	}
-	args := string(a.Arguments)
-	if len(args) > slackArgsLimit {
-		args = args[:slackArgsLimit] + "…"
-	}
-	args = strings.ReplaceAll(slackEscape(args), "```", "`\u200b``")
+	args := slackCode(string(a.Arguments))
 
 	mrk := func(s string) slackText { return slackText{Type: "mrkdwn", Text: s} }
 	blocks := []slackBlock{
@@ -75,6 +72,32 @@ func slackMessage(p webhook.Payload) slackPayload {
 		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "<" + a.Links.Page + "|Review and decide in Airlock>"}})
 	}
 	return slackPayload{Text: slackEscape(summary), Blocks: blocks}
+}
+
+// slackCode renders s for a code block: escaped, no two backticks in a
+// row (so no run of them can close the block), and cut after escaping to
+// slackArgsLimit characters, at a character and never inside an escape.
+func slackCode(s string) string {
+	s = slackEscape(s)
+	for range 2 { // the first pass leaves runs of at most two, the second none
+		s = strings.ReplaceAll(s, "``", "`\u200b`")
+	}
+	if utf8.RuneCountInString(s) <= slackArgsLimit {
+		return s
+	}
+	cut, n := 0, 0
+	for i := range s {
+		if n == slackArgsLimit {
+			cut = i
+			break
+		}
+		n++
+	}
+	s = s[:cut]
+	if i := strings.LastIndexByte(s, '&'); i >= 0 && !strings.Contains(s[i:], ";") {
+		s = s[:i]
+	}
+	return s + "…"
 }
 
 // slackEscape escapes the three characters Slack's mrkdwn gives meaning.

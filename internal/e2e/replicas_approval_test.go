@@ -82,23 +82,8 @@ func TestReplicasApprovalAcrossReplicas(t *testing.T) {
 	// The decision's own time, written in its transaction just before the
 	// commit that sends the NOTIFY.
 	// consumed_at is when A's Wait woke and used the approval.
-	row := rs.d.pg.Query(t, "airlock", `SELECT d.decided_at::text || ' ' || a.consumed_at::text
-		FROM approval_decisions d JOIN approvals a ON a.id = d.approval_id WHERE a.id = $1`, id)
-	var got []string
-	if len(row) == 1 {
-		got = strings.Fields(row[0])
-	}
-	if len(got) != 2 {
-		t.Fatalf("decision and consumption of %s: %v", id, row)
-	}
-	at := func(s string) time.Time {
-		ns, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return time.Unix(0, ns)
-	}
-	decided, consumed := at(got[0]), at(got[1])
+	d := decisionOf(t, rs, id)
+	decided, consumed := d.decided, d.consumed
 	lag := r.at.Sub(decided)
 	t.Logf("decision on replica B → approval consumed on replica A %s → call result %s (CLI returned %s after its decision)",
 		consumed.Sub(decided).Round(time.Millisecond), lag.Round(time.Millisecond), cliReturned.Sub(decided).Round(time.Millisecond))
@@ -111,4 +96,33 @@ func TestReplicasApprovalAcrossReplicas(t *testing.T) {
 	if st := rs.d.pg.Query(t, "airlock", `SELECT state FROM approvals WHERE id = $1`, id); len(st) != 1 || st[0] != "consumed" {
 		t.Errorf("approval state = %v, want consumed", st)
 	}
+}
+
+// decision is when an approval was decided (in the decision's own
+// transaction, just before the commit that sends the NOTIFY) and used
+// (when the held call's replica woke), and through what, by whom.
+type decision struct {
+	decided, consumed time.Time
+	via, subject      string
+}
+
+func decisionOf(t *testing.T, rs *replicaSet, id string) decision {
+	t.Helper()
+	row := rs.d.pg.Query(t, "airlock", `SELECT d.decided_at::text || ' ' || a.consumed_at::text || ' ' || d.via || ' ' || d.subject
+		FROM approval_decisions d JOIN approvals a ON a.id = d.approval_id WHERE a.id = $1`, id)
+	var got []string
+	if len(row) == 1 {
+		got = strings.Fields(row[0])
+	}
+	if len(got) != 4 {
+		t.Fatalf("decision and consumption of %s: %v", id, row)
+	}
+	at := func(s string) time.Time {
+		ns, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Unix(0, ns)
+	}
+	return decision{decided: at(got[0]), consumed: at(got[1]), via: got[2], subject: got[3]}
 }

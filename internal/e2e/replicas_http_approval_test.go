@@ -143,31 +143,16 @@ func TestReplicasDecidedOnBOverHTTP(t *testing.T) {
 		t.Fatalf("the approved call failed: %v %s", r.err, r.text)
 	}
 
-	row := rs.d.pg.Query(t, "airlock", `SELECT d.decided_at::text || ' ' || a.consumed_at::text || ' ' || d.via || ' ' || d.subject
-		FROM approval_decisions d JOIN approvals a ON a.id = d.approval_id WHERE a.id = $1`, id)
-	var got []string
-	if len(row) == 1 {
-		got = strings.Fields(row[0])
-	}
-	if len(got) != 4 {
-		t.Fatalf("decision and consumption of %s: %v", id, row)
-	}
-	at := func(s string) time.Time {
-		ns, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return time.Unix(0, ns)
-	}
-	decided, consumed := at(got[0]), at(got[1])
+	d := decisionOf(t, rs, id)
+	decided, consumed := d.decided, d.consumed
 	lag := r.at.Sub(decided)
 	t.Logf("decision through replica B's HTTP endpoint → approval consumed on replica A %s → call result on A %s (B answered the POST %s after its decision)",
 		consumed.Sub(decided).Round(time.Millisecond), lag.Round(time.Millisecond), posted.Sub(decided).Round(time.Millisecond))
 	if lag > time.Second {
 		t.Errorf("the held call completed %s after the decision, want within 1s", lag)
 	}
-	if got[2] != "web" || got[3] != "dora" {
-		t.Errorf("decision via %q by %q, want via web by dora", got[2], got[3])
+	if d.via != "web" || d.subject != "dora" {
+		t.Errorf("decision via %q by %q, want via web by dora", d.via, d.subject)
 	}
 	if st := rs.d.pg.Query(t, "shop", "SELECT status FROM orders WHERE id = 5"); len(st) != 1 || st[0] != "shipped" {
 		t.Errorf("order 5 status = %v, want shipped", st)
