@@ -32,6 +32,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/lease"
+	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
@@ -48,8 +49,11 @@ type Recorder interface {
 // Leases hands out credentials for grants.
 type Leases interface {
 	// Acquire's guard, when not nil, names the columns the credential must
-	// be unable to read (the profile's `enforce: privileges`).
-	Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string) (*lease.Lease, error)
+	// be unable to read (the profile's `enforce: privileges`). A reused
+	// lease comes back with Reused set and is the caller's to record;
+	// beforeMint runs before a credential is minted, which happens only if
+	// it succeeds (lease.Manager.Acquire).
+	Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string, beforeMint func(context.Context) error) (*lease.Lease, error)
 	Release(ctx context.Context, res tools.Resource, l *lease.Lease)
 	// RevokeResource revokes every lease held for a resource that a reload
 	// removed or changed (its grants may have narrowed).
@@ -99,7 +103,8 @@ type State struct {
 	Masking   *masking.Engine
 	Limits    tools.Limits
 
-	inflight inflight
+	inflight    inflight
+	maskedFacts maskedFacts
 }
 
 // inflight counts the calls running on a State. Once retired (replaced by a
@@ -240,11 +245,13 @@ type call struct {
 	counts   masking.Counts
 	// ended is set once a final event (completed, failed, refused) is recorded.
 	ended bool
-	// received is call.received, built when the call arrives and appended
-	// with the call's next event (its decision, or why it stopped before
-	// one) in one transaction: nothing runs in between, and a call is
-	// recorded before anything it asks for happens.
-	received *recorder.Event
+	// pending are the call's events not committed yet, in order; commit
+	// appends them in one store transaction. A call commits them where
+	// something must not happen without them: before a credential is minted
+	// for it, before an approval is asked for, before it runs (unless the
+	// target keeps it from writing: tools.ReadOnlyCaller), and with its
+	// final event, before any result leaves.
+	pending []recorder.Event
 }
 
 // Handle runs one tool call through every stage, in order.
@@ -298,7 +305,7 @@ func refuse(outcome, format string, args ...any) *Result {
 }
 
 // receive takes down the call, as it arrived, before anything else happens;
-// it is recorded with the next event (record).
+// it is committed with the events that follow it (call.pending).
 func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	args := json.RawMessage(c.Arguments)
 	if len(args) == 0 {
@@ -313,11 +320,9 @@ func (b *Broker) receive(ctx context.Context, c *call) *Result {
 	if err != nil {
 		return refuse("failed", "The call was refused because its arguments could not be masked for the transcript.")
 	}
-	ev, err := b.event(c, recorder.TypeCallReceived, map[string]any{"arguments": masked})
-	if err != nil {
+	if err := b.note(c, recorder.TypeCallReceived, map[string]any{"arguments": masked}); err != nil {
 		return refuse("failed", "The call was refused because it could not be recorded in the transcript.")
 	}
-	c.received = &ev
 	return nil
 }
 
@@ -379,7 +384,8 @@ func (b *Broker) analyse(ctx context.Context, c *call) *Result {
 	return nil
 }
 
-// decide evaluates policy and records the decision with the facts.
+// decide evaluates policy and takes down the decision with the facts; it is
+// committed with the events that follow it.
 func (b *Broker) decide(ctx context.Context, c *call) *Result {
 	started := b.cfg.Clock()
 	c.decision = c.st.Policy.Evaluate(b.input(c))
@@ -388,8 +394,8 @@ func (b *Broker) decide(ctx context.Context, c *call) *Result {
 	if err != nil {
 		return refuse("failed", "The call was refused because its facts could not be masked for the transcript.")
 	}
-	if err := b.record(ctx, c, "call.decided", map[string]any{"decision": c.decision, "facts": facts}); err != nil {
-		return refuse("failed", "The call was refused and not run: its policy decision could not be recorded because airlock's store is unavailable.")
+	if err := b.note(c, "call.decided", map[string]any{"decision": c.decision, "facts": facts}); err != nil {
+		return refuse("failed", "The call was refused because its policy decision could not be encoded for the transcript.")
 	}
 	switch c.decision.Effect {
 	case policy.Allow, policy.Approve:
@@ -411,6 +417,9 @@ func (b *Broker) decide(ctx context.Context, c *call) *Result {
 func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	if c.decision.Effect != policy.Approve {
 		return nil
+	}
+	if err := b.commit(ctx, c); err != nil {
+		return refusedUnrecorded()
 	}
 	canonical := c.args.Canonical()
 	masked, hidden, err := b.maskArguments(c.st, canonical)
@@ -525,8 +534,17 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 		guard = p
 	}
 	started := b.cfg.Clock()
-	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, guard, c.Identity, c.id)
+	unrecorded := false
+	beforeMint := func(ctx context.Context) error {
+		err := b.commit(ctx, c)
+		unrecorded = err != nil
+		return err
+	}
+	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, guard, c.Identity, c.id, beforeMint)
 	b.cfg.Metrics.observeStage("lease", b.cfg.Clock().Sub(started))
+	if unrecorded {
+		return refusedUnrecorded()
+	}
 	if err != nil {
 		msg := b.maskText(c, err.Error())
 		b.cfg.Logger.Error("lease failed", "call_id", c.id, "resource", c.resource.Spec().Name, "error", msg)
@@ -534,14 +552,74 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 		return refuse("failed", "Could not obtain a credential for resource %s: %s", c.resource.Spec().Name, sentence(msg))
 	}
 	c.lease = l
+	if l.Reused {
+		if err := b.note(c, recorder.TypeLeaseReused, leaseData(l.Record, "")); err != nil {
+			return refuse("failed", "The call was refused because its lease could not be encoded for the transcript.")
+		}
+	}
+	// What it took to get here is durable before the call runs, unless the
+	// target keeps the call from writing: then it is committed with the
+	// outcome, before the result leaves, in the same transaction.
+	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(l.Credential, c.args) {
+		if err := b.commit(ctx, c); err != nil {
+			return refusedUnrecorded()
+		}
+	}
 	return nil
 }
 
+// commitWhileRunning commits the call's pending events once it has run for
+// RecordRunningAfter, cancelling the returned context (with errUnrecorded)
+// if they cannot be. stop, called once Execute has returned, waits for a
+// commit under way: until then the timer's goroutine alone touches
+// c.pending.
+func (b *Broker) commitWhileRunning(ctx context.Context, c *call) (context.Context, func()) {
+	ctx, abort := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	timer := time.AfterFunc(RecordRunningAfter, func() {
+		defer close(done)
+		if err := b.commit(ctx, c); err != nil {
+			abort(errUnrecorded)
+		}
+	})
+	return ctx, func() {
+		if !timer.Stop() {
+			<-done
+		}
+		abort(nil)
+	}
+}
+
+// refusedUnrecorded is the refusal of a call that did not run because what
+// it did so far could not be committed to the transcript.
+func refusedUnrecorded() *Result {
+	return refuse("failed", "The call was refused and not run: its policy decision could not be recorded because airlock's store is unavailable.")
+}
+
+// RecordRunningAfter is how long a read runs before what it took to get
+// there is committed while it runs (execute). A read that ends sooner is
+// recorded once, with its outcome.
+const RecordRunningAfter = 100 * time.Millisecond
+
+// errUnrecorded stops a read whose events could not be committed while it
+// ran.
+var errUnrecorded = errors.New("the call could not be recorded while it ran")
+
 // execute runs the call on the backend within its limits.
+//
+// A read whose events are still pending (acquireLease) has them committed
+// once it has run for RecordRunningAfter, while it runs: should airlock die
+// before the read ends, the transcript holds it and the next start ends it
+// with call.interrupted. If the store cannot take them, the read is
+// cancelled.
 func (b *Broker) execute(ctx context.Context, c *call) *Result {
 	limits := b.limits(c)
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout+5*time.Second)
 	defer cancel()
+	stop := func() {}
+	if len(c.pending) > 0 {
+		ctx, stop = b.commitWhileRunning(ctx, c)
+	}
 	started := b.cfg.Clock()
 	out, err := c.tool.Execute(ctx, tools.Target{
 		Resource:   c.resource,
@@ -551,8 +629,12 @@ func (b *Broker) execute(ctx context.Context, c *call) *Result {
 		CallID:     c.id,
 		Logger:     b.cfg.Logger.With("call_id", c.id),
 	}, c.args)
+	stop()
 	elapsed := b.cfg.Clock().Sub(started)
 	b.cfg.Metrics.observeStage("execute", elapsed)
+	if errors.Is(context.Cause(ctx), errUnrecorded) {
+		return refuse("failed", "The call was stopped after %s and its result withheld: it could not be recorded while it ran because airlock's store is unavailable.", RecordRunningAfter)
+	}
 	if err != nil {
 		msg := b.maskText(c, err.Error())
 		b.recordFailure(ctx, c, "execute", msg)
@@ -597,7 +679,7 @@ func (b *Broker) respond(ctx context.Context, c *call) *Result {
 		data["rows"] = len(c.output.Table.Rows)
 	}
 	if err := b.record(ctx, c, "call.completed", data); err != nil {
-		return refuse("failed", "The output was withheld because it could not be recorded in the transcript.")
+		return refuse("failed", "The result was withheld: it could not be recorded because airlock's store is unavailable.")
 	}
 	c.ended = true
 	return &Result{Structured: structured, Text: text}
@@ -644,31 +726,55 @@ func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
 	return *r
 }
 
-// record appends one transcript event for the call. The write outlives the
-// request: a cancelled call still leaves its transcript.
-//
-// The call's first record also appends its call.received (receive), in the
-// same transaction.
+// record appends one transcript event for the call and commits it with the
+// call's pending ones. If the commit fails, the event is dropped (what it
+// says did not happen as recorded: a result that is withheld, say) and the
+// pending ones stay for the call's next record, the call.refused that says
+// what did.
 func (b *Broker) record(ctx context.Context, c *call, typ string, data any) error {
+	if err := b.note(c, typ, data); err != nil {
+		return err
+	}
+	if err := b.commit(ctx, c); err != nil {
+		c.pending = c.pending[:len(c.pending)-1]
+		return err
+	}
+	return nil
+}
+
+// note takes down one transcript event for the call; commit appends it.
+func (b *Broker) note(c *call, typ string, data any) error {
 	ev, err := b.event(c, typ, data)
 	if err != nil {
 		return err
 	}
+	c.pending = append(c.pending, ev)
+	return nil
+}
+
+// commit appends the call's pending events in one store transaction. The
+// write outlives the request: a cancelled call still leaves its transcript.
+// Events that could not be committed stay pending: they are tried again
+// with the call's next record (its call.refused or call.failed).
+func (b *Broker) commit(ctx context.Context, c *call) error {
+	if len(c.pending) == 0 {
+		return nil
+	}
 	started := b.cfg.Clock()
-	if c.received != nil {
-		_, err = b.cfg.Recorder.AppendAll(context.WithoutCancel(ctx), []recorder.Event{*c.received, ev})
-		if err == nil {
-			c.received = nil
-		}
+	var err error
+	if len(c.pending) == 1 {
+		_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), c.pending[0])
 	} else {
-		_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), ev)
+		_, err = b.cfg.Recorder.AppendAll(context.WithoutCancel(ctx), c.pending)
 	}
 	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
 	if err != nil {
-		b.cfg.Logger.Error("recording transcript event failed", "call_id", c.id, "type", typ, "error", err)
+		b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", err)
 		b.cfg.Metrics.recordFailures.Inc()
+		return err
 	}
-	return err
+	c.pending = c.pending[:0]
+	return nil
 }
 
 // event is a transcript event of the call, as it stands.
@@ -702,33 +808,40 @@ func (b *Broker) recordFailure(ctx context.Context, c *call, stage, msg string) 
 	}
 }
 
-// RecordLease records a lease transition; the lease manager calls it.
+// RecordLease records a lease transition; the lease manager calls it. (A
+// reuse is recorded with the call's own events: acquireLease.)
 func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
-	data := map[string]any{
-		"lease_id": ev.Lease.ID, "grant": ev.Lease.Grant, "kind": ev.Lease.Kind,
-		"handle": ev.Lease.Handle, "expires_at": ev.Lease.ExpiresAt, "state": ev.Lease.State,
-	}
+	var errText string
 	if ev.Err != nil {
 		p, _ := b.state.Load().Masking.Profile(DefaultMaskProfile)
-		data["error"] = maskWith(p, ev.Err.Error())
+		errText = maskWith(p, ev.Err.Error())
 	}
-	raw, err := json.Marshal(data)
+	raw, err := json.Marshal(leaseData(ev.Lease, errText))
 	if err != nil {
 		return err
 	}
-	callID := ev.CallID
-	if callID == "" {
-		callID = ev.Lease.CallID
-	}
 	_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), recorder.Event{
 		Type:     ev.Type,
-		CallID:   callID,
+		CallID:   ev.Lease.CallID,
 		Subject:  ev.Lease.Subject,
 		Issuer:   ev.Lease.Issuer,
 		Resource: ev.Lease.Resource,
 		Data:     raw,
 	})
 	return err
+}
+
+// leaseData is what a lease event says of the lease (and, when errText is
+// not empty, of why it failed; already masked).
+func leaseData(l store.Lease, errText string) map[string]any {
+	data := map[string]any{
+		"lease_id": l.ID, "grant": l.Grant, "kind": l.Kind,
+		"handle": l.Handle, "expires_at": l.ExpiresAt, "state": l.State,
+	}
+	if errText != "" {
+		data["error"] = errText
+	}
+	return data
 }
 
 func (b *Broker) input(c *call) policy.Input {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,13 +109,16 @@ func (r *fakeResource) Orphans(context.Context) ([]string, error) { return nil, 
 func (r *fakeResource) Reusable() bool                            { return true }
 func (r *fakeResource) Close()                                    { r.mu.Lock(); r.closed = true; r.mu.Unlock() }
 
-// flakyRecorder fails appends of the given event types.
+// flakyRecorder fails appends of the given event types, and counts the
+// appends (store transactions) asked of it.
 type flakyRecorder struct {
 	*recorder.Recorder
-	failOn map[string]bool
+	failOn  map[string]bool
+	commits atomic.Int32
 }
 
 func (f *flakyRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+	f.commits.Add(1)
 	if f.failOn[ev.Type] {
 		return recorder.Event{}, errors.New("disk full")
 	}
@@ -124,6 +128,7 @@ func (f *flakyRecorder) Append(ctx context.Context, ev recorder.Event) (recorder
 // AppendAll fails, appending none, when any of the events is of a failing
 // type (the events of one append are committed together or not at all).
 func (f *flakyRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+	f.commits.Add(1)
 	for _, ev := range evs {
 		if f.failOn[ev.Type] {
 			return nil, errors.New("disk full")
@@ -162,7 +167,8 @@ type harness struct {
 	flaky  *flakyRecorder
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness serves the fake tool, or what wrap makes of it.
+func newHarness(t *testing.T, wrap ...func(*fakeTool) tools.Tool) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite://:memory:")
@@ -199,7 +205,11 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = New(Config{Tools: []tools.Tool{h.tool}, Recorder: h.flaky, Leases: leases}, &State{
+	var served tools.Tool = h.tool
+	for _, w := range wrap {
+		served = w(h.tool)
+	}
+	b, err = New(Config{Tools: []tools.Tool{served}, Recorder: h.flaky, Leases: leases}, &State{
 		Policy:    pol,
 		Resources: map[string]tools.Resource{"db1": res},
 		Masking:   engine,

@@ -55,8 +55,8 @@ type guardSpy struct {
 	seen []acquired
 }
 
-func (s *guardSpy) Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string) (*lease.Lease, error) {
-	l, err := s.Manager.Acquire(ctx, res, grant, guard, id, callID)
+func (s *guardSpy) Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string, beforeMint func(context.Context) error) (*lease.Lease, error) {
+	l, err := s.Manager.Acquire(ctx, res, grant, guard, id, callID, beforeMint)
 	if err == nil {
 		a := acquired{leaseID: l.Record.ID, handle: l.Record.Handle, reused: l.Reused}
 		if guard != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/airlock-mcp/airlock/masking"
 )
@@ -182,11 +183,57 @@ func maskWith(p *masking.Profile, s string) string {
 
 // maskFacts masks the facts recorded in the transcript (shell arguments can
 // carry what the arguments' masking removed) with the default profile.
-func (b *Broker) maskFacts(c *call) (any, error) {
+//
+// A State masks the same facts the same way, so it keeps the masked form of
+// facts it has seen, by their JSON (a repeated statement's facts are the
+// same): at most maskedFactsEntries of at most maskedFactsBytes each,
+// forgotten all at once when full, and with the State on a reload.
+func (b *Broker) maskFacts(c *call) (json.RawMessage, error) {
 	raw, err := json.Marshal(c.facts)
 	if err != nil {
 		return nil, err
 	}
+	key := string(raw)
+	if m, ok := c.st.maskedFacts.get(key); ok {
+		return m, nil
+	}
 	masked, _, err := b.maskArguments(c.st, raw)
-	return masked, err
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(masked)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) <= maskedFactsBytes {
+		c.st.maskedFacts.put(key, out)
+	}
+	return out, nil
+}
+
+const (
+	maskedFactsEntries = 512
+	maskedFactsBytes   = 8 << 10
+)
+
+// maskedFacts maps facts JSON to its masked form (maskFacts).
+type maskedFacts struct {
+	mu sync.Mutex
+	m  map[string]json.RawMessage
+}
+
+func (f *maskedFacts) get(key string) (json.RawMessage, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.m[key]
+	return m, ok
+}
+
+func (f *maskedFacts) put(key string, masked json.RawMessage) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil || len(f.m) >= maskedFactsEntries {
+		f.m = make(map[string]json.RawMessage, maskedFactsEntries)
+	}
+	f.m[key] = masked
 }

@@ -41,8 +41,8 @@ type spyLeases struct {
 	creds []tools.Credential
 }
 
-func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string) (*lease.Lease, error) {
-	l, err := s.Manager.Acquire(ctx, res, grant, guard, id, callID)
+func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant string, guard tools.ColumnGuard, id policy.Identity, callID string, beforeMint func(context.Context) error) (*lease.Lease, error) {
+	l, err := s.Manager.Acquire(ctx, res, grant, guard, id, callID, beforeMint)
 	if err == nil {
 		s.mu.Lock()
 		s.creds = append(s.creds, l.Credential)

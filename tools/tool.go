@@ -76,6 +76,20 @@ type ResourceChecker interface {
 	CheckResource(spec ResourceSpec, args Args) error
 }
 
+// ReadOnlyCaller is implemented by a tool some or all of whose calls the
+// target system itself keeps from writing: a PostgreSQL READ ONLY
+// transaction, a GET to the Kubernetes API. The broker records such a call
+// once, with its outcome, in one store transaction before the result
+// leaves; every other call is recorded before it runs as well. A read the
+// target refuses to turn into a write has no effect but its result, and the
+// result waits for the record (docs/benchmarks.md).
+type ReadOnlyCaller interface {
+	// ReadOnlyCall reports whether the call, run with cred, cannot write.
+	// It must agree with what Execute sends: true only when the target
+	// refuses any write the call attempts, whatever the facts say.
+	ReadOnlyCall(cred Credential, args Args) bool
+}
+
 // Tool is one MCP tool served through the broker.
 type Tool interface {
 	// Name is the MCP tool name, e.g. "query_db".

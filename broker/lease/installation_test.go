@@ -72,7 +72,7 @@ func TestOrphanCleanupIsScopedByInstallation(t *testing.T) {
 	}
 	roles := map[string]string{}
 	for name, in := range map[string]install{"a": a, "b": b} {
-		l, err := in.m.Acquire(ctx, in.res, "ro", nil, alice, "call-"+name)
+		l, err := in.m.Acquire(ctx, in.res, "ro", nil, alice, "call-"+name, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

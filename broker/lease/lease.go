@@ -53,15 +53,12 @@ type Store interface {
 	TakeAbandonedCalls(ctx context.Context, staleBefore time.Time, replica string) ([]store.CallInFlight, error)
 }
 
-// Event reports a lease transition (minted, reused, revoked, failed) so the
-// caller can record it in the transcript.
+// Event reports a lease transition (minted, revoked, failed) so the caller
+// can record it in the transcript.
 type Event struct {
-	Type  string // "lease.minted", "lease.reused", "lease.revoked", "lease.failed"
+	Type  string // "lease.minted", "lease.revoked", "lease.failed" (a reuse is the caller's to record)
 	Lease store.Lease
-	// CallID is the call the transition belongs to: the one reusing the
-	// lease for lease.reused, else the one that minted it.
-	CallID string
-	Err    error
+	Err   error
 }
 
 // Config configures a Manager.
@@ -203,7 +200,13 @@ func New(cfg Config) (*Manager, error) {
 // allows reuse, it was minted for the same guard and enough of its ttl is
 // left, else a freshly minted one. guard, when not nil, names the columns
 // the credential must be unable to read (tools.MintRequest.Guard).
-func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName string, guard tools.ColumnGuard, id policy.Identity, callID string) (*Lease, error) {
+//
+// A reused lease is returned with Reused set and no event: the caller
+// records the reuse with the call's own events. Before minting, Acquire
+// calls beforeMint (when not nil) and mints only if it succeeds: the broker
+// commits the call's decision there, so a credential is never created for a
+// call the transcript does not hold yet, and lease.minted follows it.
+func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName string, guard tools.ColumnGuard, id policy.Identity, callID string, beforeMint func(context.Context) error) (*Lease, error) {
 	spec := res.Spec()
 	grant, ok := spec.Grants[grantName]
 	if !ok {
@@ -223,10 +226,12 @@ func (m *Manager) Acquire(ctx context.Context, res tools.Resource, grantName str
 		l, ok := m.cache[k]
 		m.mu.Unlock()
 		if ok && l.Record.ExpiresAt.Sub(now) > time.Duration(float64(grant.TTL)*m.cfg.ReuseMargin) {
-			if err := m.cfg.OnEvent(ctx, Event{Type: "lease.reused", Lease: l.Record, CallID: callID}); err != nil {
-				return nil, err
-			}
 			return &Lease{Record: l.Record, Credential: l.Credential, Reused: true, res: l.res}, nil
+		}
+	}
+	if beforeMint != nil {
+		if err := beforeMint(ctx); err != nil {
+			return nil, err
 		}
 	}
 

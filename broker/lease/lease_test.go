@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -116,36 +117,63 @@ var alice = policy.Identity{Subject: "alice", Issuer: "https://idp"}
 func TestAcquireReusesWhileEnoughTTLIsLeft(t *testing.T) {
 	m, res, _, clk, events := setup(t, true)
 	ctx := context.Background()
-	first, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	first, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(4 * time.Minute) // 6 of 10 minutes left: more than half
-	second, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
+	second, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2", nil)
 	if !second.Reused || second.Record.ID != first.Record.ID {
 		t.Errorf("want the lease reused, got %+v", second.Record)
 	}
-	bob, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-3")
+	bob, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-3", nil)
 	if bob.Record.ID == first.Record.ID {
 		t.Error("another identity got alice's lease")
 	}
 	clk.Advance(2 * time.Minute) // 4 of 10 left: less than half
-	third, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4")
+	third, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4", nil)
 	if third.Reused || third.Record.ID == first.Record.ID {
 		t.Error("a lease with less than half its ttl left was reused")
 	}
 	if len(res.minted) != 3 {
 		t.Errorf("minted %d, want 3", len(res.minted))
 	}
-	if (*events)[1] != "lease.reused" {
-		t.Errorf("events %v", *events)
+	// A reuse is the caller's to record (with the call's own events).
+	if want := []string{"lease.minted", "lease.minted", "lease.minted"}; !slices.Equal(*events, want) {
+		t.Errorf("events %v, want %v", *events, want)
+	}
+}
+
+// beforeMint runs before a credential is minted, never for a reuse, and a
+// mint it refuses does not happen.
+func TestBeforeMint(t *testing.T) {
+	m, res, _, _, _ := setup(t, true)
+	ctx := context.Background()
+	calls := 0
+	before := func(context.Context) error { calls++; return nil }
+	if _, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1", before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Acquire(ctx, res, "ro", nil, alice, "call-2", before); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("beforeMint ran %d times for one mint and one reuse, want 1", calls)
+	}
+	refused := errors.New("store unavailable")
+	_, err := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-3", func(context.Context) error { return refused })
+	if !errors.Is(err, refused) {
+		t.Errorf("Acquire = %v, want beforeMint's error", err)
+	}
+	if len(res.minted) != 1 {
+		t.Errorf("minted %d credentials, want 1: a mint beforeMint refused went ahead", len(res.minted))
 	}
 }
 
 func TestSweepRevokesAtExpiry(t *testing.T) {
 	m, res, st, clk, _ := setup(t, true)
 	ctx := context.Background()
-	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
 	m.Sweep(ctx)
 	if len(res.revoked) != 0 {
 		t.Fatal("revoked before expiry")
@@ -163,7 +191,7 @@ func TestSweepRevokesAtExpiry(t *testing.T) {
 		t.Errorf("live = %d", m.Live())
 	}
 	// An expired lease is not reused.
-	next, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
+	next, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2", nil)
 	if next.Reused {
 		t.Error("a revoked lease was reused")
 	}
@@ -172,12 +200,12 @@ func TestSweepRevokesAtExpiry(t *testing.T) {
 func TestSingleUseCredentialsAreRevokedOnRelease(t *testing.T) {
 	m, res, _, _, _ := setup(t, false)
 	ctx := context.Background()
-	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	l, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
 	m.Release(ctx, res, l)
 	if len(res.revoked) != 1 {
 		t.Errorf("revoked %v", res.revoked)
 	}
-	l2, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2")
+	l2, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-2", nil)
 	if l2.Reused {
 		t.Error("single-use credential reused")
 	}
@@ -187,7 +215,7 @@ func TestMintFailureIsRecordedAndCleanedUp(t *testing.T) {
 	m, res, st, _, events := setup(t, true)
 	res.mintErr = errors.New("permission denied to create role")
 	ctx := context.Background()
-	if _, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1"); err == nil {
+	if _, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil); err == nil {
 		t.Fatal("want an error")
 	}
 	live, _ := st.LiveLeases(ctx)
@@ -207,7 +235,7 @@ func TestMintFailureIsRecordedAndCleanedUp(t *testing.T) {
 func TestRecover(t *testing.T) {
 	m, res, st, clk, _ := setup(t, true)
 	ctx := context.Background()
-	live, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	live, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
 	res.orphans = []string{"role_orphan1", live.Record.Handle}
 	// A lease left by a crashed process, already expired.
 	crashed := store.Lease{ID: "00000000-dead", CallID: "c", Resource: "db", Kind: "fake", Grant: "ro", Subject: "x", Handle: "role_crashed",
@@ -228,8 +256,8 @@ func TestCloseRevokesWhatThisProcessHolds(t *testing.T) {
 	m, res, _, _, _ := setup(t, true)
 	ctx := context.Background()
 	m.Start(ctx)
-	a, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
-	b, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-2")
+	a, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
+	b, _ := m.Acquire(ctx, res, "ro", nil, policy.Identity{Subject: "bob"}, "call-2", nil)
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -270,30 +298,30 @@ func TestAcquireKeysReuseOnTheGuard(t *testing.T) {
 	m, res, _, _, _ := setup(t, true)
 	ctx := context.Background()
 	pii, pii2 := fakeGuard("pii:0a1b"), fakeGuard("pii:ffff") // same profile, other rules (a reload)
-	plain, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1")
+	plain, err := m.Acquire(ctx, res, "ro", nil, alice, "call-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	guarded, err := m.Acquire(ctx, res, "ro", pii, alice, "call-2")
+	guarded, err := m.Acquire(ctx, res, "ro", pii, alice, "call-2", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if guarded.Reused || guarded.Record.ID == plain.Record.ID {
 		t.Fatal("an unguarded lease served a call that needs the guard")
 	}
-	again, _ := m.Acquire(ctx, res, "ro", pii, alice, "call-3")
+	again, _ := m.Acquire(ctx, res, "ro", pii, alice, "call-3", nil)
 	if !again.Reused || again.Record.ID != guarded.Record.ID {
 		t.Errorf("the guarded lease was not reused under the same key: %+v", again.Record)
 	}
-	back, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4")
+	back, _ := m.Acquire(ctx, res, "ro", nil, alice, "call-4", nil)
 	if !back.Reused || back.Record.ID != plain.Record.ID {
 		t.Errorf("a call without a guard did not get the unguarded lease back: reused=%v id=%s", back.Reused, back.Record.ID)
 	}
-	other, _ := m.Acquire(ctx, res, "ro", pii2, alice, "call-5")
+	other, _ := m.Acquire(ctx, res, "ro", pii2, alice, "call-5", nil)
 	if other.Reused || other.Record.ID == guarded.Record.ID || other.Record.ID == plain.Record.ID {
 		t.Error("a lease minted under other column rules was reused")
 	}
-	bob, _ := m.Acquire(ctx, res, "ro", pii, policy.Identity{Subject: "bob"}, "call-6")
+	bob, _ := m.Acquire(ctx, res, "ro", pii, policy.Identity{Subject: "bob"}, "call-6", nil)
 	if bob.Reused {
 		t.Error("another identity reused alice's guarded lease")
 	}
@@ -306,7 +334,7 @@ func TestAcquireKeysReuseOnTheGuard(t *testing.T) {
 			t.Fatalf("mints with guards %q, want %q", res.guards, want)
 		}
 	}
-	if _, err := m.Acquire(ctx, res, "ro", fakeGuard(""), alice, "call-7"); err == nil {
+	if _, err := m.Acquire(ctx, res, "ro", fakeGuard(""), alice, "call-7", nil); err == nil {
 		t.Error("a guard with an empty key was accepted")
 	}
 }

@@ -18,7 +18,7 @@ func TestNoReapForAHeartbeatTimeoutAfterAGap(t *testing.T) {
 	s := newReplicaSetup(t)
 	a := s.manager(t, "A", "host-a", 100)
 	b := s.manager(t, "B", "host-b", 200)
-	lb, err := b.Acquire(ctx, s.res, "ro", nil, bob, "call-b")
+	lb, err := b.Acquire(ctx, s.res, "ro", nil, bob, "call-b", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,11 +64,11 @@ func TestReapRevokesAGoneReplicasLeases(t *testing.T) {
 	s := newReplicaSetup(t)
 	a := s.manager(t, "A", "host-a", 100)
 	b := s.manager(t, "B", "host-b", 200)
-	la, err := a.Acquire(ctx, s.res, "ro", nil, alice, "call-a")
+	la, err := a.Acquire(ctx, s.res, "ro", nil, alice, "call-a", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb, err := b.Acquire(ctx, s.res, "ro", nil, bob, "call-b")
+	lb, err := b.Acquire(ctx, s.res, "ro", nil, bob, "call-b", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +138,11 @@ func TestRegisterRevokesAnEarlierRunOnThisHost(t *testing.T) {
 	s := newReplicaSetup(t)
 	crashed := s.manager(t, "old", "node-1", 1<<22+7) // a pid that does not run
 	other := s.manager(t, "other", "node-2", 1<<22+7)
-	l, err := crashed.Acquire(ctx, s.res, "ro", nil, alice, "call-1")
+	l, err := crashed.Acquire(ctx, s.res, "ro", nil, alice, "call-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, err := other.Acquire(ctx, s.res, "ro", nil, bob, "call-2")
+	lo, err := other.Acquire(ctx, s.res, "ro", nil, bob, "call-2", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,12 +42,27 @@ func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recor
 	return r.rec.AppendWith(ctx, ev, r.hook(ev))
 }
 
-// AppendAll is Append for events appended together (a call's call.received
-// and its next event): each one's row change in the one transaction.
+// AppendAll is Append for events appended together (a call's events up to
+// where it must be durable): each one's row change in the one transaction.
+// A call whose call.received and final event are both in evs (a read
+// recorded with its outcome) was never in flight in the store: neither
+// changes a row.
 func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+	received := map[string]bool{}
+	whole := map[string]bool{}
+	for _, ev := range evs {
+		switch {
+		case ev.Type == recorder.TypeCallReceived:
+			received[ev.CallID] = true
+		case finalTypes[ev.Type] && received[ev.CallID]:
+			whole[ev.CallID] = true
+		}
+	}
 	hooks := make([]recorder.TxHook, len(evs))
 	for i, ev := range evs {
-		hooks[i] = r.hook(ev)
+		if !whole[ev.CallID] {
+			hooks[i] = r.hook(ev)
+		}
 	}
 	return r.rec.AppendAllWith(ctx, evs, hooks)
 }

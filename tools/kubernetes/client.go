@@ -28,6 +28,8 @@ import (
 type apiClient struct {
 	http *http.Client
 	base *url.URL
+	// getOnly refuses every method but GET (the read tools' client).
+	getOnly bool
 }
 
 func newAPIClient(cfg *rest.Config) (*apiClient, error) {
@@ -54,6 +56,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 
 // send is do with the body's content type (a merge patch, an apply patch).
 func (c *apiClient) send(ctx context.Context, method, path string, query url.Values, accept, contentType string, body []byte, limit int64) ([]byte, error) {
+	if c.getOnly && method != http.MethodGet {
+		return nil, fmt.Errorf("a read-only tool may send GET requests only, not %s", method)
+	}
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawQuery = query.Encode()

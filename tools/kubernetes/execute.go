@@ -56,8 +56,25 @@ func prepare(tool string, target tools.Target) (*call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: resource %s: %w", tool, res.spec.Name, err)
 	}
+	if readTools[tool] {
+		// The broker records these calls once, after they run
+		// (ReadOnlyCall): their client sends GETs and nothing else.
+		getOnly := *client
+		getOnly.getOnly = true
+		client = &getOnly
+	}
 	return &call{res: res, client: client, limits: target.Limits}, nil
 }
+
+// readTools are the tools that only read: each of their requests is a GET,
+// which the API server serves without writing.
+var readTools = map[string]bool{"kubectl_get": true, "kubectl_describe": true, "kubectl_logs": true, "kubectl_events": true}
+
+// ReadOnlyCall is true for the read tools (tools.ReadOnlyCaller).
+func (*Get) ReadOnlyCall(tools.Credential, tools.Args) bool      { return true }
+func (*Describe) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
+func (*Logs) ReadOnlyCall(tools.Credential, tools.Args) bool     { return true }
+func (*Events) ReadOnlyCall(tools.Credential, tools.Args) bool   { return true }
 
 // begin prepares a call of tool and resolves its kind through discovery,
 // under the call's timeout; the caller defers cancel.

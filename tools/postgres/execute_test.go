@@ -433,3 +433,53 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	}
 }
+
+// ReadOnlyCall, which lets the broker record a call only with its outcome,
+// says true exactly when PostgreSQL ran the call in a READ ONLY
+// transaction: each statement reports transaction_read_only as the server
+// saw it.
+func TestReadOnlyCallAgreesWithTheServer(t *testing.T) {
+	f := newFixture(t)
+	ro, rw := f.mint(t, "readonly"), f.mint(t, "readwrite")
+	const setting = "current_setting('transaction_read_only')"
+	tests := []struct {
+		sql   string
+		cred  *Credential
+		multi bool
+	}{
+		{"SELECT " + setting, ro, false},
+		{"SELECT " + setting, rw, false},
+		{"WITH c AS (SELECT id FROM customers) SELECT " + setting + " FROM c LIMIT 1", rw, false},
+		{"SELECT " + setting + " FROM customers FOR UPDATE", rw, false},
+		{"SELECT nextval('customers_id_seq'), " + setting, rw, false},
+		{"UPDATE customers SET name = name WHERE id = 1 RETURNING " + setting, rw, false},
+		{"INSERT INTO orders (customer_id, total) VALUES (1, 1) RETURNING " + setting, rw, false},
+		{"WITH d AS (DELETE FROM orders WHERE id = -1 RETURNING id) SELECT " + setting, rw, false},
+		{"SELECT 1; SELECT " + setting, rw, true},
+		{"UPDATE orders SET total = total WHERE id = -1; SELECT " + setting, rw, true},
+	}
+	qdb := &QueryDB{}
+	for _, tt := range tests {
+		raw, _ := json.Marshal(map[string]any{"resource": "shop", "sql": tt.sql})
+		a, err := qdb.Decode(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.sql, err)
+		}
+		limits := defaultLimits()
+		limits.MultiStatement = tt.multi
+		out, err := qdb.Execute(context.Background(), tools.Target{Resource: f.resource, Credential: tt.cred, Limits: limits, CallID: "call-1"}, a)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.sql, err)
+		}
+		row := out.Table.Rows[0]
+		ran := row[len(row)-1] == "on"
+		if got := qdb.ReadOnlyCall(tt.cred, a); got != ran {
+			t.Errorf("%s (read-only grant %v): ReadOnlyCall = %v, but the server ran it with transaction_read_only %v", tt.sql, tt.cred.ReadOnly(), got, row[len(row)-1])
+		}
+	}
+	// Whatever the statements, a credential of another kind or undecoded
+	// arguments never read as read-only.
+	if qdb.ReadOnlyCall(nil, &QueryArgs{}) {
+		t.Error("ReadOnlyCall is true without a credential and parsed SQL")
+	}
+}

@@ -190,17 +190,40 @@ func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Arg
 	if a.MaxRows > 0 && (limits.MaxRows <= 0 || a.MaxRows < limits.MaxRows) {
 		limits.MaxRows = a.MaxRows
 	}
+	e := queryExecution(res, cred, limits, a.Params, p)
+	out, err := runToOutput(ctx, e, nil)
+	if !cred.readOnly {
+		nodes := make([]*pg_query.Node, len(e.stmts))
+		for i, st := range e.stmts {
+			nodes[i] = st.node
+		}
+		res.forgetChangedCatalog(ctx, nodes, cred.role)
+	}
+	return out, err
+}
+
+// queryExecution is the run of query_db's statements.
+func queryExecution(res *Resource, cred *Credential, limits tools.Limits, params []any, p *parsedSQL) *execution {
 	stmts := make([]execStatement, len(p.statements))
 	earlier := make([]*pg_query.Node, 0, len(p.statements))
 	for i, st := range p.statements {
-		stmts[i] = execStatement{text: st.text, args: a.Params[:st.params], read: st.notRead == "", node: st.node, earlier: earlier[:i:i]}
+		stmts[i] = execStatement{text: st.text, args: params[:st.params], read: st.notRead == "", node: st.node, earlier: earlier[:i:i]}
 		earlier = append(earlier, st.node)
 	}
-	out, err := runToOutput(ctx, &execution{resource: res, cred: cred, limits: limits, stmts: stmts}, nil)
-	if !cred.readOnly {
-		res.forgetChangedCatalog(ctx, earlier, cred.role)
+	return &execution{resource: res, cred: cred, limits: limits, stmts: stmts}
+}
+
+// ReadOnlyCall reports whether Execute runs the call in BEGIN READ ONLY,
+// which PostgreSQL enforces: under a read-only grant, or when every
+// statement is a plain read (execution.readOnly decides, from the same
+// execution Execute builds).
+func (*QueryDB) ReadOnlyCall(c tools.Credential, args tools.Args) bool {
+	a, ok := args.(*QueryArgs)
+	cred, isCred := c.(*Credential)
+	if !ok || !isCred || cred == nil || a.parsed == nil {
+		return false
 	}
-	return out, err
+	return queryExecution(nil, cred, tools.Limits{}, a.Params, a.parsed).readOnly()
 }
 
 // refuse checks a parsed call against what Execute never sends.
@@ -240,6 +263,9 @@ func (a *ListTablesArgs) Canonical() json.RawMessage { return canonical(a) }
 func (*ListTables) Name() string   { return "list_tables" }
 func (*ListTables) Kind() string   { return KindName }
 func (*ListTables) ReadOnly() bool { return true }
+
+// ReadOnlyCall is true: list_tables runs one catalog query in BEGIN READ ONLY.
+func (*ListTables) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
 
 func (*ListTables) Description() string {
 	return `List the tables and views of a PostgreSQL database that your grant can read, with their schema, type and an estimated row count (from PostgreSQL's statistics: null for views and for tables not analysed yet; use query_db with count(*) for an exact count).
@@ -330,6 +356,9 @@ func (a *DescribeTableArgs) Canonical() json.RawMessage { return canonical(a) }
 func (*DescribeTable) Name() string   { return "describe_table" }
 func (*DescribeTable) Kind() string   { return KindName }
 func (*DescribeTable) ReadOnly() bool { return true }
+
+// ReadOnlyCall is true: describe_table runs catalog queries in BEGIN READ ONLY.
+func (*DescribeTable) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
 
 func (*DescribeTable) Description() string {
 	return `Describe one table or view of a PostgreSQL database: its columns (name, type, nullable, default) and, in "constraints", its primary key, foreign keys, unique and check constraints and indexes.
