@@ -55,7 +55,8 @@ bench: test-servers e2e-deps
 	@$(GO) run ./internal/benchtable $(BIN)/bench.txt $(BIN)/bench-load.txt
 
 ## bench-load: 50 MCP sessions over streamable HTTP, 2,000 calls, against
-## airlock serve and dbhub with the same load generator (docs/benchmarks.md).
+## airlock serve and dbhub with the same load generator: Go (mcp-go clients),
+## then the TypeScript SDK (docs/benchmarks.md).
 bench-load: e2e-deps
 	@mkdir -p $(BIN)
 	$(GO) test -tags load -run '^$$' -bench 'Load' -benchtime 1x -timeout 20m ./internal/e2e/ 2>&1 | tee $(BIN)/bench-load.txt

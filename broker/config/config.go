@@ -31,6 +31,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/authn"
+	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/masking"
 	"github.com/airlock-mcp/airlock/tools"
 )
@@ -613,6 +614,9 @@ func (c *Config) validateStore(fail func(key, format string, args ...any)) {
 	scheme, _, _ := strings.Cut(c.Store, "://")
 	switch strings.ToLower(scheme) {
 	case "sqlite":
+		if _, _, err := store.ParseSQLite(strings.TrimPrefix(c.Store, scheme+"://")); err != nil {
+			fail("store", "%v", strings.TrimPrefix(err.Error(), store.ErrUnsupportedURL.Error()+": "))
+		}
 	case "postgres", "postgresql":
 		u, err := url.Parse(c.Store)
 		if err != nil {

@@ -15,6 +15,9 @@ func TestStoreURLs(t *testing.T) {
 		wantURL     string // StoreURL, when it loads
 	}{
 		{"sqlite relative", "sqlite://./a.db", "", "sqlite://" + filepath.Join(dir, "a.db")},
+		{"sqlite synchronous full", "sqlite://./a.db?synchronous=full", "", "sqlite://" + filepath.Join(dir, "a.db") + "?synchronous=full"},
+		{"sqlite synchronous off", "sqlite://./a.db?synchronous=off", "want normal or full", ""},
+		{"sqlite driver parameter", "sqlite://./a.db?_journal_mode=delete", "the one parameter is synchronous", ""},
 		{"postgres", "postgres://airlock@db:5432/airlock?sslmode=verify-full&password_env=PW", "",
 			"postgres://airlock@db:5432/airlock?sslmode=verify-full&password_env=PW"},
 		{"postgresql, relative password file", "postgresql://airlock@db/airlock?password_file=secrets/pw", "",

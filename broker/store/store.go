@@ -70,7 +70,8 @@ type Store struct {
 // into the URL itself is used as given; it is never quoted in an error.
 //
 // A new SQLite file is created with mode 0600. Connections use WAL,
-// synchronous=NORMAL, foreign keys and a busy timeout. Writes go through
+// synchronous=NORMAL (or FULL: sqlite://PATH?synchronous=full, see
+// ParseSQLite), foreign keys and a busy timeout. Writes go through
 // one connection (see DB), so writers queue in Go rather than spinning on
 // SQLITE_BUSY; reads use a separate read-only pool (see ReadDB).
 func Open(ctx context.Context, rawURL string) (*Store, error) {
@@ -113,14 +114,49 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-func openSQLite(ctx context.Context, path string) (*Store, error) {
+// ParseSQLite reads what follows "sqlite://" in a store URL: the path
+// and its one parameter, synchronous, "normal" (the default) or "full":
+//
+//	normal  a commit is written to the WAL and the WAL synced at
+//	        checkpoints: a committed event survives airlock being killed,
+//	        not a power loss or an OS crash, which may roll back the last
+//	        commits
+//	full    the WAL is synced at every commit: a committed event survives
+//	        those too, for a sync per transaction
+func ParseSQLite(rest string) (path, synchronous string, err error) {
+	path, query, _ := strings.Cut(rest, "?")
 	if path == "" {
-		return nil, fmt.Errorf("%w: sqlite URL has no path; %s", ErrUnsupportedURL, supported)
+		return "", "", fmt.Errorf("%w: sqlite URL has no path; %s", ErrUnsupportedURL, supported)
 	}
 	// The driver splits its parameters off at the first '?', so a path
-	// holding one would be misread.
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("%w: sqlite path %q must not contain '?' or '#'", ErrUnsupportedURL, path)
+	// holding a '#' would be misread.
+	if strings.Contains(rest, "#") {
+		return "", "", fmt.Errorf("%w: sqlite URL %q must not contain '#'", ErrUnsupportedURL, rest)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: sqlite URL parameters %q: %v", ErrUnsupportedURL, query, err)
+	}
+	synchronous = "NORMAL"
+	for k, v := range q {
+		if k != "synchronous" || len(v) != 1 {
+			return "", "", fmt.Errorf("%w: sqlite URL parameter %q is not supported; the one parameter is synchronous=normal or synchronous=full", ErrUnsupportedURL, k)
+		}
+		switch strings.ToLower(v[0]) {
+		case "normal":
+		case "full":
+			synchronous = "FULL"
+		default:
+			return "", "", fmt.Errorf("%w: sqlite synchronous=%q: want normal or full", ErrUnsupportedURL, v[0])
+		}
+	}
+	return path, synchronous, nil
+}
+
+func openSQLite(ctx context.Context, rest string) (*Store, error) {
+	path, synchronous, err := ParseSQLite(rest)
+	if err != nil {
+		return nil, err
 	}
 
 	params := url.Values{}
@@ -150,7 +186,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	params.Set("_journal_mode", "WAL")
-	params.Set("_synchronous", "NORMAL")
+	params.Set("_synchronous", synchronous)
 
 	db, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {

@@ -39,7 +39,12 @@ func TestOpenURLs(t *testing.T) {
 		{"no scheme", "./airlock.db", "supported: sqlite://"},
 		{"unknown scheme", "mysql://db/airlock", "supported: sqlite://"},
 		{"empty path", "sqlite://", "no path"},
-		{"query in path", "sqlite://./x.db?_pragma=journal_mode(off)", "must not contain"},
+		{"driver parameter", "sqlite://./x.db?_pragma=journal_mode(off)", `parameter "_pragma" is not supported`},
+		{"synchronous full", "sqlite://" + filepath.Join(dir, "full.db") + "?synchronous=full", ""},
+		{"synchronous normal", "sqlite://" + filepath.Join(dir, "normal.db") + "?synchronous=NORMAL", ""},
+		{"synchronous off", "sqlite://./x.db?synchronous=off", "want normal or full"},
+		{"synchronous twice", "sqlite://./x.db?synchronous=full&synchronous=normal", "not supported"},
+		{"fragment", "sqlite://./x.db#frag", "must not contain '#'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +173,22 @@ func TestOpenFileModeAndPragmas(t *testing.T) {
 	}
 	if _, err := s.ReadDB().Exec(`DELETE FROM leases`); err == nil {
 		t.Error("read pool accepted a write")
+	}
+}
+
+// sqlite://PATH?synchronous=full syncs the WAL at every commit.
+func TestSQLiteSynchronousFull(t *testing.T) {
+	s, err := Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "full.db")+"?synchronous=full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var v string
+	if err := s.DB().QueryRow("PRAGMA synchronous").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != "2" { // FULL
+		t.Errorf("PRAGMA synchronous = %q, want 2 (FULL)", v)
 	}
 }
 
