@@ -76,6 +76,13 @@ rules:
 
 func newPipeline(t testing.TB) *pipeline {
 	t.Helper()
+	return newPipelineStore(t, "")
+}
+
+// newPipelineStore is newPipeline with storeQuery after the SQLite store's
+// path ("?synchronous=full").
+func newPipelineStore(t testing.TB, storeQuery string) *pipeline {
+	t.Helper()
 	ctx := context.Background()
 	pg := testenv.PostgreSQL(t)
 	pg.Exec(t, "CREATE DATABASE shop")
@@ -87,7 +94,7 @@ func newPipeline(t testing.TB) *pipeline {
 
 	dir := t.TempDir()
 	p := &pipeline{pg: pg, dbPath: filepath.Join(dir, "airlock.db"), log: &bytes.Buffer{}}
-	st, err := store.Open(ctx, "sqlite://"+p.dbPath)
+	st, err := store.Open(ctx, "sqlite://"+p.dbPath+storeQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +275,15 @@ func TestHugeResultIsCut(t *testing.T) {
 // masking, three transcript writes).
 const benchSQL = "SELECT id, name, email, country FROM customers WHERE id = 3"
 
-func BenchmarkQueryThroughBroker(b *testing.B) {
-	p := newPipeline(b)
+func BenchmarkQueryThroughBroker(b *testing.B) { benchQueryThroughBroker(b, newPipeline(b)) }
+
+// BenchmarkQueryThroughBrokerSyncFull is BenchmarkQueryThroughBroker with
+// the store's SQLite syncing its log at every commit (synchronous=full).
+func BenchmarkQueryThroughBrokerSyncFull(b *testing.B) {
+	benchQueryThroughBroker(b, newPipelineStore(b, "?synchronous=full"))
+}
+
+func benchQueryThroughBroker(b *testing.B, p *pipeline) {
 	if r := p.query(b, benchSQL); r.IsError {
 		b.Fatal(r.Text)
 	}

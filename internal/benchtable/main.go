@@ -92,6 +92,11 @@ func main() {
 		}
 	}
 	rows = append(rows, [3]string{"broker overhead over a bare pgx query on an open connection (warm lease, policy + mask + record)", overhead, "≤ +150 µs"})
+	if full, ok := m.get("BenchmarkQueryThroughBrokerSyncFull", "ns/op"); ok {
+		if direct, ok := m.get("BenchmarkQueryDirect", "ns/op"); ok {
+			rows = append(rows, [3]string{"*the same with the store's SQLite at synchronous=full (a sync per commit)*", fmt.Sprintf("+%.0f µs (%.0f vs %.0f µs)", (full-direct)/1000, full/1000, direct/1000), "(not a target)"})
+		}
+	}
 	load := missing
 	if r, ok := m.get("BenchmarkLoadVsDBHub", "airlock/dbhub-calls/s"); ok {
 		a, _ := m.get("BenchmarkLoadVsDBHub", "airlock-calls/s")
