@@ -42,7 +42,10 @@ import (
 // Recorder appends transcript events.
 type Recorder interface {
 	Append(ctx context.Context, ev recorder.Event) (recorder.Event, error)
-	// AppendAll appends events in one transaction: all or none.
+	// AppendAll appends events in one transaction: all or none. An error
+	// means none was committed (recorder.Recorder reads back a commit whose
+	// answer was lost before it says so): the broker appends the events
+	// again with the call's next record.
 	AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error)
 }
 
@@ -560,7 +563,7 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 	// What it took to get here is durable before the call runs, unless the
 	// target keeps the call from writing: then it is committed with the
 	// outcome, before the result leaves, in the same transaction.
-	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(l.Credential, c.args) {
+	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(ctx, l.Credential, c.args) {
 		if err := b.commit(ctx, c); err != nil {
 			return refusedUnrecorded()
 		}
@@ -570,9 +573,9 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 
 // commitWhileRunning commits the call's pending events once it has run for
 // RecordRunningAfter, cancelling the returned context (with errUnrecorded)
-// if they cannot be. stop, called once Execute has returned, waits for a
-// commit under way: until then the timer's goroutine alone touches
-// c.pending.
+// if they cannot be. stop, called once Execute has returned (or panicked;
+// calls after the first do nothing), waits for a commit under way: until
+// then the timer's goroutine alone touches c.pending.
 func (b *Broker) commitWhileRunning(ctx context.Context, c *call) (context.Context, func()) {
 	ctx, abort := context.WithCancelCause(ctx)
 	done := make(chan struct{})
@@ -582,11 +585,14 @@ func (b *Broker) commitWhileRunning(ctx context.Context, c *call) (context.Conte
 			abort(errUnrecorded)
 		}
 	})
+	var once sync.Once
 	return ctx, func() {
-		if !timer.Stop() {
-			<-done
-		}
-		abort(nil)
+		once.Do(func() {
+			if !timer.Stop() {
+				<-done
+			}
+			abort(nil)
+		})
 	}
 }
 
@@ -612,7 +618,7 @@ var errUnrecorded = errors.New("the call could not be recorded while it ran")
 // before the read ends, the transcript holds it and the next start ends it
 // with call.interrupted. If the store cannot take them, the read is
 // cancelled.
-func (b *Broker) execute(ctx context.Context, c *call) *Result {
+func (b *Broker) execute(ctx context.Context, c *call) (r *Result) {
 	limits := b.limits(c)
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout+5*time.Second)
 	defer cancel()
@@ -620,6 +626,16 @@ func (b *Broker) execute(ctx context.Context, c *call) *Result {
 	if len(c.pending) > 0 {
 		ctx, stop = b.commitWhileRunning(ctx, c)
 	}
+	defer func() {
+		// A tool that panics ends its call here, recorded: nothing of it
+		// leaves, and no commit of the call outlives it.
+		if p := recover(); p != nil {
+			stop()
+			b.cfg.Logger.Error("tool panicked", "call_id", c.id, "tool", c.Tool, "panic", fmt.Sprint(p))
+			b.recordFailure(ctx, c, "execute", "the tool failed unexpectedly (a panic)")
+			r = refuse("failed", "The call failed inside airlock's %s tool; nothing from it was returned.", c.Tool)
+		}
+	}()
 	started := b.cfg.Clock()
 	out, err := c.tool.Execute(ctx, tools.Target{
 		Resource:   c.resource,

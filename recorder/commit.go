@@ -194,10 +194,24 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
+		// The answer to a COMMIT can be lost after the server made it (a
+		// connection cut at that moment): the batch's last event, read back
+		// by its seq and hash (which no other event can have), tells.
+		if !r.committed(seq, prev) {
+			return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
+		}
 	}
 	r.commits.Add(1)
 	return evs, -1, nil
+}
+
+// committed reports whether the event at seq with hash is in the store.
+func (r *Recorder) committed(seq int64, hash string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var one int
+	err := r.db.QueryRowContext(ctx, r.q(`SELECT 1 FROM transcript_events WHERE seq = ? AND hash = ?`), seq, hash).Scan(&one)
+	return err == nil
 }
 
 const (

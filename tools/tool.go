@@ -76,18 +76,19 @@ type ResourceChecker interface {
 	CheckResource(spec ResourceSpec, args Args) error
 }
 
-// ReadOnlyCaller is implemented by a tool some or all of whose calls the
-// target system itself keeps from writing: a PostgreSQL READ ONLY
-// transaction, a GET to the Kubernetes API. The broker records such a call
-// once, with its outcome, in one store transaction before the result
-// leaves; every other call is recorded before it runs as well. A read the
-// target refuses to turn into a write has no effect but its result, and the
-// result waits for the record (docs/benchmarks.md).
+// ReadOnlyCaller is implemented by a tool some or all of whose calls can
+// change nothing outside their result: the target system refuses them any
+// write (a PostgreSQL READ ONLY transaction, a GET to the Kubernetes API)
+// and no code runs in them that could act some other way. The broker
+// records such a call once, with its outcome, in one store transaction
+// before the result leaves; every other call is recorded before it runs as
+// well (docs/transcripts.md, when events are committed).
 type ReadOnlyCaller interface {
-	// ReadOnlyCall reports whether the call, run with cred, cannot write.
-	// It must agree with what Execute sends: true only when the target
-	// refuses any write the call attempts, whatever the facts say.
-	ReadOnlyCall(cred Credential, args Args) bool
+	// ReadOnlyCall reports whether the call, run with cred, can change
+	// nothing. It must agree with what Execute sends, and say false when
+	// unsure (a catalog that cannot be read, code of the target's own that
+	// the call may run): the call is then recorded before it runs.
+	ReadOnlyCall(ctx context.Context, cred Credential, args Args) bool
 }
 
 // Tool is one MCP tool served through the broker.

@@ -45,8 +45,9 @@ func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recor
 // AppendAll is Append for events appended together (a call's events up to
 // where it must be durable): each one's row change in the one transaction.
 // A call whose call.received and final event are both in evs (a read
-// recorded with its outcome) was never in flight in the store: neither
-// changes a row.
+// recorded with its outcome) is not put in flight; its final event still
+// forgets it (a DELETE of nothing, unless an earlier append of the same
+// events committed although it reported an error).
 func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
 	received := map[string]bool{}
 	whole := map[string]bool{}
@@ -60,7 +61,7 @@ func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) 
 	}
 	hooks := make([]recorder.TxHook, len(evs))
 	for i, ev := range evs {
-		if !whole[ev.CallID] {
+		if !whole[ev.CallID] || ev.Type != recorder.TypeCallReceived {
 			hooks[i] = r.hook(ev)
 		}
 	}

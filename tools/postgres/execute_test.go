@@ -435,9 +435,10 @@ func TestConcurrentCalls(t *testing.T) {
 }
 
 // ReadOnlyCall, which lets the broker record a call only with its outcome,
-// says true exactly when PostgreSQL ran the call in a READ ONLY
-// transaction: each statement reports transaction_read_only as the server
-// saw it.
+// says true only when PostgreSQL ran the call in a READ ONLY transaction
+// (each statement reports transaction_read_only as the server saw it); in
+// this database, which has no code of its own (TestRunsOnlyBuiltins), it
+// says true exactly then.
 func TestReadOnlyCallAgreesWithTheServer(t *testing.T) {
 	f := newFixture(t)
 	ro, rw := f.mint(t, "readonly"), f.mint(t, "readwrite")
@@ -473,13 +474,13 @@ func TestReadOnlyCallAgreesWithTheServer(t *testing.T) {
 		}
 		row := out.Table.Rows[0]
 		ran := row[len(row)-1] == "on"
-		if got := qdb.ReadOnlyCall(tt.cred, a); got != ran {
+		if got := qdb.ReadOnlyCall(context.Background(), tt.cred, a); got != ran {
 			t.Errorf("%s (read-only grant %v): ReadOnlyCall = %v, but the server ran it with transaction_read_only %v", tt.sql, tt.cred.ReadOnly(), got, row[len(row)-1])
 		}
 	}
 	// Whatever the statements, a credential of another kind or undecoded
 	// arguments never read as read-only.
-	if qdb.ReadOnlyCall(nil, &QueryArgs{}) {
+	if qdb.ReadOnlyCall(context.Background(), nil, &QueryArgs{}) {
 		t.Error("ReadOnlyCall is true without a credential and parsed SQL")
 	}
 }

@@ -43,24 +43,30 @@ CREATE VIEW public.order_status AS SELECT id, public.lower(status::varchar) AS s
 GRANT SELECT ON public.order_status TO app_readonly, app_readwrite;
 `
 
-// A call ReadOnlyCall says the target keeps from writing must have no
-// effect outside its transaction; these terminate another session of the
-// lease's role (another call on the same lease, in production) from inside
-// BEGIN READ ONLY. Fails today: every case ends the victim's session.
+// Either ReadOnlyCall says false (the broker records the call before it
+// runs, like a write), or the call has no effect outside its transaction:
+// none of these may terminate another session of the lease's role (another
+// call on the same lease, in production) unrecorded. On 8e09c0b every case
+// ended the victim's session; now the view and the shadowing function are
+// recorded before they run (runsOnlyBuiltins), and list_tables' catalog
+// query, qualified with pg_catalog, runs none of the schema's code.
 func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 	f := newFixture(t)
 	f.pg.Exec(t, rogueSchemaSQL)
 	ctx := context.Background()
 	tests := []struct {
-		name  string
-		tool  tools.Tool
-		grant string
-		args  map[string]any
+		name     string
+		tool     tools.Tool
+		grant    string
+		args     map[string]any
+		readOnly bool // what ReadOnlyCall must say
 	}{
-		{"list_tables' own catalog query (unqualified lower)", &ListTables{}, "readonly", map[string]any{}},
-		{"query_db: a view, read-only grant", &QueryDB{}, "readonly", map[string]any{"sql": "SELECT id, status FROM order_status"}},
-		{"query_db: a view, read-write grant", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT id, status FROM order_status"}},
-		{"query_db: a built-in's name, other argument type", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT lower('X'::varchar)"}},
+		{"list_tables' own catalog query", &ListTables{}, "readonly", map[string]any{}, true},
+		{"describe_table's catalog queries", &DescribeTable{}, "readonly", map[string]any{"table": "orders"}, true},
+		{"query_db: a view, read-only grant", &QueryDB{}, "readonly", map[string]any{"sql": "SELECT id, status FROM order_status"}, false},
+		{"query_db: a view, read-write grant", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT id, status FROM order_status"}, false},
+		{"query_db: a built-in's name, other argument type", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT lower('X'::varchar)"}, false},
+		{"query_db: a table, the shadowing function not called", &QueryDB{}, "readonly", map[string]any{"sql": "SELECT id, status FROM orders WHERE id = 1"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,13 +77,12 @@ func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The premise: the facts call it a plain read, and the broker
-			// would record it only with its outcome.
+			// The premise: the facts call it a plain read.
 			if facts, err := tt.tool.Facts(a); err != nil || !facts.SQL.ReadOnly {
 				t.Fatalf("facts: %+v, %v; want a plain read (the premise of this test)", facts.SQL, err)
 			}
-			if !tt.tool.(tools.ReadOnlyCaller).ReadOnlyCall(cred, a) {
-				t.Fatal("ReadOnlyCall is false: the broker records the call before it runs, nothing to show")
+			if got := tt.tool.(tools.ReadOnlyCaller).ReadOnlyCall(ctx, cred, a); got != tt.readOnly {
+				t.Errorf("ReadOnlyCall = %v, want %v", got, tt.readOnly)
 			}
 
 			// The victim: another session of the lease's role.
@@ -100,8 +105,12 @@ func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 			pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if err := victim.Ping(pingCtx); err != nil {
-				t.Errorf("a call ReadOnlyCall says cannot write terminated another session of role %s from inside BEGIN READ ONLY (victim: %v); "+
-					"the broker recorded it only after it ran, so with the store down it runs unrecorded", cred.role, err)
+				if tt.readOnly {
+					t.Errorf("a call ReadOnlyCall says can change nothing terminated another session of role %s (victim: %v): "+
+						"the broker records it only after it ran, so with the store down it acts unrecorded", cred.role, err)
+				} else {
+					t.Logf("as expected of code the analysis leaves to READ ONLY, the call ended another session (%v); it is recorded before it runs", err)
+				}
 			}
 		})
 	}

@@ -213,19 +213,6 @@ func queryExecution(res *Resource, cred *Credential, limits tools.Limits, params
 	return &execution{resource: res, cred: cred, limits: limits, stmts: stmts}
 }
 
-// ReadOnlyCall reports whether Execute runs the call in BEGIN READ ONLY,
-// which PostgreSQL enforces: under a read-only grant, or when every
-// statement is a plain read (execution.readOnly decides, from the same
-// execution Execute builds).
-func (*QueryDB) ReadOnlyCall(c tools.Credential, args tools.Args) bool {
-	a, ok := args.(*QueryArgs)
-	cred, isCred := c.(*Credential)
-	if !ok || !isCred || cred == nil || a.parsed == nil {
-		return false
-	}
-	return queryExecution(nil, cred, tools.Limits{}, a.Params, a.parsed).readOnly()
-}
-
 // refuse checks a parsed call against what Execute never sends.
 func refuse(p *parsedSQL, readOnly, multi bool) error {
 	if len(p.statements) > 1 && !multi {
@@ -264,8 +251,9 @@ func (*ListTables) Name() string   { return "list_tables" }
 func (*ListTables) Kind() string   { return KindName }
 func (*ListTables) ReadOnly() bool { return true }
 
-// ReadOnlyCall is true: list_tables runs one catalog query in BEGIN READ ONLY.
-func (*ListTables) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
+// ReadOnlyCall is true: list_tables runs one catalog query in BEGIN READ
+// ONLY, every function, operator and cast in it qualified with pg_catalog.
+func (*ListTables) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool { return true }
 
 func (*ListTables) Description() string {
 	return `List the tables and views of a PostgreSQL database that your grant can read, with their schema, type and an estimated row count (from PostgreSQL's statistics: null for views and for tables not analysed yet; use query_db with count(*) for an exact count).
@@ -305,13 +293,20 @@ func (*ListTables) Decode(raw json.RawMessage) (tools.Args, error) {
 // which comes back as NULL (the text says why). The cumulative statistics
 // (n_live_tup) are not used as a fallback: they lag the transactions that
 // change them and are lost on a crash, so they are no truer than "unknown".
-const listTablesSQL = `SELECT t.table_schema AS schema, t.table_name AS name, lower(t.table_type) AS type,
-       CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS estimated_rows
+//
+// Every function, operator and type in it is qualified with pg_catalog, so
+// that no function or operator a schema defines under a built-in's name
+// (a lower(character varying) is a closer match for information_schema's
+// columns than pg_catalog's lower(text)) runs in it: the broker records
+// list_tables only with its outcome (ReadOnlyCall). describe_table's
+// queries are written the same way.
+const listTablesSQL = `SELECT t.table_schema AS schema, t.table_name AS name, pg_catalog.lower(t.table_type::pg_catalog.text) AS type,
+       CASE WHEN c.reltuples OPERATOR(pg_catalog.>=) 0::pg_catalog.float4 THEN c.reltuples::pg_catalog.int8 END AS estimated_rows
 FROM information_schema.tables t
-LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = t.table_schema
-LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
-WHERE t.table_schema NOT IN ('pg_catalog', 'information_schema')
-  AND ($1::text IS NULL OR t.table_schema = $1)
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) t.table_schema::pg_catalog.name
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) t.table_name::pg_catalog.name
+WHERE t.table_schema::pg_catalog.text OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.text[])
+  AND ($1::pg_catalog.text IS NULL OR t.table_schema::pg_catalog.text OPERATOR(pg_catalog.=) $1::pg_catalog.text)
 ORDER BY 1, 2`
 
 var listTablesFacts = SQLFacts(listTablesSQL)
@@ -357,8 +352,12 @@ func (*DescribeTable) Name() string   { return "describe_table" }
 func (*DescribeTable) Kind() string   { return KindName }
 func (*DescribeTable) ReadOnly() bool { return true }
 
-// ReadOnlyCall is true: describe_table runs catalog queries in BEGIN READ ONLY.
-func (*DescribeTable) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
+// ReadOnlyCall is true: describe_table runs catalog queries in BEGIN READ
+// ONLY, every function, operator and cast in them qualified with
+// pg_catalog.
+func (*DescribeTable) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool {
+	return true
+}
 
 func (*DescribeTable) Description() string {
 	return `Describe one table or view of a PostgreSQL database: its columns (name, type, nullable, default) and, in "constraints", its primary key, foreign keys, unique and check constraints and indexes.
@@ -395,21 +394,23 @@ func (*DescribeTable) Decode(raw json.RawMessage) (tools.Args, error) {
 const describeColumnsSQL = `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
        NOT a.attnotnull AS nullable, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS "default"
 FROM pg_catalog.pg_attribute a
-LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid AND d.adnum OPERATOR(pg_catalog.=) a.attnum
+WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid
+  AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped
 ORDER BY a.attnum`
 
 const describeConstraintsSQL = `SELECT c.conname AS name,
        CASE c.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
-                      WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE c.contype::text END AS kind,
+                      WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE c.contype::pg_catalog.text END AS kind,
        pg_catalog.pg_get_constraintdef(c.oid, true) AS definition
 FROM pg_catalog.pg_constraint c
-WHERE c.conrelid = pg_catalog.to_regclass($1)
+WHERE c.conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid
 UNION ALL
-SELECT i.indexrelid::regclass::text, 'index', pg_catalog.pg_get_indexdef(i.indexrelid)
+SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, 'index', pg_catalog.pg_get_indexdef(i.indexrelid)
 FROM pg_catalog.pg_index i
-WHERE i.indrelid = pg_catalog.to_regclass($1)
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+WHERE i.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                  WHERE c.conindid OPERATOR(pg_catalog.=) i.indexrelid AND c.conrelid OPERATOR(pg_catalog.=) i.indrelid)
 ORDER BY 2, 1`
 
 var describeTableFacts = SQLFacts(describeColumnsSQL + ";\n" + describeConstraintsSQL)
