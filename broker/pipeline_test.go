@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,13 +52,30 @@ func (s *spyLeases) Acquire(ctx context.Context, res tools.Resource, grant strin
 	return l, err
 }
 
+// countingRecorder counts the store transactions the broker asks for.
+type countingRecorder struct {
+	*recorder.Recorder
+	n atomic.Int32
+}
+
+func (r *countingRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+	r.n.Add(1)
+	return r.Recorder.Append(ctx, ev)
+}
+
+func (r *countingRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+	r.n.Add(1)
+	return r.Recorder.AppendAll(ctx, evs)
+}
+
 type pipeline struct {
-	pg     *testenv.Postgres
-	broker *broker.Broker
-	leases *spyLeases
-	rec    *recorder.Recorder
-	dbPath string
-	log    *bytes.Buffer
+	commits *countingRecorder
+	pg      *testenv.Postgres
+	broker  *broker.Broker
+	leases  *spyLeases
+	rec     *recorder.Recorder
+	dbPath  string
+	log     *bytes.Buffer
 }
 
 const pipelinePolicy = `
@@ -133,7 +151,8 @@ func newPipelineStore(t testing.TB, storeQuery string) *pipeline {
 		t.Fatal(err)
 	}
 	p.leases = &spyLeases{Manager: mgr}
-	b, err = broker.New(broker.Config{Tools: postgres.Tools(), Recorder: p.rec, Leases: p.leases, Logger: logger}, &broker.State{
+	p.commits = &countingRecorder{Recorder: p.rec}
+	b, err = broker.New(broker.Config{Tools: postgres.Tools(), Recorder: p.commits, Leases: p.leases, Logger: logger}, &broker.State{
 		Policy:    pol,
 		Resources: map[string]tools.Resource{"shop": res},
 		Masking:   engine,
@@ -266,6 +285,33 @@ func TestHugeResultIsCut(t *testing.T) {
 	}
 	if !m.Truncated || len(m.Rows) != 100 {
 		t.Errorf("truncated = %v with %d rows, want true with 100", m.Truncated, len(m.Rows))
+	}
+}
+
+// A read on a warm lease is one store transaction, after it ran, when
+// nothing but PostgreSQL's own code can run in it; a read of a view (whose
+// body is the database's code) is recorded before it runs as well, and so
+// is a write.
+func TestReadStoreTransactions(t *testing.T) {
+	p := newPipeline(t)
+	p.pg.ExecDB(t, "shop", "CREATE VIEW customer_countries AS SELECT id, country FROM customers; GRANT SELECT ON customer_countries TO shop_reader")
+	if r := p.query(t, benchSQL); r.IsError {
+		t.Fatal(r.Text)
+	}
+	for _, tt := range []struct {
+		sql  string
+		want int32
+	}{
+		{benchSQL, 1},
+		{"SELECT country FROM customer_countries WHERE id = 1", 2},
+	} {
+		p.commits.n.Store(0)
+		if r := p.query(t, tt.sql); r.IsError {
+			t.Fatalf("%s: %s", tt.sql, r.Text)
+		}
+		if n := p.commits.n.Load(); n != tt.want {
+			t.Errorf("%s: %d store transactions, want %d", tt.sql, n, tt.want)
+		}
 	}
 }
 
