@@ -563,7 +563,7 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 	// What it took to get here is durable before the call runs, unless the
 	// target keeps the call from writing: then it is committed with the
 	// outcome, before the result leaves, in the same transaction.
-	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(ctx, l.Credential, c.args) {
+	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(l.Credential, c.args) {
 		if err := b.commit(ctx, c); err != nil {
 			return refusedUnrecorded()
 		}

@@ -22,7 +22,7 @@ type readTool struct {
 	cancelled int
 }
 
-func (t *readTool) ReadOnlyCall(_ context.Context, _ tools.Credential, a tools.Args) bool {
+func (t *readTool) ReadOnlyCall(_ tools.Credential, a tools.Args) bool {
 	return !strings.HasPrefix(a.(fakeArgs).Query, "rw")
 }
 

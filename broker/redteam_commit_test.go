@@ -35,7 +35,7 @@ type timedRead struct {
 	started chan struct{} // one send per "block" call, once it runs
 }
 
-func (t *timedRead) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool { return true }
+func (t *timedRead) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
 
 func (t *timedRead) Execute(ctx context.Context, target tools.Target, a tools.Args) (*tools.Output, error) {
 	q := a.(fakeArgs).Query

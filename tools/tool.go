@@ -86,9 +86,9 @@ type ResourceChecker interface {
 type ReadOnlyCaller interface {
 	// ReadOnlyCall reports whether the call, run with cred, can change
 	// nothing. It must agree with what Execute sends, and say false when
-	// unsure (a catalog that cannot be read, code of the target's own that
-	// the call may run): the call is then recorded before it runs.
-	ReadOnlyCall(ctx context.Context, cred Credential, args Args) bool
+	// unsure (code of the target's own that the call may run): the call is
+	// then recorded before it runs.
+	ReadOnlyCall(cred Credential, args Args) bool
 }
 
 // Tool is one MCP tool served through the broker.

@@ -82,9 +82,8 @@ func testCrash(t *testing.T, pgStore bool) {
 		t.Fatalf("warm-up: %v %+v", err, res)
 	}
 
-	// A call known to be running when the process dies: a read, its
-	// call.received and call.decided committed once it has run for
-	// broker.RecordRunningAfter (100 ms; the load below takes seconds).
+	// A call known to be running when the process dies: its call.received
+	// and call.decided are in the store before it runs.
 	sleeper := mcpClient(t, ctx, port)
 	go queryDB(ctx, sleeper, crashSleep) //nolint:errcheck // cut off by the kill
 	waitRunning(t, d, crashSleep)

@@ -71,10 +71,10 @@ func prepare(tool string, target tools.Target) (*call, error) {
 var readTools = map[string]bool{"kubectl_get": true, "kubectl_describe": true, "kubectl_logs": true, "kubectl_events": true}
 
 // ReadOnlyCall is true for the read tools (tools.ReadOnlyCaller).
-func (*Get) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool      { return true }
-func (*Describe) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool { return true }
-func (*Logs) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool     { return true }
-func (*Events) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool   { return true }
+func (*Get) ReadOnlyCall(tools.Credential, tools.Args) bool      { return true }
+func (*Describe) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
+func (*Logs) ReadOnlyCall(tools.Credential, tools.Args) bool     { return true }
+func (*Events) ReadOnlyCall(tools.Credential, tools.Args) bool   { return true }
 
 // begin prepares a call of tool and resolves its kind through discovery,
 // under the call's timeout; the caller defers cancel.

@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -76,7 +75,7 @@ func TestRedTeamCommitKubeReadToolsSendOnlyGETOnTheWire(t *testing.T) {
 	total := 0
 	for _, c := range calls {
 		tool := byName[c.tool]
-		if !tool.(tools.ReadOnlyCaller).ReadOnlyCall(context.Background(), cred, nil) {
+		if !tool.(tools.ReadOnlyCaller).ReadOnlyCall(cred, nil) {
 			t.Fatalf("%s: ReadOnlyCall false; nothing to check", c.tool)
 		}
 		_, _ = f.run(t, tool, cred, c.limits, c.args) // errors (no namespace, no log) are paths too

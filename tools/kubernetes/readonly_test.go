@@ -14,7 +14,7 @@ import (
 func TestReadToolsSendOnlyGET(t *testing.T) {
 	for _, tool := range Tools() {
 		ro, caller := tool.(tools.ReadOnlyCaller)
-		read := caller && ro.ReadOnlyCall(context.Background(), nil, nil)
+		read := caller && ro.ReadOnlyCall(nil, nil)
 		if read != tool.ReadOnly() || read != readTools[tool.Name()] {
 			t.Errorf("%s: ReadOnlyCall %v, ReadOnly %v, a read tool's client %v: they must agree", tool.Name(), read, tool.ReadOnly(), readTools[tool.Name()])
 		}

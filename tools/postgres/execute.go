@@ -494,7 +494,6 @@ type relMeta struct {
 	relname string
 	qname   string           // "schema.relname"
 	kind    byte             // pg_class.relkind
-	rls     bool             // pg_class.relrowsecurity: policies' expressions run on every read
 	cols    map[int16]string // attnum → name, system columns included, dropped ones not
 	order   []int16          // the user columns in attnum order: what * and alias lists see
 	view    *pg_query.Node   // the parsed definition of a view or materialized view
@@ -531,13 +530,7 @@ type globalMeta struct {
 	rolePaths  map[string][]string // the search_path of roles that set their own (ALTER ROLE ... SET)
 	userFuncs  map[string]bool     // names of functions that are not built in
 	userOps    map[string]bool     // names of operators that are not built in
-	// userCode says why a query may run code that is not built in without
-	// calling it by name ("" if none can): a type that is not built in whose
-	// I/O, operators or checks are user code (base, range and multirange
-	// types, domains), a cast that is not built in, a foreign table (a
-	// partition or inheritance child of a table is read with it).
-	userCode string
-	fetched  time.Time
+	fetched    time.Time
 }
 
 type typeMeta struct {
@@ -690,7 +683,7 @@ func (r *Resource) fetchMetadata(ctx context.Context, pool *pgxpool.Pool, relOID
 	if len(relOIDs) > 0 {
 		b.Queue(`SELECT pg_catalog.set_config('search_path', '', true)`)
 		b.Queue(`
-			SELECT c.oid, c.relkind, n.nspname, c.relname, c.relrowsecurity,
+			SELECT c.oid, c.relkind, n.nspname, c.relname,
 			       CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
 			       CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_trigger t
 			                         WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgtype & 1 = 1 AND t.tgtype & 66 <> 0)
@@ -733,7 +726,6 @@ func (r *Resource) fetchMetadata(ctx context.Context, pool *pgxpool.Pool, relOID
 			oid          uint32
 			kind         string
 			schema, name string
-			rls          bool
 			def          *string
 			rewrites     *string
 			attnum       int16
@@ -742,8 +734,8 @@ func (r *Resource) fetchMetadata(ctx context.Context, pool *pgxpool.Pool, relOID
 			genFrom      []int32
 			genUnknown   bool
 		)
-		_, err := pgx.ForEachRow(rows, []any{&oid, &kind, &schema, &name, &rls, &def, &rewrites}, func() error {
-			m := &relMeta{oid: oid, schema: schema, relname: name, qname: schema + "." + name, rls: rls, cols: map[int16]string{}, fetched: now}
+		_, err := pgx.ForEachRow(rows, []any{&oid, &kind, &schema, &name, &def, &rewrites}, func() error {
+			m := &relMeta{oid: oid, schema: schema, relname: name, qname: schema + "." + name, cols: map[int16]string{}, fetched: now}
 			if rewrites != nil {
 				m.rewrites = *rewrites
 			}
@@ -823,12 +815,22 @@ func (r *Resource) fetchMetadata(ctx context.Context, pool *pgxpool.Pool, relOID
 // these names, in any schema but other sessions' temporary ones.
 func (r *Resource) fetchNames(ctx context.Context, pool *pgxpool.Pool, names []string, now time.Time) error {
 	r.meta.trips.Add(1)
-	rows, _ := pool.Query(ctx, `
+	// In pg_catalog alone, as fetchMetadata and fetchGlobal read: no
+	// schema's own operator runs as the admin role.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_catalog.set_config('search_path', '', true)`)
+	b.Queue(`
 		SELECT c.relname, n.nspname, c.oid
 		FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
 		  AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'`, names)
+	br := pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	rows, _ := br.Query()
 	found := map[string]nameMeta{}
 	for _, n := range names {
 		found[n] = nameMeta{fetched: now}
@@ -891,12 +893,7 @@ func (r *Resource) fetchGlobal(ctx context.Context, pool *pgxpool.Pool, now time
 	b.Queue(searchPathSQL)
 	b.Queue(rolePathsSQL)
 	b.Queue(`SELECT 'f', proname::text FROM pg_catalog.pg_proc WHERE oid >= 16384
-	         UNION SELECT 'o', oprname::text FROM pg_catalog.pg_operator WHERE oid >= 16384
-	         UNION SELECT 't', typname::text FROM pg_catalog.pg_type
-	               WHERE oid >= 16384 AND typtype IN ('b', 'd', 'r', 'm') AND typcategory <> 'A'
-	         UNION SELECT 'c', castsource::pg_catalog.regtype::text || ' to ' || casttarget::pg_catalog.regtype::text
-	               FROM pg_catalog.pg_cast WHERE oid >= 16384
-	         UNION SELECT 'x', c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c WHERE c.relkind = 'f'`)
+	         UNION SELECT 'o', oprname::text FROM pg_catalog.pg_operator WHERE oid >= 16384`)
 	br := pool.SendBatch(ctx, b)
 	defer br.Close()
 	g := globalMeta{rolePaths: map[string][]string{}, userFuncs: map[string]bool{}, userOps: map[string]bool{}, fetched: now}
@@ -920,18 +917,10 @@ func (r *Resource) fetchGlobal(ctx context.Context, pool *pgxpool.Pool, now time
 	rows, _ = br.Query()
 	var kind, name string
 	_, err = pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
-		switch kind {
-		case "f":
+		if kind == "f" {
 			g.userFuncs[name] = true
-		case "o":
+		} else {
 			g.userOps[name] = true
-		case "t":
-			g.userCode = "type " + name + " is not built in"
-		case "c":
-			g.userCode = "the cast from " + name + " is not built in"
-		case "x":
-			// A table's partitions and inheritance children are read with it.
-			g.userCode = "foreign table " + name + " is read through a foreign-data wrapper's code"
 		}
 		return nil
 	})

@@ -43,13 +43,14 @@ CREATE VIEW public.order_status AS SELECT id, public.lower(status::varchar) AS s
 GRANT SELECT ON public.order_status TO app_readonly, app_readwrite;
 `
 
-// Either ReadOnlyCall says false (the broker records the call before it
-// runs, like a write), or the call has no effect outside its transaction:
-// none of these may terminate another session of the lease's role (another
-// call on the same lease, in production) unrecorded. On 8e09c0b every case
-// ended the victim's session; now the view and the shadowing function are
-// recorded before they run (runsOnlyBuiltins), and list_tables' catalog
-// query, qualified with pg_catalog, runs none of the schema's code.
+// Either a call is recorded before it runs (the tool is no
+// tools.ReadOnlyCaller, or says false), or it has no effect outside its
+// transaction: none of these may terminate another session of the lease's
+// role (another call on the same lease, in production) unrecorded. On
+// 8e09c0b every case ended the victim's session; query_db is now recorded
+// before it runs, and list_tables' and describe_table's catalog queries,
+// every name in them qualified with pg_catalog, run none of the schema's
+// code.
 func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 	f := newFixture(t)
 	f.pg.Exec(t, rogueSchemaSQL)
@@ -66,7 +67,6 @@ func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 		{"query_db: a view, read-only grant", &QueryDB{}, "readonly", map[string]any{"sql": "SELECT id, status FROM order_status"}, false},
 		{"query_db: a view, read-write grant", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT id, status FROM order_status"}, false},
 		{"query_db: a built-in's name, other argument type", &QueryDB{}, "readwrite", map[string]any{"sql": "SELECT lower('X'::varchar)"}, false},
-		{"query_db: a table, the shadowing function not called", &QueryDB{}, "readonly", map[string]any{"sql": "SELECT id, status FROM orders WHERE id = 1"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,7 +81,8 @@ func TestRedTeamReadOnlyCallTerminatesOtherSessions(t *testing.T) {
 			if facts, err := tt.tool.Facts(a); err != nil || !facts.SQL.ReadOnly {
 				t.Fatalf("facts: %+v, %v; want a plain read (the premise of this test)", facts.SQL, err)
 			}
-			if got := tt.tool.(tools.ReadOnlyCaller).ReadOnlyCall(ctx, cred, a); got != tt.readOnly {
+			ro, isCaller := tt.tool.(tools.ReadOnlyCaller)
+			if got := isCaller && ro.ReadOnlyCall(cred, a); got != tt.readOnly {
 				t.Errorf("ReadOnlyCall = %v, want %v", got, tt.readOnly)
 			}
 

@@ -203,6 +203,17 @@ func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Arg
 }
 
 // queryExecution is the run of query_db's statements.
+//
+// query_db is not a tools.ReadOnlyCaller: every call is recorded before it
+// runs. BEGIN READ ONLY refuses writes, not all a function may do
+// (pg_terminate_backend, pg_logical_emit_message, advisory locks, dblink);
+// the facts refuse those built-ins by name, but the database's own code —
+// a view's body, a row-level security policy, a function called through
+// attribute notation, a domain's check, an operator class's support
+// function, a function that shadows a built-in — is what READ ONLY is left
+// to bound, and a catalog read before the call cannot prove the call runs
+// none of it (two red-team rounds found seven ways past such a check,
+// among them DDL made since the catalog was read).
 func queryExecution(res *Resource, cred *Credential, limits tools.Limits, params []any, p *parsedSQL) *execution {
 	stmts := make([]execStatement, len(p.statements))
 	earlier := make([]*pg_query.Node, 0, len(p.statements))
@@ -253,7 +264,7 @@ func (*ListTables) ReadOnly() bool { return true }
 
 // ReadOnlyCall is true: list_tables runs one catalog query in BEGIN READ
 // ONLY, every function, operator and cast in it qualified with pg_catalog.
-func (*ListTables) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool { return true }
+func (*ListTables) ReadOnlyCall(tools.Credential, tools.Args) bool { return true }
 
 func (*ListTables) Description() string {
 	return `List the tables and views of a PostgreSQL database that your grant can read, with their schema, type and an estimated row count (from PostgreSQL's statistics: null for views and for tables not analysed yet; use query_db with count(*) for an exact count).
@@ -355,7 +366,7 @@ func (*DescribeTable) ReadOnly() bool { return true }
 // ReadOnlyCall is true: describe_table runs catalog queries in BEGIN READ
 // ONLY, every function, operator and cast in them qualified with
 // pg_catalog.
-func (*DescribeTable) ReadOnlyCall(context.Context, tools.Credential, tools.Args) bool {
+func (*DescribeTable) ReadOnlyCall(tools.Credential, tools.Args) bool {
 	return true
 }
 
@@ -400,8 +411,12 @@ WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.te
 ORDER BY a.attnum`
 
 const describeConstraintsSQL = `SELECT c.conname AS name,
-       CASE c.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
-                      WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE c.contype::pg_catalog.text END AS kind,
+       CASE WHEN c.contype OPERATOR(pg_catalog.=) 'p'::pg_catalog."char" THEN 'primary key'
+            WHEN c.contype OPERATOR(pg_catalog.=) 'f'::pg_catalog."char" THEN 'foreign key'
+            WHEN c.contype OPERATOR(pg_catalog.=) 'u'::pg_catalog."char" THEN 'unique'
+            WHEN c.contype OPERATOR(pg_catalog.=) 'c'::pg_catalog."char" THEN 'check'
+            WHEN c.contype OPERATOR(pg_catalog.=) 'x'::pg_catalog."char" THEN 'exclusion'
+            ELSE c.contype::pg_catalog.text END AS kind,
        pg_catalog.pg_get_constraintdef(c.oid, true) AS definition
 FROM pg_catalog.pg_constraint c
 WHERE c.conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid
