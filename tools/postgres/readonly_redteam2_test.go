@@ -17,7 +17,7 @@ import (
 // ran; any of them could as well pg_terminate_backend the lease's other
 // sessions (TestRedTeamReadOnlyCallTerminatesOtherSessions). That check
 // was removed: query_db is recorded before it runs, every call
-// (queryExecution's comment). list_tables and describe_table, whose SQL is
+// (QueryDB's comment). list_tables and describe_table, whose SQL is
 // airlock's own, still are recorded only with their outcome.
 
 const redTeam2SQL = `

@@ -37,6 +37,18 @@ var (
 )
 
 // QueryDB runs SQL on a PostgreSQL resource as a minted role.
+//
+// query_db is not a tools.ReadOnlyCaller: every call is recorded before it
+// runs, a read or not. BEGIN READ ONLY refuses writes, not all a function
+// may do (pg_terminate_backend, pg_logical_emit_message, advisory locks,
+// dblink); the facts refuse those built-ins by name, but the database's own
+// code — a view's body, a row-level security policy, a function called
+// through attribute notation, a domain's check, an operator class's support
+// function, a function that shadows a built-in — is what READ ONLY is left
+// to bound, and a catalog read before the call cannot prove the call runs
+// none of it (two red-team rounds found seven ways past such a check,
+// among them DDL made since the catalog was read:
+// readonly_redteam_test.go, readonly_redteam2_test.go).
 type QueryDB struct{}
 
 // QueryArgs are query_db's decoded arguments.
@@ -190,38 +202,17 @@ func (*QueryDB) Execute(ctx context.Context, target tools.Target, args tools.Arg
 	if a.MaxRows > 0 && (limits.MaxRows <= 0 || a.MaxRows < limits.MaxRows) {
 		limits.MaxRows = a.MaxRows
 	}
-	e := queryExecution(res, cred, limits, a.Params, p)
-	out, err := runToOutput(ctx, e, nil)
-	if !cred.readOnly {
-		nodes := make([]*pg_query.Node, len(e.stmts))
-		for i, st := range e.stmts {
-			nodes[i] = st.node
-		}
-		res.forgetChangedCatalog(ctx, nodes, cred.role)
-	}
-	return out, err
-}
-
-// queryExecution is the run of query_db's statements.
-//
-// query_db is not a tools.ReadOnlyCaller: every call is recorded before it
-// runs. BEGIN READ ONLY refuses writes, not all a function may do
-// (pg_terminate_backend, pg_logical_emit_message, advisory locks, dblink);
-// the facts refuse those built-ins by name, but the database's own code —
-// a view's body, a row-level security policy, a function called through
-// attribute notation, a domain's check, an operator class's support
-// function, a function that shadows a built-in — is what READ ONLY is left
-// to bound, and a catalog read before the call cannot prove the call runs
-// none of it (two red-team rounds found seven ways past such a check,
-// among them DDL made since the catalog was read).
-func queryExecution(res *Resource, cred *Credential, limits tools.Limits, params []any, p *parsedSQL) *execution {
 	stmts := make([]execStatement, len(p.statements))
 	earlier := make([]*pg_query.Node, 0, len(p.statements))
 	for i, st := range p.statements {
-		stmts[i] = execStatement{text: st.text, args: params[:st.params], read: st.notRead == "", node: st.node, earlier: earlier[:i:i]}
+		stmts[i] = execStatement{text: st.text, args: a.Params[:st.params], read: st.notRead == "", node: st.node, earlier: earlier[:i:i]}
 		earlier = append(earlier, st.node)
 	}
-	return &execution{resource: res, cred: cred, limits: limits, stmts: stmts}
+	out, err := runToOutput(ctx, &execution{resource: res, cred: cred, limits: limits, stmts: stmts}, nil)
+	if !cred.readOnly {
+		res.forgetChangedCatalog(ctx, earlier, cred.role)
+	}
+	return out, err
 }
 
 // refuse checks a parsed call against what Execute never sends.
