@@ -251,9 +251,9 @@ type call struct {
 	// pending are the call's events not committed yet, in order; commit
 	// appends them in one store transaction. A call commits them where
 	// something must not happen without them: before a credential is minted
-	// for it, before an approval is asked for, before it runs (unless the
-	// target keeps it from writing: tools.ReadOnlyCaller), and with its
-	// final event, before any result leaves.
+	// for it, before an approval is asked for, before it runs (unless it
+	// can change nothing: tools.ReadOnlyCaller), and with its final event,
+	// before any result leaves.
 	pending []recorder.Event
 }
 
@@ -561,8 +561,8 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 		}
 	}
 	// What it took to get here is durable before the call runs, unless the
-	// target keeps the call from writing: then it is committed with the
-	// outcome, before the result leaves, in the same transaction.
+	// call can change nothing (tools.ReadOnlyCaller): then it is committed
+	// with the outcome, before the result leaves, in the same transaction.
 	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(l.Credential, c.args) {
 		if err := b.commit(ctx, c); err != nil {
 			return refusedUnrecorded()
