@@ -9,7 +9,7 @@ import (
 	"github.com/airlock-mcp/airlock/tools"
 )
 
-// Red team, round 2: a52bceb recorded a query_db read only with its
+// Red team, round 2: 7b2d5b3 recorded a query_db read only with its
 // outcome when the facts called it a read and a check of the catalog
 // (cached for a minute) found no code of the database's own in it. Each
 // case here is a plain read in which a function of the database's own runs
@@ -31,7 +31,7 @@ CREATE FUNCTION public.rogue_chareq("char", "char") RETURNS bool LANGUAGE plpgsq
 // A read in which the database's own code runs: the premise holds (the
 // facts call each a plain read, and Execute's error is the function's
 // raise), and query_db is recorded before it runs (no ReadOnlyCaller).
-// On a52bceb its ReadOnlyCall said true for every case.
+// On 7b2d5b3 its ReadOnlyCall said true for every case.
 func TestRedTeam2DatabaseCodeInAPlainRead(t *testing.T) {
 	if _, ok := any(&QueryDB{}).(tools.ReadOnlyCaller); ok {
 		t.Fatal("query_db is a tools.ReadOnlyCaller: the broker would record these reads only after they ran")
@@ -91,7 +91,7 @@ CREATE OPERATOR CLASS public.point_order DEFAULT FOR TYPE point USING btree AS
 // before pg_catalog (ALTER DATABASE ... SET search_path = public,
 // pg_catalog) and an = for "char" in it ran that operator's function in
 // every describe_table, which is recorded only with its outcome. Failed on
-// a52bceb; the CASE now names OPERATOR(pg_catalog.=).
+// 7b2d5b3; the CASE now names OPERATOR(pg_catalog.=).
 func TestRedTeam2DescribeTableCaseOperator(t *testing.T) {
 	f := newFixture(t)
 	f.pg.Exec(t, redTeam2SQL)
