@@ -232,7 +232,7 @@ func (d *settingsDecoder) structure(m map[string]any, v reflect.Value, key strin
 	t := v.Type()
 	fields := map[string]int{}
 	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
+		if name := YAMLName(t.Field(i)); name != "" {
 			fields[name] = i
 		}
 	}
@@ -297,7 +297,10 @@ func where(key string) string {
 	return " in " + key
 }
 
-func yamlName(f reflect.StructField) string {
+// YAMLName is the key a struct field is configured by (its yaml tag), or
+// "" for a field config does not set (unexported, or tagged "-"). The
+// config loader reads broker config the same way.
+func YAMLName(f reflect.StructField) string {
 	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 	if name == "-" || !f.IsExported() {
 		return ""
@@ -313,7 +316,7 @@ func SettingKeys(t reflect.Type) []string {
 	}
 	var keys []string
 	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
+		if name := YAMLName(t.Field(i)); name != "" {
 			keys = append(keys, name)
 		}
 	}

@@ -172,7 +172,7 @@ func (d *decoder) structure(node ast.Node, v reflect.Value, key string) {
 	fields := map[string]int{}
 	rest := -1 // a tools.Settings field: it keeps the keys no field names
 	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
+		if name := tools.YAMLName(t.Field(i)); name != "" {
 			fields[name] = i
 		} else if t.Field(i).Type == settingsType {
 			rest = i
@@ -431,14 +431,6 @@ func where(key string) string {
 		return " at the top level"
 	}
 	return " in " + key
-}
-
-func yamlName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-	if name == "-" || !f.IsExported() {
-		return ""
-	}
-	return name
 }
 
 // nodeLine is the 1-based line a node starts on, or 0.

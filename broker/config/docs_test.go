@@ -11,6 +11,8 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/airlock-mcp/airlock/tools"
 )
 
 // configKeys lists every key a config file can set, as docs/config.md
@@ -20,7 +22,7 @@ func configKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name := yamlName(f)
+		name := tools.YAMLName(f)
 		if name == "" {
 			continue
 		}
