@@ -155,18 +155,20 @@ func decodeExact(raw []byte) (any, error) {
 	return v, nil
 }
 
-// maskText masks a text about the call (an error, a refusal) with the call's
-// profile, or the default one before a resource is known. If masking fails,
-// the text is withheld.
+// maskText masks a text about the call (an error, a refusal, a preview's
+// plan) with the call's profile and with the default one, whose detectors
+// catch secrets: a rule's profile replaces the default for the call's
+// output, not for what airlock itself says about the call, which may quote
+// the target (a plan quoting a view's literal). If masking fails, the text
+// is withheld.
 func (b *Broker) maskText(c *call, s string) string {
-	var p *masking.Profile
+	def, _ := c.st.Masking.Profile(DefaultMaskProfile)
 	if c.resource != nil {
-		p, _ = b.profile(c)
+		if p, _ := b.profile(c); p != nil && p != def {
+			s = maskWith(p, s)
+		}
 	}
-	if p == nil {
-		p, _ = c.st.Masking.Profile(DefaultMaskProfile)
-	}
-	return maskWith(p, s)
+	return maskWith(def, s)
 }
 
 // maskWith masks s with p, withholding it when that is not possible.

@@ -23,6 +23,7 @@ func TestVerifyWebhook(t *testing.T) {
 	now := time.Unix(1_750_000_000, 0)
 	signed := func(secret []byte, at time.Time, b []byte) http.Header {
 		h := http.Header{}
+		h.Set(webhook.HeaderDelivery, "d-1")
 		webhook.SetHeaders(h, secret, at, b)
 		return h
 	}
@@ -56,12 +57,12 @@ func TestVerifyWebhook(t *testing.T) {
 		}(), body, webhook.ErrBadSignature},
 		{"rotation: one of two signatures matches", func() http.Header {
 			h := signed(testSecret, now, body)
-			h.Set(webhook.HeaderSignature, "v1=00ff,"+h.Get(webhook.HeaderSignature))
+			h.Set(webhook.HeaderSignature, "v2=00ff,"+h.Get(webhook.HeaderSignature))
 			return h
 		}(), body, nil},
 		{"unknown scheme", func() http.Header {
 			h := signed(testSecret, now, body)
-			h.Set(webhook.HeaderSignature, strings.Replace(h.Get(webhook.HeaderSignature), "v1=", "v0=", 1))
+			h.Set(webhook.HeaderSignature, strings.Replace(h.Get(webhook.HeaderSignature), "v2=", "v0=", 1))
 			return h
 		}(), body, webhook.ErrBadSignature},
 	}

@@ -28,6 +28,10 @@ type slackBlock struct {
 type slackText struct {
 	Type string `json:"type"` // mrkdwn or plain_text
 	Text string `json:"text"`
+	// Verbatim (mrkdwn only) stops Slack from turning text into links and
+	// mentions on its own (a URL, #channel, @here in an argument): only the
+	// <url|text> links airlock writes are links.
+	Verbatim bool `json:"verbatim,omitempty"`
 }
 
 // slackArgsLimit keeps the arguments block under Slack's 3000-character
@@ -52,9 +56,9 @@ func slackMessage(p webhook.Payload) slackPayload {
 	}
 	args := slackCode(string(a.Arguments))
 
-	mrk := func(s string) slackText { return slackText{Type: "mrkdwn", Text: s} }
+	mrk := func(s string) slackText { return slackText{Type: "mrkdwn", Verbatim: true, Text: s} }
 	blocks := []slackBlock{
-		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "*" + slackEscape(summary) + "*"}},
+		{Type: "section", Text: &slackText{Type: "mrkdwn", Verbatim: true, Text: "*" + slackEscape(summary) + "*"}},
 		{Type: "section", Fields: []slackText{
 			mrk("*Requester*\n" + slackEscape(who)),
 			mrk("*Approvers*\n" + slackEscape(fmt.Sprintf("%s (%d needed)", strings.Join(a.Approvers.Groups, ", "), a.Approvers.Min))),
@@ -63,13 +67,13 @@ func slackMessage(p webhook.Payload) slackPayload {
 			mrk("*Expires*\n" + a.ExpiresAt.UTC().Format(time.RFC1123)),
 			mrk("*Approval*\n`" + slackEscape(a.ID) + "`"),
 		}},
-		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "*Arguments* (masked)\n```" + args + "```"}},
+		{Type: "section", Text: &slackText{Type: "mrkdwn", Verbatim: true, Text: "*Arguments* (masked)\n```" + args + "```"}},
 	}
 	if len(rules) > 0 {
-		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "*Rules*\n" + strings.Join(rules, "\n")}})
+		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Verbatim: true, Text: "*Rules*\n" + strings.Join(rules, "\n")}})
 	}
 	if a.Links.Page != "" {
-		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "<" + a.Links.Page + "|Review and decide in Airlock>"}})
+		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Verbatim: true, Text: "<" + a.Links.Page + "|Review and decide in Airlock>"}})
 	}
 	return slackPayload{Text: slackEscape(summary), Blocks: blocks}
 }

@@ -16,8 +16,8 @@ func TestReceiver(t *testing.T) {
 	body := `{"type":"approval.requested","approval":{"id":"a1","tool":"query_db","arguments":{}}}`
 	send := func(signWith []byte, at time.Time, delivery string) int {
 		req := httptest.NewRequest("POST", "/hook", strings.NewReader(body))
-		webhook.SetHeaders(req.Header, signWith, at, []byte(body))
 		req.Header.Set(webhook.HeaderDelivery, delivery)
+		webhook.SetHeaders(req.Header, signWith, at, []byte(body))
 		rec := httptest.NewRecorder()
 		rc.ServeHTTP(rec, req)
 		return rec.Code

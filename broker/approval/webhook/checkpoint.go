@@ -60,6 +60,9 @@ func CheckpointKeyID(key []byte) string {
 // transcripts.checkpoint_key_*; not the webhook's secret, which Verify
 // checks over the whole body).
 func VerifyCheckpoint(key []byte, c PayloadCheckpoint) error {
+	if len(key) == 0 {
+		return ErrNoSecret
+	}
 	if c.Signature == "" {
 		return ErrCheckpointUnsigned
 	}

@@ -7,13 +7,15 @@
 // Every delivery carries three headers:
 //
 //	Airlock-Timestamp: 1718000000                 (unix seconds, when this attempt was signed)
-//	Airlock-Signature: v1=5257a869e7ecebeda32aff… (hex HMAC-SHA256 over "<timestamp>.<body>")
 //	Airlock-Delivery:  6f1c…                      (same on every attempt of one delivery: dedup by it)
+//	Airlock-Signature: v2=5257a869e7ecebeda32aff… (hex HMAC-SHA256 over "<timestamp>.<delivery>.<body>")
 //
 // A receiver recomputes the HMAC with the shared secret over the timestamp
-// header, a '.', and the raw body bytes, compares in constant time, and
-// rejects timestamps more than Tolerance away from its clock (replays).
-// Verify does all of that.
+// header, a '.', the delivery header, a '.', and the raw body bytes,
+// compares in constant time, rejects timestamps more than Tolerance away
+// from its clock, and drops a delivery id it has seen (replays: the id is
+// signed, so a captured request cannot be sent again under another).
+// Verify does all but the last.
 package webhook
 
 import (
@@ -39,36 +41,42 @@ const (
 // clock, in either direction, before Verify rejects it as a replay.
 const Tolerance = 5 * time.Minute
 
-// signaturePrefix names the scheme: v1 is HMAC-SHA256 over
-// "<timestamp>.<body>", hex encoded.
-const signaturePrefix = "v1="
+// signaturePrefix names the scheme: v2 is HMAC-SHA256 over
+// "<timestamp>.<delivery>.<body>", hex encoded. (v1, over
+// "<timestamp>.<body>", left the delivery id unsigned.)
+const signaturePrefix = "v2="
 
 // Verification errors.
 var (
-	ErrMissingHeader = errors.New("webhook: missing Airlock-Timestamp or Airlock-Signature header")
+	ErrMissingHeader = errors.New("webhook: missing Airlock-Timestamp, Airlock-Delivery or Airlock-Signature header")
+	ErrNoSecret      = errors.New("webhook: no secret to verify with (an empty key verifies anyone's signature)")
 	ErrBadTimestamp  = errors.New("webhook: malformed Airlock-Timestamp")
 	ErrStale         = errors.New("webhook: timestamp outside the 5 minute tolerance (replayed or clock skew)")
 	ErrBadSignature  = errors.New("webhook: signature does not match")
 )
 
-// Sign returns the value of the Airlock-Signature header for body signed
-// at ts with secret.
-func Sign(secret []byte, ts time.Time, body []byte) string {
-	return signaturePrefix + hex.EncodeToString(mac(secret, strconv.FormatInt(ts.Unix(), 10), body))
+// Sign returns the value of the Airlock-Signature header for delivery's
+// body signed at ts with secret.
+func Sign(secret []byte, ts time.Time, delivery string, body []byte) string {
+	return signaturePrefix + hex.EncodeToString(mac(secret, strconv.FormatInt(ts.Unix(), 10), delivery, body))
 }
 
-// SetHeaders signs body at ts and sets the timestamp and signature headers.
+// SetHeaders signs body at ts, for the delivery h's Airlock-Delivery names,
+// and sets the timestamp and signature headers.
 func SetHeaders(h http.Header, secret []byte, ts time.Time, body []byte) {
 	h.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	h.Set(HeaderSignature, Sign(secret, ts, body))
+	h.Set(HeaderSignature, Sign(secret, ts, h.Get(HeaderDelivery), body))
 }
 
 // Verify checks that body was signed with secret less than Tolerance
 // before (or after) now. The signature header may hold several
-// comma-separated v1= values (for secret rotation); one must match.
+// comma-separated v2= values (for secret rotation); one must match.
 func Verify(secret []byte, header http.Header, body []byte, now time.Time) error {
-	tsText, sigText := header.Get(HeaderTimestamp), header.Get(HeaderSignature)
-	if tsText == "" || sigText == "" {
+	if len(secret) == 0 {
+		return ErrNoSecret
+	}
+	tsText, sigText, delivery := header.Get(HeaderTimestamp), header.Get(HeaderSignature), header.Get(HeaderDelivery)
+	if tsText == "" || sigText == "" || delivery == "" {
 		return ErrMissingHeader
 	}
 	sec, err := strconv.ParseInt(tsText, 10, 64)
@@ -79,7 +87,7 @@ func Verify(secret []byte, header http.Header, body []byte, now time.Time) error
 	if d := now.Sub(ts); d > Tolerance || d < -Tolerance {
 		return fmt.Errorf("%w: signed at %s, now %s", ErrStale, ts.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	want := mac(secret, tsText, body)
+	want := mac(secret, tsText, delivery, body)
 	for _, part := range strings.Split(sigText, ",") {
 		hexSig, ok := strings.CutPrefix(strings.TrimSpace(part), signaturePrefix)
 		if !ok {
@@ -93,9 +101,11 @@ func Verify(secret []byte, header http.Header, body []byte, now time.Time) error
 	return ErrBadSignature
 }
 
-func mac(secret []byte, ts string, body []byte) []byte {
+func mac(secret []byte, ts, delivery string, body []byte) []byte {
 	h := hmac.New(sha256.New, secret)
 	h.Write([]byte(ts))
+	h.Write([]byte{'.'})
+	h.Write([]byte(delivery))
 	h.Write([]byte{'.'})
 	h.Write(body)
 	return h.Sum(nil)
