@@ -148,6 +148,28 @@ var sqliteMigrations = []string{
 	);
 	CREATE INDEX webhook_outbox_due ON webhook_outbox (webhook, next_attempt_at)
 		WHERE delivered_at IS NULL AND failed_at IS NULL;`,
+
+	// 5: calls_in_flight gets a row at a call's first commit and loses it
+	// at its last, so every page it touches is written to the log twice a
+	// call. Keyed by call_id alone (WITHOUT ROWID: one B-tree, not a table
+	// and its primary-key index) and without the index on replica (a
+	// replica's rows are looked for only when one starts or stops, in a
+	// table as small as the calls running), it touches one page where it
+	// touched three. The rows in it are kept: a call that was running when
+	// an older airlock died is still found and marked interrupted.
+	`CREATE TABLE calls_in_flight_v5 (
+		call_id    TEXT PRIMARY KEY,
+		replica    TEXT NOT NULL,
+		session_id TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		issuer     TEXT NOT NULL,
+		tool       TEXT NOT NULL,
+		resource   TEXT NOT NULL,
+		started_at INTEGER NOT NULL
+	) WITHOUT ROWID;
+	INSERT INTO calls_in_flight_v5 SELECT call_id, replica, session_id, subject, issuer, tool, resource, started_at FROM calls_in_flight;
+	DROP TABLE calls_in_flight;
+	ALTER TABLE calls_in_flight_v5 RENAME TO calls_in_flight;`,
 }
 
 // postgresMigrations are sqliteMigrations in PostgreSQL's types.
@@ -261,6 +283,10 @@ var postgresMigrations = []string{
 	);
 	CREATE INDEX webhook_outbox_due ON webhook_outbox (webhook, next_attempt_at)
 		WHERE delivered_at IS NULL AND failed_at IS NULL;`,
+
+	// 5: calls_in_flight without the index on replica (see the SQLite list;
+	// a PostgreSQL table is a heap beside its primary key already).
+	`DROP INDEX IF EXISTS calls_in_flight_replica;`,
 }
 
 // migrate brings the schema up to date. Each step runs in its own write

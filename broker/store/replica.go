@@ -198,28 +198,20 @@ type CallInFlight struct {
 	StartedAt time.Time
 }
 
-// execer is a *sql.DB or a *sql.Tx.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // BeginCall records a call in flight.
 func (s *Store) BeginCall(ctx context.Context, c CallInFlight) error {
-	return s.beginCall(ctx, s.db, c)
+	_, err := s.db.ExecContext(ctx, s.q(beginCallSQL), c.CallID, c.Replica, c.SessionID, c.Subject, c.Issuer, c.Tool, c.Resource, toNanos(c.StartedAt))
+	if err != nil {
+		return fmt.Errorf("recording call %s in flight: %w", c.CallID, err)
+	}
+	return nil
 }
 
 // BeginCallTx records a call in flight in tx, a transaction on s.DB()
 // (the recorder's append of call.received, so the row and the event are
 // committed together).
 func (s *Store) BeginCallTx(ctx context.Context, tx *sql.Tx, c CallInFlight) error {
-	return s.beginCall(ctx, tx, c)
-}
-
-func (s *Store) beginCall(ctx context.Context, db execer, c CallInFlight) error {
-	_, err := db.ExecContext(ctx, s.q(`INSERT INTO calls_in_flight
-		(call_id, replica, session_id, subject, issuer, tool, resource, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (call_id) DO NOTHING`),
-		c.CallID, c.Replica, c.SessionID, c.Subject, c.Issuer, c.Tool, c.Resource, toNanos(c.StartedAt))
+	_, err := s.execTx(ctx, tx, beginCallSQL, c.CallID, c.Replica, c.SessionID, c.Subject, c.Issuer, c.Tool, c.Resource, toNanos(c.StartedAt))
 	if err != nil {
 		return fmt.Errorf("recording call %s in flight: %w", c.CallID, err)
 	}
@@ -228,21 +220,27 @@ func (s *Store) beginCall(ctx context.Context, db execer, c CallInFlight) error 
 
 // EndCall forgets a call in flight; an unknown one is not an error.
 func (s *Store) EndCall(ctx context.Context, callID string) error {
-	return s.endCall(ctx, s.db, callID)
+	if _, err := s.db.ExecContext(ctx, s.q(endCallSQL), callID); err != nil {
+		return fmt.Errorf("ending call %s in flight: %w", callID, err)
+	}
+	return nil
 }
 
 // EndCallTx forgets a call in flight in tx, a transaction on s.DB() (the
 // recorder's append of the call's final event).
 func (s *Store) EndCallTx(ctx context.Context, tx *sql.Tx, callID string) error {
-	return s.endCall(ctx, tx, callID)
-}
-
-func (s *Store) endCall(ctx context.Context, db execer, callID string) error {
-	if _, err := db.ExecContext(ctx, s.q(`DELETE FROM calls_in_flight WHERE call_id = ?`), callID); err != nil {
+	if _, err := s.execTx(ctx, tx, endCallSQL, callID); err != nil {
 		return fmt.Errorf("ending call %s in flight: %w", callID, err)
 	}
 	return nil
 }
+
+const (
+	beginCallSQL = `INSERT INTO calls_in_flight
+		(call_id, replica, session_id, subject, issuer, tool, resource, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (call_id) DO NOTHING`
+	endCallSQL = `DELETE FROM calls_in_flight WHERE call_id = ?`
+)
 
 // TakeAbandonedCalls removes and returns the calls in flight of replicas
 // that are gone (no row, or a heartbeat older than staleBefore), and of

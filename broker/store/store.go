@@ -50,6 +50,8 @@ type Store struct {
 	db      *sql.DB // SQLite: the single writer connection; PostgreSQL: the pool
 	read    *sql.DB // readers; the same pool as db for in-memory and PostgreSQL stores
 	dialect sqldialect.Dialect
+
+	stmts map[string]*sql.Stmt // SQLite: txStatements prepared on the writer; read-only once open
 }
 
 // Open opens the store named by rawURL and brings its schema up to date.
@@ -243,7 +245,7 @@ func (s *Store) init(ctx context.Context) error {
 			return fmt.Errorf("connecting to sqlite for reading: %w", err)
 		}
 	}
-	return nil
+	return s.prepare(ctx)
 }
 
 // DB returns the writer pool: one connection for SQLite, the pool for
@@ -264,9 +266,46 @@ func (s *Store) Dialect() sqldialect.Dialect { return s.dialect }
 // q rewrites a query written with `?` parameters for the store's dialect.
 func (s *Store) q(query string) string { return s.dialect.Rebind(query) }
 
+// execTx runs query (written with `?` parameters) in tx, a transaction on
+// s.DB(). SQLite's driver parses a statement every time it is run unless
+// it is prepared, and the statements a call's commits run are the same
+// every call: on SQLite those (txStatements) are prepared once, on the
+// writer connection, when the store opens, and bound to each transaction.
+// pgx keeps its own cache of prepared statements per connection.
+func (s *Store) execTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := s.stmts[query]; st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, s.q(query), args...)
+}
+
+// txStatements are the statements execTx runs prepared on SQLite.
+var txStatements = []string{beginCallSQL, endCallSQL}
+
+// prepare prepares txStatements on the writer connection. It runs before
+// the store is used: preparing needs the writer connection, which a
+// transaction holds while its hooks run.
+func (s *Store) prepare(ctx context.Context) error {
+	if s.dialect != sqldialect.SQLite {
+		return nil
+	}
+	s.stmts = make(map[string]*sql.Stmt, len(txStatements))
+	for _, q := range txStatements {
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("preparing the store's statements: %w", err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
 // Close closes both pools.
 func (s *Store) Close() error {
 	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
 	if s.read != s.db {
 		errs = append(errs, s.read.Close())
 	}
