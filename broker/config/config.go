@@ -437,8 +437,19 @@ func (c *Config) validate() Errors {
 	if c.Approvals.Expire <= c.Approvals.Wait {
 		fail("approvals.expire", "must be longer than approvals.wait (for example 15m)")
 	}
+	// A webhook is named in the store's outbox by its URL and format (the
+	// same on every replica), so two alike would share their deliveries.
+	sameWebhook := make(map[[2]string]int, len(c.Approvals.Webhooks))
 	for i, w := range c.Approvals.Webhooks {
 		key := fmt.Sprintf("approvals.webhooks[%d]", i)
+		format := w.Format
+		if format == "" {
+			format = approval.FormatJSON
+		}
+		if j, ok := sameWebhook[[2]string{w.URL, format}]; ok {
+			fail(key, "has the same url and format as approvals.webhooks[%d]: each approval is delivered to a webhook once; remove one of them", j)
+		}
+		sameWebhook[[2]string{w.URL, format}] = i
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			fail(key+".url", "is not an http(s) URL")
 		}
