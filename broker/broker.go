@@ -422,7 +422,7 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		return nil
 	}
 	if err := b.commit(ctx, c); err != nil {
-		return refusedUnrecorded()
+		return refusedUnrecorded(err)
 	}
 	canonical := c.args.Canonical()
 	masked, hidden, err := b.maskArguments(c.st, canonical)
@@ -537,16 +537,15 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 		guard = p
 	}
 	started := b.cfg.Clock()
-	unrecorded := false
+	var unrecorded error
 	beforeMint := func(ctx context.Context) error {
-		err := b.commit(ctx, c)
-		unrecorded = err != nil
-		return err
+		unrecorded = b.commit(ctx, c)
+		return unrecorded
 	}
 	l, err := b.cfg.Leases.Acquire(ctx, c.resource, c.decision.Grant, guard, c.Identity, c.id, beforeMint)
 	b.cfg.Metrics.observeStage("lease", b.cfg.Clock().Sub(started))
-	if unrecorded {
-		return refusedUnrecorded()
+	if unrecorded != nil {
+		return refusedUnrecorded(unrecorded)
 	}
 	if err != nil {
 		msg := b.maskText(c, err.Error())
@@ -565,7 +564,7 @@ func (b *Broker) acquireLease(ctx context.Context, c *call) *Result {
 	// with the outcome, before the result leaves, in the same transaction.
 	if ro, ok := c.tool.(tools.ReadOnlyCaller); !ok || !ro.ReadOnlyCall(l.Credential, c.args) {
 		if err := b.commit(ctx, c); err != nil {
-			return refusedUnrecorded()
+			return refusedUnrecorded(err)
 		}
 	}
 	return nil
@@ -582,7 +581,7 @@ func (b *Broker) commitWhileRunning(ctx context.Context, c *call) (context.Conte
 	timer := time.AfterFunc(RecordRunningAfter, func() {
 		defer close(done)
 		if err := b.commit(ctx, c); err != nil {
-			abort(errUnrecorded)
+			abort(fmt.Errorf("%w: %w", errUnrecorded, err))
 		}
 	})
 	var once sync.Once
@@ -598,8 +597,19 @@ func (b *Broker) commitWhileRunning(ctx context.Context, c *call) (context.Conte
 
 // refusedUnrecorded is the refusal of a call that did not run because what
 // it did so far could not be committed to the transcript.
-func refusedUnrecorded() *Result {
-	return refuse("failed", "The call was refused and not run: its policy decision could not be recorded because airlock's store is unavailable.")
+func refusedUnrecorded(err error) *Result {
+	return refuse("failed", "The call was refused and not run: its policy decision could not be recorded because %s.", becauseUnrecorded(err))
+}
+
+// becauseUnrecorded says why a commit failed, for the agent: the store is
+// unavailable, or the recorder refused an event as it stands
+// (recorder.ErrInvalidEvent), which no retry mends; airlock's log has the
+// detail, which can name parts of the call's data.
+func becauseUnrecorded(err error) string {
+	if errors.Is(err, recorder.ErrInvalidEvent) {
+		return "its transcript event could not be written as it stands (a fault in airlock: its log says more)"
+	}
+	return "airlock's store is unavailable"
 }
 
 // RecordRunningAfter is how long a read runs before what it took to get
@@ -648,8 +658,8 @@ func (b *Broker) execute(ctx context.Context, c *call) (r *Result) {
 	stop()
 	elapsed := b.cfg.Clock().Sub(started)
 	b.cfg.Metrics.observeStage("execute", elapsed)
-	if errors.Is(context.Cause(ctx), errUnrecorded) {
-		return refuse("failed", "The call was stopped after %s and its result withheld: it could not be recorded while it ran because airlock's store is unavailable.", RecordRunningAfter)
+	if cause := context.Cause(ctx); errors.Is(cause, errUnrecorded) {
+		return refuse("failed", "The call was stopped after %s and its result withheld: it could not be recorded while it ran because %s.", RecordRunningAfter, becauseUnrecorded(cause))
 	}
 	if err != nil {
 		msg := b.maskText(c, err.Error())
@@ -695,7 +705,7 @@ func (b *Broker) respond(ctx context.Context, c *call) *Result {
 		data["rows"] = len(c.output.Table.Rows)
 	}
 	if err := b.record(ctx, c, "call.completed", data); err != nil {
-		return refuse("failed", "The result was withheld: it could not be recorded because airlock's store is unavailable.")
+		return refuse("failed", "The result was withheld: it could not be recorded because %s.", becauseUnrecorded(err))
 	}
 	c.ended = true
 	return &Result{Structured: structured, Text: text}

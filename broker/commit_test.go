@@ -189,3 +189,23 @@ func TestSlowReadRecordedWhileItRuns(t *testing.T) {
 		t.Errorf("%d slow reads were cancelled, want the one that could not be recorded", rt.cancelled)
 	}
 }
+
+// A result the recorder refuses as it stands (here a value whose two keys
+// encoding/json makes alike: invalid UTF-8 becomes U+FFFD in both) is
+// withheld, and the agent is not told the store is down: it is not.
+func TestResultTheRecorderRefusesIsWithheldForWhatItIs(t *testing.T) {
+	h := newHarness(t)
+	h.tool.output = func() *tools.Output {
+		return &tools.Output{Table: &tools.Table{
+			Columns: []tools.Column{{Name: "doc"}},
+			Rows:    [][]any{{map[string]any{"a\xff": 1, "a\xfe": 2}}},
+		}}
+	}
+	res := h.call(t, eng, `{"resource":"db1","query":"select"}`)
+	if !res.IsError || !strings.Contains(res.Text, "withheld") || !strings.Contains(res.Text, "could not be written as it stands") || strings.Contains(res.Text, "store is unavailable") {
+		t.Fatalf("want the result withheld for what it is, got %v: %s", res.IsError, res.Text)
+	}
+	if got := h.eventTypes(t, res.CallID); got[len(got)-1] != "call.refused" || slices.Contains(got, "call.completed") {
+		t.Errorf("events %v, want call.refused last and no call.completed", got)
+	}
+}

@@ -1,10 +1,23 @@
 package recorder
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
+
+// MaxDepth is the deepest nesting of arrays and objects CapJSON returns
+// whole. An event's data is refused deeper than 10,000 levels (where
+// jsontext stops), and a backend's answer can reach 10,000 by itself
+// (encoding/json's own limit): a result that deep would be withheld for a
+// reason that is not the agent's. Past MaxDepth CapJSON returns the
+// truncated form, whose preview is a string.
+const MaxDepth = 1000
 
 // capped is what CapJSON records in place of a payload that is too large.
 type capped struct {
@@ -14,7 +27,8 @@ type capped struct {
 }
 
 // CapJSON marshals v for a transcript event. If the JSON is longer than
-// limit bytes it returns {"truncated":true,"bytes":N,"preview":"…"} instead,
+// limit bytes, or nested deeper than MaxDepth, it returns
+// {"truncated":true,"bytes":N,"preview":"…"} instead,
 // with the preview as long as fits in limit bytes. When limit is too small even
 // for an empty preview, the object is returned with an empty preview and
 // is longer than limit. A value that cannot be marshalled gives
@@ -25,7 +39,7 @@ func CapJSON(v any, limit int) json.RawMessage {
 		out, _ := marshalCompact(map[string]string{"error": "value cannot be encoded as JSON", "type": fmt.Sprintf("%T", v)})
 		return out
 	}
-	if len(b) <= limit {
+	if len(b) <= limit && !tooDeep(b) {
 		return b
 	}
 	// The preview is escaped inside the object, so find the longest prefix
@@ -47,4 +61,24 @@ func CapJSON(v any, limit int) json.RawMessage {
 		}
 	}
 	return encode(lo)
+}
+
+// tooDeep reports whether the JSON b (valid: marshalCompact made it) nests
+// arrays and objects deeper than MaxDepth. Fewer opening brackets than
+// that cannot, which spares reading the tokens of nearly every result.
+func tooDeep(b []byte) bool {
+	if bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) <= MaxDepth {
+		return false
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	for {
+		if _, err := dec.ReadToken(); err != nil {
+			// io.EOF: read to the end, never too deep. Any other error
+			// (jsontext's own depth limit) is treated as too deep.
+			return !errors.Is(err, io.EOF)
+		}
+		if dec.StackDepth() > MaxDepth {
+			return true
+		}
+	}
 }

@@ -109,12 +109,16 @@ func computeHash(ev Event) (string, error) {
 }
 
 // canonicalJSON returns data re-encoded in a canonical form: compact,
-// object members sorted by name, numbers as written, strings in their
-// shortest escaping but for U+2028 and U+2029 (no HTML escaping): the form
-// encoding/json gives, byte for byte. Empty data and JSON null give nil.
-// A name repeated in one object is an error (which of the two would a
-// reader believe?); invalid UTF-8 in a string becomes U+FFFD, as
-// encoding/json has always made it.
+// object members sorted by name (by UTF-16 code units, as RFC 8785 sorts
+// them), numbers as written, strings in their shortest escaping but for
+// U+2028 and U+2029 (no HTML escaping). That is the form encoding/json
+// gave before, byte for byte, but for the order of names that mix
+// characters from U+E000 to U+FFFF with ones past U+FFFF (Go sorted map
+// keys by UTF-8 bytes); data is hashed as stored, so either verifies.
+// Empty data and JSON null give nil. A name repeated in one object is an
+// error (which of the two would a reader believe?); invalid UTF-8 in a
+// string becomes U+FFFD, as encoding/json has always made it. Data nested
+// deeper than 10,000 levels is an error (CapJSON keeps results far from it).
 //
 // jsontext formats the bytes in one pass without building a tree: an
 // event's data costs a fifth of the decode-and-re-encode it replaces.
