@@ -23,10 +23,12 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -761,11 +763,44 @@ func (b *Broker) record(ctx context.Context, c *call, typ string, data any) erro
 	if err := b.note(c, typ, data); err != nil {
 		return err
 	}
-	if err := b.commit(ctx, c); err != nil {
+	err := b.commit(ctx, c)
+	if errors.Is(err, recorder.ErrInvalidEvent) && recordable(c.pending) && (typ == "call.refused" || typ == "call.failed") {
+		// The call went no further: what it did so far is recorded, with
+		// notes where the recorder could not take it as it was.
+		err = b.commit(ctx, c)
+	}
+	if err != nil {
 		c.pending = c.pending[:len(c.pending)-1]
 		return err
 	}
 	return nil
+}
+
+// recordable mends, in the call's pending events, what the recorder
+// refuses as it stands (recorder.Check): a text field it cannot hold (a
+// NUL, invalid UTF-8) is quoted, data it cannot hold (nested deeper than
+// it takes, a name given twice) gives way to a note saying so. It reports
+// whether it mended any. Left pending as they were, such events would
+// fail every later commit, the call's refusal too, and the call would
+// leave no event at all.
+func recordable(pending []recorder.Event) bool {
+	mended := false
+	for i := range pending {
+		ev := &pending[i]
+		if recorder.Check(*ev) == nil {
+			continue
+		}
+		mended = true
+		for _, f := range []*string{&ev.CallID, &ev.SessionID, &ev.Subject, &ev.Issuer, &ev.TokenID, &ev.Tool, &ev.Resource, &ev.Effect} {
+			if !utf8.ValidString(*f) || strings.IndexByte(*f, 0) >= 0 {
+				*f = strconv.Quote(*f)
+			}
+		}
+		if recorder.Check(*ev) != nil {
+			ev.Data = json.RawMessage(fmt.Sprintf(`{"unrecordable":"the event's data could not be recorded as it stood (nested too deep, or a name given twice)","bytes":%d}`, len(ev.Data)))
+		}
+	}
+	return mended
 }
 
 // note takes down one transcript event for the call; commit appends it.

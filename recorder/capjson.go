@@ -12,12 +12,18 @@ import (
 )
 
 // MaxDepth is the deepest nesting of arrays and objects CapJSON returns
-// whole. An event's data is refused deeper than 10,000 levels (where
-// jsontext stops), and a backend's answer can reach 10,000 by itself
-// (encoding/json's own limit): a result that deep would be withheld for a
-// reason that is not the agent's. Past MaxDepth CapJSON returns the
-// truncated form, whose preview is a string.
+// whole. An event's data is refused deeper than maxDataDepth, and a
+// backend's answer can reach 10,000 levels by itself (encoding/json's
+// limit): a result that deep would be withheld for a reason that is not
+// the agent's. Past MaxDepth CapJSON returns the truncated form, whose
+// preview is a string.
 const MaxDepth = 1000
+
+// maxDataDepth is the deepest nesting an event's data may have: room for
+// a result at MaxDepth inside the event's own objects, and far enough
+// under the 10,000 levels where encoding/json stops that an exported
+// event (its data one level further in) reads back.
+const maxDataDepth = 2 * MaxDepth
 
 // capped is what CapJSON records in place of a payload that is too large.
 type capped struct {
@@ -39,7 +45,7 @@ func CapJSON(v any, limit int) json.RawMessage {
 		out, _ := marshalCompact(map[string]string{"error": "value cannot be encoded as JSON", "type": fmt.Sprintf("%T", v)})
 		return out
 	}
-	if len(b) <= limit && !tooDeep(b) {
+	if len(b) <= limit && !tooDeep(b, MaxDepth) {
 		return b
 	}
 	// The preview is escaped inside the object, so find the longest prefix
@@ -63,11 +69,12 @@ func CapJSON(v any, limit int) json.RawMessage {
 	return encode(lo)
 }
 
-// tooDeep reports whether the JSON b (valid: marshalCompact made it) nests
-// arrays and objects deeper than MaxDepth. Fewer opening brackets than
-// that cannot, which spares reading the tokens of nearly every result.
-func tooDeep(b []byte) bool {
-	if bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) <= MaxDepth {
+// tooDeep reports whether the JSON b (valid: marshalCompact or jsontext
+// made it) nests arrays and objects deeper than limit. Fewer opening
+// brackets than that cannot, which spares reading the tokens of nearly
+// every value.
+func tooDeep(b []byte, limit int) bool {
+	if bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) <= limit {
 		return false
 	}
 	dec := jsontext.NewDecoder(bytes.NewReader(b))
@@ -77,7 +84,7 @@ func tooDeep(b []byte) bool {
 			// (jsontext's own depth limit) is treated as too deep.
 			return !errors.Is(err, io.EOF)
 		}
-		if dec.StackDepth() > MaxDepth {
+		if dec.StackDepth() > limit {
 			return true
 		}
 	}

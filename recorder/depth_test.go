@@ -1,17 +1,19 @@
 package recorder
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
 
 // Red team 4: a backend's answer can nest 9,999 levels deep (encoding/json
 // decodes it: its limit is 10,000) in 20 KB, under the size cap. Recorded
-// as {"result":{"body":…}} it went past the 10,000 levels event data may
-// have, so the call's result was withheld after the request ran, with "the
-// store is unavailable". CapJSON now gives such a value in its truncated
-// form, which records.
+// as {"result":{"body":…}} it went past the depth event data may have, so
+// the call's result was withheld after the request ran, with "the store is
+// unavailable". CapJSON now gives such a value in its truncated form,
+// which records.
 func TestCapJSONTooDeepIsRecordable(t *testing.T) {
 	var body any
 	if err := json.Unmarshal([]byte(strings.Repeat("[", 9999)+strings.Repeat("]", 9999)), &body); err != nil {
@@ -70,5 +72,30 @@ func TestCanonicalJSONNameOrderIsRFC8785(t *testing.T) {
 	// U+1F600 is the surrogate pair D83D DE00; U+FF61 is FF61: D83D < FF61.
 	if want := `{"arguments":{"resource":"db","😀":2,"｡":1}}`; string(got) != want {
 		t.Fatalf("canonicalJSON = %s, want %s", got, want)
+	}
+}
+
+// Data nested up to maxDataDepth is recorded, and its export reads back
+// and verifies (a line is one level deeper than its data: data at 10,000
+// levels, which encoding/json decodes, made an export it could not read);
+// one level more is refused.
+func TestDataDepthBoundaryAndExport(t *testing.T) {
+	deep := func(n int) json.RawMessage {
+		return json.RawMessage(strings.Repeat(`{"a":`, n-1) + "[]" + strings.Repeat("}", n-1))
+	}
+	r, _ := newRecorder(t, sqliteBackend)
+	if _, err := r.Append(t.Context(), Event{Type: TypeCallDecided, CallID: "c1", Data: deep(maxDataDepth)}); err != nil {
+		t.Fatalf("data %d levels deep: %v", maxDataDepth, err)
+	}
+	if _, err := r.Append(t.Context(), Event{Type: TypeCallDecided, CallID: "c2", Data: deep(maxDataDepth + 1)}); !errors.Is(err, ErrInvalidEvent) {
+		t.Fatalf("data %d levels deep: %v, want ErrInvalidEvent", maxDataDepth+1, err)
+	}
+	var out bytes.Buffer
+	if err := r.Export(t.Context(), &out, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyJSONL(&out)
+	if err != nil || !rep.OK || rep.Count != 1 {
+		t.Fatalf("VerifyJSONL of the export = %+v, %v; want one event, verified", rep, err)
 	}
 }

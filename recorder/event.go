@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -118,7 +119,7 @@ func computeHash(ev Event) (string, error) {
 // Empty data and JSON null give nil. A name repeated in one object is an
 // error (which of the two would a reader believe?); invalid UTF-8 in a
 // string becomes U+FFFD, as encoding/json has always made it. Data nested
-// deeper than 10,000 levels is an error (CapJSON keeps results far from it).
+// deeper than maxDataDepth is an error (CapJSON keeps results under it).
 //
 // jsontext formats the bytes in one pass without building a tree: an
 // event's data costs a fifth of the decode-and-re-encode it replaces.
@@ -133,6 +134,9 @@ func canonicalJSON(data json.RawMessage) (json.RawMessage, error) {
 	}
 	if string(out) == "null" {
 		return nil, nil
+	}
+	if tooDeep(out, maxDataDepth) {
+		return nil, fmt.Errorf("nested deeper than %d levels", maxDataDepth)
 	}
 	return out, nil
 }
@@ -156,7 +160,7 @@ var (
 
 // check rejects what could not be stored and hashed faithfully: an empty
 // type, invalid UTF-8 (encoding/json would silently replace it, so two
-// different values would hash alike) and out-of-range times.
+// different values would hash alike), NUL bytes and out-of-range times.
 func (ev Event) check() error {
 	if ev.Type == "" {
 		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
@@ -168,9 +172,26 @@ func (ev Event) check() error {
 		if !utf8.ValidString(f.s) {
 			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
 		}
+		if strings.IndexByte(f.s, 0) >= 0 {
+			// PostgreSQL's text cannot hold it: refused alike on every store.
+			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidEvent, f.name)
+		}
 	}
 	if ev.Time.Before(minTime) || ev.Time.After(maxTime) {
 		return fmt.Errorf("%w: time %v out of range", ErrInvalidEvent, ev.Time)
 	}
 	return nil
+}
+
+// Check reports whether Append would take ev as it stands, and if not,
+// why (an error wrapping ErrInvalidEvent): the checks Append makes before
+// it writes, without writing.
+func Check(ev Event) error {
+	if _, err := canonicalJSON(ev.Data); err != nil {
+		return fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Unix(0, 0) // Append stamps it
+	}
+	return ev.check()
 }

@@ -16,6 +16,12 @@ import (
 // cannot be compared exactly at a reasonable cost.
 const maxNumberLen = 64
 
+// maxBodyDepth bounds the nesting of a JSON request body. The body is in
+// the call's facts and transcript events a few levels further in, and the
+// transcript refuses data nested deeper than 10,000 levels: a body near
+// that could be decided on but not recorded.
+const maxBodyDepth = 1000
+
 // checkJSONBody refuses a JSON request body that policy and the service
 // could read differently:
 //   - an object with two keys equal under Unicode case folding ("amount"
@@ -25,7 +31,8 @@ const maxNumberLen = 64
 //     would see nil), rounded (50.000000000000001 reads as 50), or an
 //     integer past 2^53;
 //   - a top-level method override field (_method: Laravel reads it from
-//     JSON bodies).
+//     JSON bodies);
+//   - nesting deeper than maxBodyDepth.
 func checkJSONBody(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -69,6 +76,9 @@ func checkJSONBody(b []byte) error {
 			}
 			f.expectKey = false
 			continue
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') && len(stack) == maxBodyDepth {
+			return fmt.Errorf("it nests deeper than %d levels", maxBodyDepth)
 		}
 		switch t := tok.(type) {
 		case json.Delim:

@@ -95,6 +95,17 @@ func TestRedTeamDecodeRefuses(t *testing.T) {
 		{"If-Range", `{"path": "/v1/customers/7", "headers": {"If-Range": "x"}}`, "If-Range is refused"},
 		{"a Content-Type that is not one media type", `{"method": "POST", "path": "/v1/refunds", "headers": {"Content-Type": "text/plain, application/json"}, "body": "{\"amount\": 900}"}`, "Content-Type"},
 	}
+	// Red team 4b: a body nested 9,998 levels deep (a string typed JSON:
+	// MCP's framing stops a JSON value sooner) was decided on, but its
+	// call.decided, with the body in the facts, was deeper than the
+	// transcript takes: the call was refused or denied and left no event.
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	cases = append(cases,
+		struct{ name, args, want string }{"a JSON body nested deeper than the transcript takes",
+			`{"method": "POST", "path": "/v1/refunds", "body": ` + deep(maxBodyDepth+1) + `}`, "deeper than 1000 levels"},
+		struct{ name, args, want string }{"a string body typed JSON nested 9,998 levels",
+			`{"method": "POST", "path": "/v1/refunds", "headers": {"Content-Type": "application/json"}, "body": "` + deep(9998) + `"}`, "deeper than 1000 levels"},
+	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var m map[string]any
@@ -692,4 +703,12 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// A body as deep as maxBodyDepth is a body like any other.
+func TestBodyAtMaxDepthDecodes(t *testing.T) {
+	body := strings.Repeat(`{"a":`, maxBodyDepth-1) + "[]" + strings.Repeat("}", maxBodyDepth-1)
+	if _, err := (&Request{}).Decode(json.RawMessage(`{"resource": "orders-api", "method": "POST", "path": "/v1/refunds", "body": ` + body + `}`)); err != nil {
+		t.Fatalf("a body %d levels deep: %v", maxBodyDepth, err)
+	}
 }
