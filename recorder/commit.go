@@ -202,6 +202,9 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 		}
 	}
 	r.commits.Add(1)
+	for _, e := range evs {
+		r.events.Add(int64(len(e)))
+	}
 	return evs, -1, nil
 }
 

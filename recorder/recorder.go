@@ -108,10 +108,23 @@ type Recorder struct {
 	queue   []*request
 	leading bool
 	batch   int          // the most events one transaction writes: maxBatch (1 in benchmarks of the old way)
-	commits atomic.Int64 // transactions that appended events (tests, benchmarks)
+	commits atomic.Int64 // transactions that appended events (Stats)
+	events  atomic.Int64 // events they appended (Stats)
 
 	stmtMu sync.Mutex
 	stmts  *statements // SQLite: the append's statements, prepared on the writer connection
+}
+
+// Stats counts what this Recorder has written since it was opened.
+type Stats struct {
+	Commits int64 // store transactions that appended events
+	Events  int64 // events they appended
+}
+
+// Stats returns the counts so far: Events/Commits is how many events a
+// group commit holds on average.
+func (r *Recorder) Stats() Stats {
+	return Stats{Commits: r.commits.Load(), Events: r.events.Load()}
 }
 
 // Option configures a Recorder.

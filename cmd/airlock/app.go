@@ -179,6 +179,14 @@ func newApp(ctx context.Context, cfgPath string, strict bool, logger *slog.Logge
 		a.closeStore(state)
 		return nil, err
 	}
+	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "airlock_transcript_commits_total",
+		Help: "Store transactions that appended transcript events (group commits: events_total / commits_total is events per commit).",
+	}, func() float64 { return float64(a.rec.Stats().Commits) }))
+	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "airlock_transcript_events_total",
+		Help: "Transcript events appended by this process.",
+	}, func() float64 { return float64(a.rec.Stats().Events) }))
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "airlock_leases_live",
 		Help: "Credential leases currently live (minted and not yet revoked).",

@@ -348,6 +348,15 @@ func TestHTTPThroughTypeScriptSDK(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The scenario's calls were recorded: each transaction holds at least
+	// one event.
+	var commits, events float64
+	if _, err := fmt.Sscan(metricValue(t, metrics, "airlock_transcript_commits_total"), &commits); err != nil || commits < 1 {
+		t.Errorf("airlock_transcript_commits_total = %v (%v), want at least one", commits, err)
+	}
+	if _, err := fmt.Sscan(metricValue(t, metrics, "airlock_transcript_events_total"), &events); err != nil || events < commits {
+		t.Errorf("airlock_transcript_events_total = %v (%v), want at least one per commit (%v)", events, err, commits)
+	}
 	if got := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port)); !strings.Contains(got, "ready") {
 		t.Errorf("/readyz = %q", got)
 	}
@@ -508,4 +517,16 @@ func TestConformanceSuite(t *testing.T) {
 			t.Logf("%s", lastLines(string(out), 8))
 		})
 	}
+}
+
+// metricValue is the value of an unlabelled metric in a /metrics page.
+func metricValue(t *testing.T, page, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	t.Errorf("/metrics lacks %s", name)
+	return ""
 }
