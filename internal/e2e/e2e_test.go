@@ -467,7 +467,7 @@ func (p *serveProc) stop(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) string {
+func httpGet(t testing.TB, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -520,7 +520,7 @@ func TestConformanceSuite(t *testing.T) {
 }
 
 // metricValue is the value of an unlabelled metric in a /metrics page.
-func metricValue(t *testing.T, page, name string) string {
+func metricValue(t testing.TB, page, name string) string {
 	t.Helper()
 	for _, line := range strings.Split(page, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,5 +159,14 @@ func benchLoad(b *testing.B, run func(t testing.TB, url, tool string, args map[s
 			b.ReportMetric(percentile(lat[i], 0.99), p.name+"-p99-ms")
 		}
 		b.ReportMetric(rates[0]/rates[1], "airlock/dbhub-calls/s")
+		// How many events airlock's group commits held, over its runs.
+		page := httpGet(b, strings.TrimSuffix(peers[0].url, "/mcp")+"/metrics")
+		var commits, events float64
+		_, err1 := fmt.Sscan(metricValue(b, page, "airlock_transcript_commits_total"), &commits)
+		_, err2 := fmt.Sscan(metricValue(b, page, "airlock_transcript_events_total"), &events)
+		if err1 != nil || err2 != nil || commits == 0 {
+			b.Fatalf("airlock's transcript metrics: %v %v, %v commits", err1, err2, commits)
+		}
+		b.ReportMetric(events/commits, "airlock-events/commit")
 	}
 }
