@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func RecordApprovalEvent(ctx context.Context, rec Recorder, ev approval.Event) e
 	if err != nil {
 		return err
 	}
-	_, err = rec.Append(context.WithoutCancel(ctx), recorder.Event{
+	return appendMended(ctx, rec, recorder.Event{
 		Type:     ev.Type,
 		CallID:   ev.CallID,
 		Subject:  ev.Subject,
@@ -86,5 +87,20 @@ func RecordApprovalEvent(ctx context.Context, rec Recorder, ev approval.Event) e
 		Resource: ev.Resource,
 		Data:     raw,
 	})
+}
+
+// appendMended appends ev; if the recorder refuses it as it stands
+// (recorder.ErrInvalidEvent: an approver's name with a NUL, say), it is
+// appended mended (recordable) rather than not at all: a decision that was
+// stored, or a lease that was minted, is never left out of the transcript
+// for how a name is spelled.
+func appendMended(ctx context.Context, rec Recorder, ev recorder.Event) error {
+	_, err := rec.Append(context.WithoutCancel(ctx), ev)
+	if errors.Is(err, recorder.ErrInvalidEvent) {
+		evs := []recorder.Event{ev}
+		if recordable(evs) {
+			_, err = rec.Append(context.WithoutCancel(ctx), evs[0])
+		}
+	}
 	return err
 }

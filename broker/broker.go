@@ -881,7 +881,7 @@ func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), recorder.Event{
+	return appendMended(ctx, b.cfg.Recorder, recorder.Event{
 		Type:     ev.Type,
 		CallID:   ev.Lease.CallID,
 		Subject:  ev.Lease.Subject,
@@ -889,7 +889,6 @@ func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
 		Resource: ev.Lease.Resource,
 		Data:     raw,
 	})
-	return err
 }
 
 // leaseData is what a lease event says of the lease (and, when errText is

@@ -395,6 +395,13 @@ func (v *Verifier) identity(c map[string]any) (policy.Identity, error) {
 		return policy.Identity{}, err
 	}
 	iss, _ := c["iss"].(string)
+	// The transcript records who called by these three; a NUL in one could
+	// not be recorded as it is (and reads differently in C-based tools).
+	for _, f := range []struct{ name, v string }{{v.cfg.SubjectClaim, sub}, {"iss", iss}, {"jti", jti}} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return policy.Identity{}, refuse(ReasonClaims, "the %s claim contains a NUL character", f.name)
+		}
+	}
 	return policy.Identity{
 		Subject: sub,
 		Email:   email,

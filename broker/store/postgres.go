@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/url"
 	"os"
@@ -37,11 +38,17 @@ func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "airlock"
 	}
+	// Transcript text is UTF-8 and is stored as it was hashed.
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(pgConns)
 	db.SetMaxIdleConns(pgConns)
 	db.SetConnMaxIdleTime(pgConnMaxIdle)
 	s := &Store{db: db, read: db, dialect: sqldialect.Postgres}
+	if err := checkEncoding(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", redactURL(rawURL), err)
+	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", redactURL(rawURL), err)
@@ -89,4 +96,19 @@ func resolvePassword(rawURL string) (dsn, password string, err error) {
 		return u.String(), v, nil
 	}
 	return "", "", fmt.Errorf("%w: store URL: %s or %s is empty", ErrUnsupportedURL, ParamPasswordEnv, ParamPasswordFile)
+}
+
+// checkEncoding refuses a database that cannot hold every transcript event
+// as it was hashed: in another encoding, text some events carry would fail
+// to be stored (and the calls they describe would be refused), or come back
+// changed.
+func checkEncoding(ctx context.Context, db *sql.DB) error {
+	var enc string
+	if err := db.QueryRowContext(ctx, `SHOW server_encoding`).Scan(&enc); err != nil {
+		return fmt.Errorf("connecting to postgres: %w", err)
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("the database's encoding is %s; the store needs UTF8 (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)", enc)
+	}
+	return nil
 }

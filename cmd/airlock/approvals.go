@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -80,6 +82,9 @@ groups and must not be the requester, and min distinct approvers are needed.`,
 		if as != "" {
 			if cfg.Auth.Mode == config.AuthOIDC {
 				return nil, errors.New("--as is for setups without OIDC; with auth.mode oidc, log in (airlock login) and decide through the server")
+			}
+			if !utf8.ValidString(as) || strings.IndexFunc(as, unicode.IsControl) >= 0 {
+				return nil, errors.New("--as must be a name in UTF-8 without control characters: the transcript records the decision under it")
 			}
 			return openLocalApprovals(ctx, cfg, &policy.Identity{Subject: as, Groups: groups, Method: "cli-local"})
 		}
