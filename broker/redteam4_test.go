@@ -8,15 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/airlock-mcp/airlock/broker/lease"
 	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/internal/testenv"
-	"github.com/airlock-mcp/airlock/masking"
-	"github.com/airlock-mcp/airlock/policy"
 	"github.com/airlock-mcp/airlock/recorder"
-	"github.com/airlock-mcp/airlock/tools"
 )
 
 // Red team 4b: on a PostgreSQL store (what replicas share), an agent that
@@ -37,35 +32,7 @@ func TestRedTeam4NULInResourceNameIsRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	rec, err := recorder.New(st.DB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.Parse([]byte(testPolicy), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := masking.New(masking.DefaultConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := &fakeResource{spec: tools.ResourceSpec{Name: "db1", Kind: "fake", Grants: map[string]tools.Grant{"ro": {TTL: time.Minute}}}}
-	var b *Broker
-	leases, err := lease.New(lease.Config{
-		Store:   st,
-		Resolve: func(name string) (tools.Resource, bool) { r, ok := b.State().Resources[name]; return r, ok },
-		OnEvent: func(ctx context.Context, ev lease.Event) error { return b.RecordLease(ctx, ev) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err = New(Config{Tools: []tools.Tool{&fakeTool{}}, Recorder: rec, Leases: leases}, &State{
-		Policy: pol, Resources: map[string]tools.Resource{"db1": res}, Masking: engine,
-		Limits: tools.Limits{MaxRows: 10, MaxBytes: 1 << 20, Timeout: time.Second},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, rec, _ := rt4cBroker(t, st, false)
 	r := b.Handle(ctx, Call{Tool: "fake_query", Arguments: json.RawMessage(`{"resource":"db1\u0000","query":"select"}`), Identity: eng})
 	t.Logf("agent was told: %s", r.Text)
 	evs, err := rec.Events(ctx, recorder.Filter{CallID: r.CallID})

@@ -205,10 +205,9 @@ func TestProvenanceStepsStayCheap(t *testing.T) {
 	if w.stopped == "" || len(outs) != 1 || !strings.Contains(outs[0].prov.unknown, "too complex to trace") {
 		t.Errorf("a statement over the bound is not of unknown origin: stopped %q, %+v", w.stopped, outs)
 	}
-	// Generous for a shared machine and -race; about 35 ms here without it.
-	if best > time.Second {
-		t.Errorf("tracing %d KB of whole-row references took %v", len(sql)>>10, best)
-	}
+	// The time is logged, not asserted: the bound is one of work (above),
+	// and a shared machine's load moved this from 35 ms to 1.3 s in one
+	// `make test` run; speed is for `make bench`.
 }
 
 // A wide statement of the ordinary kind (hundreds of expressions over a
