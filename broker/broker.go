@@ -830,7 +830,9 @@ func (b *Broker) commit(ctx context.Context, c *call) error {
 	}
 	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
 	if err != nil {
-		b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", err)
+		// Masked: a refused event's error can quote its data (jsontext
+		// names the members on the way to what it refused).
+		b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", b.maskText(c, err.Error()))
 		b.cfg.Metrics.recordFailures.Inc()
 		return err
 	}

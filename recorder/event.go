@@ -187,11 +187,24 @@ func (ev Event) check() error {
 // why (an error wrapping ErrInvalidEvent): the checks Append makes before
 // it writes, without writing.
 func Check(ev Event) error {
-	if _, err := canonicalJSON(ev.Data); err != nil {
-		return fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
+	_, err := ready(ev, func() time.Time { return time.Unix(0, 0) })
+	return err
+}
+
+// ready is ev as Append stores it: data canonical, time stamped (by now
+// when zero) in UTC, every field checked.
+func ready(ev Event, now func() time.Time) (Event, error) {
+	data, err := canonicalJSON(ev.Data)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
 	}
+	ev.Data = data
 	if ev.Time.IsZero() {
-		ev.Time = time.Unix(0, 0) // Append stamps it
+		ev.Time = now()
 	}
-	return ev.check()
+	ev.Time = ev.Time.UTC() // also drops the monotonic reading
+	if err := ev.check(); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
 }

@@ -245,23 +245,14 @@ func (r *Recorder) AppendAllWith(ctx context.Context, evs []Event, hooks []TxHoo
 	if len(evs) == 0 {
 		return nil, fmt.Errorf("%w: no events", ErrInvalidEvent)
 	}
-	ready := make([]Event, len(evs))
+	out := make([]Event, len(evs))
 	for i, ev := range evs {
-		data, err := canonicalJSON(ev.Data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
-		}
-		ev.Data = data
-		if ev.Time.IsZero() {
-			ev.Time = r.now()
-		}
-		ev.Time = ev.Time.UTC() // also drops the monotonic reading
-		if err := ev.check(); err != nil {
+		var err error
+		if out[i], err = ready(ev, r.now); err != nil {
 			return nil, err
 		}
-		ready[i] = ev
 	}
-	return r.enqueue(ready, hooks)
+	return r.enqueue(out, hooks)
 }
 
 // lockChain makes tx the only writer of the chain until it ends. In SQLite
