@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -479,6 +481,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.Identity != nil && c.Identity.Subject == "" {
 		fail("identity.subject", "is required when identity is set")
+	}
+	if c.Identity != nil && (!utf8.ValidString(c.Identity.Subject) || strings.IndexFunc(c.Identity.Subject, unicode.IsControl) >= 0) {
+		fail("identity.subject", "must be UTF-8 without control characters: the transcript records every call under it")
 	}
 	if c.Limits.MaxRows <= 0 {
 		fail("limits.max_rows", "must be a positive number of rows")

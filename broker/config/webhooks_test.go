@@ -32,3 +32,17 @@ func TestApprovalWebhooksMustDiffer(t *testing.T) {
 		})
 	}
 }
+
+// Red team 4d: a stdio identity whose subject held a NUL ("\0" in YAML)
+// gave every call a subject the transcript cannot record as it is.
+func TestIdentitySubjectMustBeRecordable(t *testing.T) {
+	for _, sub := range []string{`"ada\0"`, `"ada\x07"`, `"line\nbreak"`} {
+		_, err := Parse([]byte(valid+"identity: {subject: "+sub+"}\n"), "airlock.yaml")
+		if err == nil || !strings.Contains(err.Error(), "identity.subject: must be UTF-8 without control characters") {
+			t.Errorf("identity.subject %s: %v, want it refused", sub, err)
+		}
+	}
+	if _, err := Parse([]byte(valid+"identity: {subject: ada}\n"), "airlock.yaml"); err != nil {
+		t.Errorf("a plain subject: %v", err)
+	}
+}

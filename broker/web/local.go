@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/airlock-mcp/airlock/policy"
 )
@@ -111,9 +113,11 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimSpace(r.PostForm.Get("name"))
-	if name == "" || len(name) > 200 || strings.ContainsAny(name, "\r\n\t") {
+	// The transcript records decisions under this name: one line of UTF-8
+	// without control characters, as the CLI's --as.
+	if name == "" || len(name) > 200 || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		h.render(w, r, nil, http.StatusBadRequest, "locallogin", "Pick who you are", map[string]any{
-			"Token": st.Token, "Next": st.Next, "Groups": h.cfg.LocalGroups, "Error": "Type a name (one line, at most 200 characters).",
+			"Token": st.Token, "Next": st.Next, "Groups": h.cfg.LocalGroups, "Error": "Type a name (one line, at most 200 characters, no control characters).",
 		})
 		return
 	}

@@ -224,6 +224,13 @@ func TestLocalLoginRefusals(t *testing.T) {
 	if c, w := f.localLogin(t, "", "dba", nil); c != nil || w.Code != 400 {
 		t.Errorf("no name: %d", w.Code)
 	}
+	// Red team 4d: the transcript records decisions under the name, so it
+	// is one line of UTF-8 without control characters (a NUL was taken).
+	for _, name := range []string{"dora\x00", "dora\x07", "dora\xff"} {
+		if c, w := f.localLogin(t, name, "dba", nil); c != nil || w.Code != 400 {
+			t.Errorf("name %q: %d", name, w.Code)
+		}
+	}
 	// An OIDC session (same key) does not open in local mode, nor a local
 	// one in OIDC mode.
 	oidc := newFixture(t)
