@@ -60,15 +60,20 @@ func (b *Broker) ApprovalStatus(ctx context.Context, in Call) Result {
 }
 
 // RecordApproval records an approval event that happens outside a call: a
-// decision, a refused decision attempt, a webhook delivery or failure. The
-// approval manager calls it.
+// decision (with the decision itself: the event's Write), a refused
+// decision attempt, a webhook delivery or failure. The approval manager
+// calls it.
 func (b *Broker) RecordApproval(ctx context.Context, ev approval.Event) error {
+	if err := RecordApprovalEvent(ctx, b.cfg.Recorder, ev); err != nil {
+		return err
+	}
 	b.cfg.Metrics.ObserveApprovalEvent(ev, b.cfg.Clock())
-	return RecordApprovalEvent(ctx, b.cfg.Recorder, ev)
+	return nil
 }
 
-// RecordApprovalEvent appends an approval event to a transcript. The CLI's
-// local mode uses it too, so a decision made there is recorded the same way.
+// RecordApprovalEvent appends an approval event to a transcript, running
+// its Write in the append's transaction. The CLI's local mode uses it too,
+// so a decision made there is recorded the same way.
 func RecordApprovalEvent(ctx context.Context, rec Recorder, ev approval.Event) error {
 	data := map[string]any{"approval_id": ev.ApprovalID}
 	for k, v := range ev.Data {
@@ -86,20 +91,20 @@ func RecordApprovalEvent(ctx context.Context, rec Recorder, ev approval.Event) e
 		Tool:     ev.Tool,
 		Resource: ev.Resource,
 		Data:     raw,
-	})
+	}, ev.Write)
 }
 
-// appendMended appends ev; if the recorder refuses it as it stands
-// (recorder.ErrInvalidEvent: an approver's name with a NUL, say), it is
-// appended mended (recordable) rather than not at all: a decision that was
-// stored, or a lease that was minted, is never left out of the transcript
-// for how a name is spelled.
-func appendMended(ctx context.Context, rec Recorder, ev recorder.Event) error {
-	_, err := rec.Append(context.WithoutCancel(ctx), ev)
+// appendMended appends ev, with hook in its transaction; if the recorder
+// refuses ev as it stands (recorder.ErrInvalidEvent: an approver's name
+// with a NUL, say), it is appended mended (recordable) rather than not at
+// all: a decision, or a lease that was minted, is never left out of the
+// transcript for how a name is spelled.
+func appendMended(ctx context.Context, rec Recorder, ev recorder.Event, hook recorder.TxHook) error {
+	_, err := rec.AppendWith(context.WithoutCancel(ctx), ev, hook)
 	if errors.Is(err, recorder.ErrInvalidEvent) {
 		evs := []recorder.Event{ev}
 		if recordable(evs) {
-			_, err = rec.Append(context.WithoutCancel(ctx), evs[0])
+			_, err = rec.AppendWith(context.WithoutCancel(ctx), evs[0], hook)
 		}
 	}
 	return err

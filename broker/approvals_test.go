@@ -24,7 +24,6 @@ func (h *harness) withApprovals(t *testing.T, dir string, wait time.Duration) (*
 	m, err := approval.New(approval.Config{
 		Store: st, Wait: wait, Expire: 15 * time.Minute,
 		PollInterval: 10 * time.Millisecond, ProgressInterval: time.Hour,
-		OnEvent: func(context.Context, approval.Event) error { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)

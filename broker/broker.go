@@ -43,7 +43,10 @@ import (
 
 // Recorder appends transcript events.
 type Recorder interface {
-	Append(ctx context.Context, ev recorder.Event) (recorder.Event, error)
+	// AppendWith appends ev, running hook, when not nil, in the append's
+	// transaction (recorder.Recorder.AppendWith): the state it writes is
+	// committed with the event or not at all.
+	AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error)
 	// AppendAll appends events in one transaction: all or none. An error
 	// means none was committed (recorder.Recorder reads back a commit whose
 	// answer was lost before it says so): the broker appends the events
@@ -824,7 +827,7 @@ func (b *Broker) commit(ctx context.Context, c *call) error {
 	started := b.cfg.Clock()
 	var err error
 	if len(c.pending) == 1 {
-		_, err = b.cfg.Recorder.Append(context.WithoutCancel(ctx), c.pending[0])
+		_, err = b.cfg.Recorder.AppendWith(context.WithoutCancel(ctx), c.pending[0], nil)
 	} else {
 		_, err = b.cfg.Recorder.AppendAll(context.WithoutCancel(ctx), c.pending)
 	}
@@ -890,7 +893,7 @@ func (b *Broker) RecordLease(ctx context.Context, ev lease.Event) error {
 		Issuer:   ev.Lease.Issuer,
 		Resource: ev.Lease.Resource,
 		Data:     raw,
-	})
+	}, nil)
 }
 
 // leaseData is what a lease event says of the lease (and, when errText is

@@ -117,12 +117,12 @@ type flakyRecorder struct {
 	commits atomic.Int32
 }
 
-func (f *flakyRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+func (f *flakyRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error) {
 	f.commits.Add(1)
 	if f.failOn[ev.Type] {
 		return recorder.Event{}, errors.New("disk full")
 	}
-	return f.Recorder.Append(ctx, ev)
+	return f.Recorder.AppendWith(ctx, ev, hook)
 }
 
 // AppendAll fails, appending none, when any of the events is of a failing

@@ -58,9 +58,9 @@ type countingRecorder struct {
 	n atomic.Int32
 }
 
-func (r *countingRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+func (r *countingRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error) {
 	r.n.Add(1)
-	return r.Recorder.Append(ctx, ev)
+	return r.Recorder.AppendWith(ctx, ev, hook)
 }
 
 func (r *countingRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {

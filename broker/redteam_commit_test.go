@@ -223,11 +223,11 @@ type downRecorder struct {
 	down atomic.Bool
 }
 
-func (r *downRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
+func (r *downRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error) {
 	if r.down.Load() {
 		return recorder.Event{}, errors.New("the store is down")
 	}
-	return r.Recorder.Append(ctx, ev)
+	return r.Recorder.AppendWith(ctx, ev, hook)
 }
 
 func (r *downRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {

@@ -104,6 +104,17 @@ func (m *Manager) apiDecide(v Verdict) func(http.ResponseWriter, *http.Request, 
 // Sentinel messages are written for the caller to read; anything else is
 // logged and answered with a generic 500.
 func (m *Manager) writeDecisionError(w http.ResponseWriter, err error) {
+	if status := HTTPStatus(err); status != http.StatusInternalServerError {
+		writeError(w, status, err.Error())
+		return
+	}
+	m.cfg.Logger.Error("approvals API", "error", err)
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+// HTTPStatus is the HTTP status of an error from the Manager: the
+// sentinel's (whose message is written for people to read), or 500.
+func HTTPStatus(err error) int {
 	for _, e := range []struct {
 		err    error
 		status int
@@ -118,14 +129,14 @@ func (m *Manager) writeDecisionError(w http.ResponseWriter, err error) {
 		{ErrConsumed, http.StatusConflict},
 		{ErrDenied, http.StatusConflict},
 		{ErrApproved, http.StatusConflict},
+		{ErrChanged, http.StatusConflict},
+		{ErrUnrecorded, http.StatusServiceUnavailable},
 	} {
 		if errors.Is(err, e.err) {
-			writeError(w, e.status, err.Error())
-			return
+			return e.status
 		}
 	}
-	m.cfg.Logger.Error("approvals API", "error", err)
-	writeError(w, http.StatusInternalServerError, "internal error")
+	return http.StatusInternalServerError
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -88,3 +88,34 @@ func TestAPIHandler(t *testing.T) {
 		t.Errorf("GET = %s, %v", rec.Body, err)
 	}
 }
+
+// A decision whose event cannot be recorded is not stored: the API answers
+// 503 with a sentence that says nothing changed, and the approval stays
+// pending. So does a transcript (OnEvent) that returns without running the
+// decision's Write.
+func TestAPIDecisionThatCannotBeRecorded(t *testing.T) {
+	for name, onEvent := range map[string]func(context.Context, Event) error{
+		"store down": func(_ context.Context, ev Event) error {
+			if ev.Write != nil {
+				return errors.New("connection refused")
+			}
+			return nil
+		},
+		"write not run": func(context.Context, Event) error { return nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.OnEvent = onEvent })
+			a := f.request(t, input(sqlArgs, 1))
+			req := httptest.NewRequest("POST", "/api/approvals/"+a.ID+"/approve", strings.NewReader(`{}`))
+			req.Header.Set("Authorization", "Bearer bob")
+			rec := httptest.NewRecorder()
+			f.m.APIHandler(tokenAuth).ServeHTTP(rec, req)
+			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "nothing changed; try again") || strings.Contains(rec.Body.String(), "connection refused") {
+				t.Fatalf("approve = %d %s; want 503 saying nothing changed, without the store's error", rec.Code, rec.Body)
+			}
+			if got, _ := f.m.Get(context.Background(), a.ID); got.State != Pending || len(got.Decisions) != 0 {
+				t.Fatalf("approval is %s with %d decisions, want pending with none", got.State, len(got.Decisions))
+			}
+		})
+	}
+}

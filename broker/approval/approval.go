@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,13 @@ var (
 	ErrDenied      = errors.New("approval was denied")
 	ErrApproved    = errors.New("approval is already approved")
 	ErrNotApproved = errors.New("approval is not approved yet")
+
+	// ErrUnrecorded: a decision could not be stored together with the
+	// transcript event that records it, so neither was.
+	ErrUnrecorded = errors.New("the decision could not be stored with its transcript event, so nothing changed; try again")
+	// ErrChanged: other decisions kept landing on the approval while this
+	// one was being stored.
+	ErrChanged = errors.New("the approval kept changing while the decision was being stored; try again")
 )
 
 // State is where an approval is in its life.
@@ -221,7 +229,8 @@ func inAnyGroup(id policy.Identity, groups []string) bool {
 type Store interface {
 	RequestApproval(ctx context.Context, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
 	OpenApproval(ctx context.Context, digest string, now time.Time) (store.Approval, bool, error)
-	DecideApproval(ctx context.Context, id string, d store.ApprovalDecision, now time.Time) (store.Approval, error)
+	DecideApprovalTx(ctx context.Context, tx *sql.Tx, id string, d store.ApprovalDecision, now time.Time, prior int) (store.Approval, error)
+	InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
 	ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (store.Approval, error)
 	Approval(ctx context.Context, id string) (store.Approval, error)
 	ListApprovals(ctx context.Context, f store.ApprovalFilter, now time.Time) ([]store.Approval, error)
@@ -249,6 +258,9 @@ type Event struct {
 	Subject, Issuer string
 	Tool, Resource  string
 	Data            map[string]any
+	// Write, on a decision or a withdrawal, stores what the event records:
+	// Config.OnEvent runs it in the transaction that appends the event.
+	Write func(ctx context.Context, tx *sql.Tx) error
 }
 
 // WebhookConfig is one receiver of new approvals.
@@ -320,7 +332,13 @@ type Config struct {
 	// (default: an in-process notifier).
 	Notifier Notifier
 	// OnEvent receives decisions, refused decisions and webhook outcomes
-	// for the transcript. Its errors are logged.
+	// for the transcript. A decision or a withdrawal is stored by its
+	// event's Write, which OnEvent must run in the transaction that appends
+	// the event (recorder.Recorder.AppendWith), returning its error: the
+	// decision is stored with its event or not at all, and Decide fails if
+	// either fails (or if OnEvent returns without running Write). Errors of
+	// the other events are logged. The default, for no transcript, runs
+	// Write in a store transaction of its own.
 	OnEvent func(ctx context.Context, ev Event) error
 
 	// Webhook delivery: attempts per delivery (default 5), the delay before
@@ -384,7 +402,13 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.Notifier = NewLocalNotifier()
 	}
 	if c.OnEvent == nil {
-		c.OnEvent = func(context.Context, Event) error { return nil }
+		st := c.Store
+		c.OnEvent = func(ctx context.Context, ev Event) error {
+			if ev.Write == nil || st == nil {
+				return nil
+			}
+			return st.InTx(ctx, ev.Write)
+		}
 	}
 	if c.WebhookAttempts <= 0 {
 		c.WebhookAttempts = 5
@@ -661,7 +685,9 @@ func progressMessage(a Approval, left time.Duration) string {
 // approver counts once; one deny denies; Approvers.Min distinct approvals
 // approve. A decision on an approval that is expired, consumed, denied or
 // already approved is refused with ErrExpired, ErrConsumed, ErrDenied or
-// ErrApproved. Every decision and every refusal is reported to OnEvent.
+// ErrApproved. The decision is stored in the transaction that records its
+// approval.decided event (Config.OnEvent), or not at all (ErrUnrecorded);
+// a refusal is reported to OnEvent as approval.refused.
 func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identity, v Verdict, reason, via string) (Approval, error) {
 	a, err := m.decide(ctx, id, approver, v, reason, via)
 	if err != nil {
@@ -673,15 +699,6 @@ func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identit
 		return a, err
 	}
 	m.cfg.Notifier.Publish(id)
-	m.emit(ctx, Event{
-		Type: EventDecided, ApprovalID: id, CallID: a.CallID,
-		Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
-		Data: map[string]any{
-			"verdict": v, "reason": reason, "via": via, "state": a.State,
-			"approvals": a.Approvals(), "min": a.Approvers.Min, "requester": a.Requester.Subject,
-			"created_at": a.CreatedAt,
-		},
-	})
 	m.cfg.Logger.Info("approval decided", "approval_id", id, "approver", approver.Subject, "verdict", string(v), "via", via, "state", string(a.State))
 	return a, nil
 }
@@ -697,42 +714,119 @@ func (m *Manager) decide(ctx context.Context, id string, approver policy.Identit
 	case len(reason) > maxReason:
 		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
 	}
-	a, err := m.Get(ctx, id)
-	if err != nil {
-		return Approval{}, err
-	}
-	// Requester and groups never change after creation, so they are
-	// checked outside the store's transaction.
-	if a.Requester.Is(approver) {
-		return a, fmt.Errorf("approval %s: %w", id, ErrSelfApproval)
-	}
-	// The store refuses a second decision by the same subject and issuer;
-	// a typed name that reads as an earlier approver's is that approver too.
-	for _, d := range a.Decisions {
-		if d.Approver.Is(approver) {
-			return a, fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
+	return m.settle(ctx, id, decision{
+		d: store.ApprovalDecision{
+			Subject: approver.Subject, Issuer: approver.Issuer, Email: approver.Email,
+			Verdict: string(v), Reason: reason, Via: via,
+		},
+		// Requester and groups never change after creation, and the
+		// store refuses a second decision by the same subject and issuer.
+		check: func(a Approval) error {
+			if a.Requester.Is(approver) {
+				return fmt.Errorf("approval %s: %w", id, ErrSelfApproval)
+			}
+			// A typed name that reads as an earlier approver's is that
+			// approver too.
+			for _, d := range a.Decisions {
+				if d.Approver.Is(approver) {
+					return fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
+				}
+			}
+			if !inAnyGroup(approver, a.Approvers.Groups) {
+				return fmt.Errorf("approval %s: %w (%s)", id, ErrNotApprover, strings.Join(a.Approvers.Groups, ", "))
+			}
+			return nil
+		},
+		event: func(a Approval, next State) Event {
+			approvals := a.Approvals()
+			if v == Approve {
+				approvals++
+			}
+			return Event{
+				Type: EventDecided, ApprovalID: id, CallID: a.CallID,
+				Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
+				Data: map[string]any{
+					"verdict": v, "reason": reason, "via": via, "state": next,
+					"approvals": approvals, "min": a.Approvers.Min, "requester": a.Requester.Subject,
+					"created_at": a.CreatedAt,
+				},
+			}
+		},
+	})
+}
+
+// decision is one decision for settle to store: what it says (its At is
+// set when it is stored), what must hold of the approval for it to be made
+// (check), and the event that records it, written from the approval as
+// read and the state the decision moves it to.
+type decision struct {
+	d     store.ApprovalDecision
+	check func(a Approval) error
+	event func(a Approval, next State) Event
+}
+
+// settleAttempts bounds how often settle reads the approval again when
+// another decision lands between its read and its write.
+const settleAttempts = 5
+
+// settle stores a decision on pending approval id in the transaction that
+// appends its event (Event.Write, run by Config.OnEvent): both are
+// committed or neither. The event is written from the approval as read;
+// the store refuses the decision (store.ErrApprovalChanged) if another
+// one landed since, and settle then reads it again and starts over.
+func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval, error) {
+	for attempt := 1; ; attempt++ {
+		rec, err := m.cfg.Store.Approval(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return Approval{}, fmt.Errorf("reading approval %s: %w", id, err)
+		}
+		now := m.cfg.Clock()
+		a := m.fromRecord(rec, now)
+		if err := dc.check(a); err != nil {
+			return a, err
+		}
+		if a.State != Pending {
+			return a, fmt.Errorf("approval %s: %w", id, stateError(a.State))
+		}
+		d := dc.d
+		d.At = now
+		ev := dc.event(a, State(store.NextState(rec, d)))
+		var (
+			got store.Approval
+			ran bool
+		)
+		ev.Write = func(ctx context.Context, tx *sql.Tx) error {
+			ran = true
+			var err error
+			got, err = m.cfg.Store.DecideApprovalTx(ctx, tx, id, d, now, len(rec.Decisions))
+			return err
+		}
+		err = m.cfg.OnEvent(context.WithoutCancel(ctx), ev)
+		if err == nil && !ran {
+			err = errors.New("the transcript did not run the decision's write")
+		}
+		switch {
+		case err == nil:
+			return m.fromRecord(got, now), nil
+		case errors.Is(err, store.ErrApprovalChanged) && attempt < settleAttempts:
+			continue
+		case errors.Is(err, store.ErrApprovalChanged):
+			return m.fromRecord(got, now), fmt.Errorf("approval %s: %w", id, ErrChanged)
+		case errors.Is(err, store.ErrApprovalState):
+			cur := m.fromRecord(got, now)
+			return cur, fmt.Errorf("approval %s: %w", id, stateError(cur.State))
+		case errors.Is(err, store.ErrDuplicateDecision):
+			return m.fromRecord(got, now), fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
+		case errors.Is(err, store.ErrNotFound):
+			return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
+		default:
+			m.cfg.Logger.Error("storing an approval decision with its event failed", "approval_id", id, "type", ev.Type, "error", err)
+			return a, fmt.Errorf("approval %s: %w", id, ErrUnrecorded)
 		}
 	}
-	if !inAnyGroup(approver, a.Approvers.Groups) {
-		return a, fmt.Errorf("approval %s: %w (%s)", id, ErrNotApprover, strings.Join(a.Approvers.Groups, ", "))
-	}
-	now := m.cfg.Clock()
-	rec, err := m.cfg.Store.DecideApproval(ctx, id, store.ApprovalDecision{
-		Subject: approver.Subject, Issuer: approver.Issuer, Email: approver.Email,
-		Verdict: string(v), Reason: reason, Via: via, At: now,
-	}, now)
-	switch {
-	case errors.Is(err, store.ErrApprovalState):
-		cur := m.fromRecord(rec, now)
-		return cur, fmt.Errorf("approval %s: %w", id, stateError(cur.State))
-	case errors.Is(err, store.ErrDuplicateDecision):
-		return m.fromRecord(rec, now), fmt.Errorf("approval %s: %w", id, ErrAlreadyDecided)
-	case errors.Is(err, store.ErrNotFound):
-		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
-	case err != nil:
-		return a, fmt.Errorf("deciding approval %s: %w", id, err)
-	}
-	return m.fromRecord(rec, now), nil
 }
 
 // stateError is why an approval in state s cannot be decided or consumed.
@@ -766,6 +860,8 @@ func refusalReason(err error) string {
 		{ErrConsumed, "consumed"},
 		{ErrDenied, "denied"},
 		{ErrApproved, "already_approved"},
+		{ErrUnrecorded, "unrecorded"},
+		{ErrChanged, "changed"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason

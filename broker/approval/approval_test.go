@@ -157,13 +157,21 @@ func TestDecideConcurrently(t *testing.T) {
 				t.Fatalf("round %d: %d ok, %d late, state %s with %d decisions; want 2, 3, approved with 2", round, ok, late, got.State, len(got.Decisions))
 			}
 			var approvedEvents int
+			counts := map[any]int{}
 			for _, ev := range f.events.ofType(EventDecided) {
 				if ev.Data["state"] == Approved {
 					approvedEvents++
 				}
+				counts[ev.Data["approvals"]]++
 			}
 			if approvedEvents != 1 {
 				t.Fatalf("round %d: %d decisions reported the approval, want exactly 1", round, approvedEvents)
+			}
+			// Each event says what its own decision made of the approval:
+			// written from the approval as read, stored only if no other
+			// decision landed in between.
+			if len(counts) != 2 || counts[1] != 1 || counts[2] != 1 {
+				t.Fatalf("round %d: decided events count approvals %v, want 1 and 2 once each", round, counts)
 			}
 		}
 	})

@@ -35,13 +35,20 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// events collects what the manager reports.
+// events collects what the manager reports, storing a decision with its
+// event as a transcript would (in one store transaction).
 type events struct {
-	mu   sync.Mutex
-	list []Event
+	store *store.Store
+	mu    sync.Mutex
+	list  []Event
 }
 
-func (e *events) record(_ context.Context, ev Event) error {
+func (e *events) record(ctx context.Context, ev Event) error {
+	if ev.Write != nil {
+		if err := e.store.InTx(ctx, ev.Write); err != nil {
+			return err
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.list = append(e.list, ev)
@@ -94,7 +101,8 @@ type fixture struct {
 // adjusts its config.
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	f := &fixture{store: openStore(t, t.TempDir()), clock: &clock{now: t0}, events: &events{}}
+	f := &fixture{store: openStore(t, t.TempDir()), clock: &clock{now: t0}}
+	f.events = &events{store: f.store}
 	cfg := Config{
 		Store:            f.store,
 		PublicURL:        "https://airlock.example.com/mcp",

@@ -69,6 +69,9 @@ func openURL(t *testing.T, u string) *store.Store {
 // it is closed when t ends.
 func outboxManager(t *testing.T, s *store.Store, ev *events, replica string, mutate func(*Config)) *Manager {
 	t.Helper()
+	if ev.store == nil {
+		ev.store = s
+	}
 	cfg := Config{
 		Store: s, PublicURL: "https://airlock.example.com/mcp", Wait: time.Second, Expire: 15 * time.Minute,
 		OnEvent: ev.record, Replica: replica,

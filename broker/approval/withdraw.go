@@ -28,34 +28,35 @@ func (m *Manager) Withdraw(ctx context.Context, id string, requester policy.Iden
 	if len(reason) > maxReason {
 		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
 	}
-	a, err := m.Get(ctx, id)
-	if err != nil {
-		return Approval{}, err
-	}
-	if requester.Subject == "" || !a.Requester.Is(requester) {
-		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrForbidden)
-	}
-	now := m.cfg.Clock()
-	rec, err := m.cfg.Store.DecideApproval(ctx, id, store.ApprovalDecision{
-		Subject: requester.Subject, Issuer: requester.Issuer, Email: requester.Email,
-		Verdict: string(Deny), Reason: reason, Via: ViaWithdrawn, At: now,
-	}, now)
-	switch {
-	case errors.Is(err, store.ErrApprovalState), errors.Is(err, store.ErrDuplicateDecision):
-		cur := m.fromRecord(rec, now)
-		return cur, fmt.Errorf("approval %s: %w", id, stateError(cur.State))
-	case errors.Is(err, store.ErrNotFound):
-		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
-	case err != nil:
-		return a, fmt.Errorf("withdrawing approval %s: %w", id, err)
-	}
-	a = m.fromRecord(rec, now)
-	m.cfg.Notifier.Publish(id)
-	m.emit(ctx, Event{
-		Type: EventWithdrawn, ApprovalID: id, CallID: a.CallID,
-		Subject: requester.Subject, Issuer: requester.Issuer, Tool: a.Tool, Resource: a.Resource,
-		Data: map[string]any{"reason": reason, "via": ViaWithdrawn, "state": a.State},
+	a, err := m.settle(ctx, id, decision{
+		d: store.ApprovalDecision{
+			Subject: requester.Subject, Issuer: requester.Issuer, Email: requester.Email,
+			Verdict: string(Deny), Reason: reason, Via: ViaWithdrawn,
+		},
+		check: func(a Approval) error {
+			if requester.Subject == "" || !a.Requester.Is(requester) {
+				return fmt.Errorf("approval %s: %w", id, ErrForbidden)
+			}
+			return nil
+		},
+		event: func(a Approval, next State) Event {
+			return Event{
+				Type: EventWithdrawn, ApprovalID: id, CallID: a.CallID,
+				Subject: requester.Subject, Issuer: requester.Issuer, Tool: a.Tool, Resource: a.Resource,
+				Data: map[string]any{"reason": reason, "via": ViaWithdrawn, "state": next},
+			}
+		},
 	})
+	switch {
+	case errors.Is(err, ErrForbidden):
+		return Approval{}, err
+	case errors.Is(err, ErrAlreadyDecided):
+		// Only a withdrawal is the requester's decision, and it denies.
+		return a, fmt.Errorf("approval %s: %w", id, stateError(a.State))
+	case err != nil:
+		return a, err
+	}
+	m.cfg.Notifier.Publish(id)
 	m.cfg.Logger.Info("approval withdrawn", "approval_id", id, "requester", requester.Subject)
 	return a, nil
 }

@@ -111,7 +111,6 @@ func newHeldServer(t *testing.T, wait time.Duration) *heldServer {
 	m, err := approval.New(approval.Config{
 		Store: st, Wait: wait, Expire: time.Hour,
 		PollInterval: 10 * time.Millisecond, ProgressInterval: 30 * time.Millisecond,
-		OnEvent: func(context.Context, approval.Event) error { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)

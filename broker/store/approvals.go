@@ -25,6 +25,9 @@ var (
 	// ErrDuplicateDecision is returned when an approver decides an approval
 	// they have already decided.
 	ErrDuplicateDecision = errors.New("store: approver has already decided this approval")
+	// ErrApprovalChanged is returned when an approval gained decisions
+	// since the caller read it (DecideApprovalTx's prior).
+	ErrApprovalChanged = errors.New("store: approval changed since it was read")
 )
 
 // ApprovalState is the stored state of an approval. Expiry is not stored:
@@ -210,30 +213,42 @@ func (s *Store) openApproval(ctx context.Context, q querier, digest string, now 
 	return Approval{}, false, nil
 }
 
-// DecideApproval records one approver's decision and moves the approval on,
-// in one write transaction:
+// DecideApproval is DecideApprovalTx in a transaction of its own, for
+// whatever decisions the approval holds when it runs.
+func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecision, now time.Time) (Approval, error) {
+	var got Approval
+	err := s.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		got, err = s.DecideApprovalTx(ctx, tx, id, d, now, -1)
+		return err
+	})
+	return got, err
+}
+
+// DecideApprovalTx records one approver's decision and moves the approval
+// on, in tx (a transaction on the store's writer, DB: the transcript's
+// append of the event that records the decision, so that the two are
+// committed together or not at all):
 //
 //   - the approval must be pending and not expired at now, else the current
 //     approval is returned with ErrApprovalState;
 //   - an approver (subject and issuer) decides once; a second decision
 //     returns ErrDuplicateDecision;
-//   - a deny denies; approvals from MinApprovers distinct approvers approve.
+//   - when prior is not negative, the approval must hold exactly prior
+//     decisions (the ones the caller read, and wrote its event from: they
+//     are never removed), else the current approval is returned with
+//     ErrApprovalChanged;
+//   - the approval moves to NextState.
 //
 // Who may decide (approver groups, not the requester) is the caller's
 // business: those facts do not change after the approval is created.
 //
 // On PostgreSQL the transaction also sends NOTIFY ApprovalsChannel with the
 // id (see ListenApprovals), delivered only if the decision commits.
-func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecision, now time.Time) (Approval, error) {
+func (s *Store) DecideApprovalTx(ctx context.Context, tx *sql.Tx, id string, d ApprovalDecision, now time.Time, prior int) (Approval, error) {
 	if err := d.validate(); err != nil {
 		return Approval{}, err
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)
-	}
-	defer tx.Rollback()
-
 	// SQLite's BEGIN IMMEDIATE already holds the write lock; in PostgreSQL
 	// the row lock makes two approvers deciding at once count each other.
 	if s.dialect == sqldialect.Postgres {
@@ -248,15 +263,15 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 	if cur.State != ApprovalPending || !now.Before(cur.ExpiresAt) {
 		return cur, fmt.Errorf("deciding approval %s: %w (%s)", id, ErrApprovalState, cur.StateAt(now))
 	}
-	approvals := 0
 	for _, prev := range cur.Decisions {
 		if prev.Subject == d.Subject && prev.Issuer == d.Issuer {
 			return cur, fmt.Errorf("deciding approval %s: %w", id, ErrDuplicateDecision)
 		}
-		if prev.Verdict == VerdictApprove {
-			approvals++
-		}
 	}
+	if prior >= 0 && len(cur.Decisions) != prior {
+		return cur, fmt.Errorf("deciding approval %s: %w (%d decisions, not %d)", id, ErrApprovalChanged, len(cur.Decisions), prior)
+	}
+	next := NextState(cur, d)
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO approval_decisions
 		(approval_id, subject, issuer, email, verdict, reason, via, decided_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -266,14 +281,6 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 	}
 	d.At = d.At.UTC()
 	cur.Decisions = append(cur.Decisions, d)
-
-	next := ApprovalPending
-	switch {
-	case d.Verdict == VerdictDeny:
-		next = ApprovalDenied
-	case approvals+1 >= cur.MinApprovers:
-		next = ApprovalApproved
-	}
 	if next != ApprovalPending {
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE approvals SET state = ?, decided_at = ? WHERE id = ? AND state = 'pending'`),
 			string(next), toNanos(d.At), id)
@@ -286,10 +293,42 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecisio
 	if err := s.notifyApproval(ctx, tx, id); err != nil {
 		return Approval{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Approval{}, fmt.Errorf("deciding approval %s: %w", id, err)
-	}
 	return cur, nil
+}
+
+// NextState is the state pending approval a moves to with decision d: a
+// deny denies; approvals from MinApprovers distinct approvers approve.
+func NextState(a Approval, d ApprovalDecision) ApprovalState {
+	if d.Verdict == VerdictDeny {
+		return ApprovalDenied
+	}
+	approvals := 1
+	for _, prev := range a.Decisions {
+		if prev.Verdict == VerdictApprove {
+			approvals++
+		}
+	}
+	if approvals >= a.MinApprovers {
+		return ApprovalApproved
+	}
+	return ApprovalPending
+}
+
+// InTx runs fn in a transaction on the store's writer and commits what it
+// wrote, unless it returns an error.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: beginning a transaction: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: committing: %w", err)
+	}
+	return nil
 }
 
 // ConsumeApproval marks an approved, unexpired approval as used by callID.

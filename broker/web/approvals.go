@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -190,14 +189,14 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, s *session) {
 			h.approvalError(w, r, s, err)
 			return
 		}
-		h.showApproval(w, r, s, statusOf(err), a, "", sentence(err))
+		h.showApproval(w, r, s, approval.HTTPStatus(err), a, "", sentence(err))
 		return
 	}
 	http.Redirect(w, r, "/ui/approvals/"+url.PathEscape(a.ID)+"?decided="+url.QueryEscape(string(v)), http.StatusSeeOther)
 }
 
 func (h *Handler) approvalError(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	status := statusOf(err)
+	status := approval.HTTPStatus(err)
 	if status == http.StatusInternalServerError {
 		h.cfg.Logger.Error("web: approval", keyError, err)
 		h.errorPage(w, r, s, status, "Error", "Something went wrong; the approval could not be read.")
@@ -208,30 +207,6 @@ func (h *Handler) approvalError(w http.ResponseWriter, r *http.Request, s *sessi
 		title = "Refused"
 	}
 	h.errorPage(w, r, s, status, title, sentence(err))
-}
-
-// statusOf maps an approvals error to an HTTP status.
-func statusOf(err error) int {
-	for _, e := range []struct {
-		err    error
-		status int
-	}{
-		{approval.ErrInvalid, http.StatusBadRequest},
-		{approval.ErrNotFound, http.StatusNotFound},
-		{approval.ErrForbidden, http.StatusForbidden},
-		{approval.ErrSelfApproval, http.StatusForbidden},
-		{approval.ErrNotApprover, http.StatusForbidden},
-		{approval.ErrAlreadyDecided, http.StatusConflict},
-		{approval.ErrExpired, http.StatusConflict},
-		{approval.ErrConsumed, http.StatusConflict},
-		{approval.ErrDenied, http.StatusConflict},
-		{approval.ErrApproved, http.StatusConflict},
-	} {
-		if errors.Is(err, e.err) {
-			return e.status
-		}
-	}
-	return http.StatusInternalServerError
 }
 
 // sentence turns an approvals error into a sentence for the page: the

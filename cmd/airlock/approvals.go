@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -219,6 +220,9 @@ func openLocalApprovals(ctx context.Context, cfg *config.Config, who *policy.Ide
 		OnEvent: func(ctx context.Context, ev approval.Event) error {
 			return broker.RecordApprovalEvent(ctx, rec, ev)
 		},
+		// Why a decision could not be stored (a full disk, say) is the
+		// operator's to read: they hold the store.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		_ = st.Close()

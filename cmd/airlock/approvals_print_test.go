@@ -13,6 +13,7 @@ import (
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
 )
 
 var printNow = time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
@@ -70,13 +71,14 @@ func TestApprovalsPrintForPeople(t *testing.T) {
 	checkGolden(t, "approvals_show.golden", shown.String())
 }
 
-// Without OIDC, reading needs no name: list and show work on the store as
-// it is (the help's own example), --json prints JSON; deciding still needs
-// --as.
-func TestApprovalsReadWithoutAs(t *testing.T) {
+// localApproval writes a store with one pending approval, a-1, and a
+// config for it without OIDC; it returns the store's path and the config's.
+func localApproval(t *testing.T) (db, cfg string) {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "airlock.db"))
+	db = filepath.Join(dir, "airlock.db")
+	st, err := store.Open(ctx, "sqlite://"+db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +92,18 @@ func TestApprovalsReadWithoutAs(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	cfg := filepath.Join(dir, "airlock.yaml")
-	os.WriteFile(cfg, []byte("listen: 127.0.0.1:8080\nstore: sqlite://./airlock.db\nauth: {mode: none}\nresources: []\n"), 0o600)
+	cfg = filepath.Join(dir, "airlock.yaml")
+	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:8080\nstore: sqlite://./airlock.db\nauth: {mode: none}\nresources: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return db, cfg
+}
 
+// Without OIDC, reading needs no name: list and show work on the store as
+// it is (the help's own example), --json prints JSON; deciding still needs
+// --as.
+func TestApprovalsReadWithoutAs(t *testing.T) {
+	_, cfg := localApproval(t)
 	out, code := runCLI(t, "approvals", "list", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "a-1") || !strings.Contains(out, "UPDATE orders SET status = 'lost' WHERE id = 3") {
 		t.Errorf("list without --as: exit %d:\n%s", code, out)
@@ -113,5 +124,49 @@ func TestApprovalsReadWithoutAs(t *testing.T) {
 	out, code = runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "now approved") {
 		t.Errorf("approve --as dora: exit %d:\n%s", code, out)
+	}
+}
+
+// A decision made with --as is stored in the transaction that records its
+// approval.decided (red team 4d): when the event cannot be written (here a
+// trigger stands in for a full disk), the CLI says so, fails, and leaves
+// the approval pending; once the store is whole the same decision goes
+// through and is recorded.
+func TestApprovalsLocalDecisionIsStoredOnlyWithItsEvent(t *testing.T) {
+	db, cfg := localApproval(t)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		st, err := store.Open(ctx, "sqlite://"+db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := recorder.New(st.DB()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.DB().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`CREATE TRIGGER fail_decided BEFORE INSERT ON transcript_events
+		WHEN NEW.type = 'approval.decided' BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+	out, code := runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg)
+	if code == 0 || !strings.Contains(out, "could not be stored with its transcript event, so nothing changed") {
+		t.Fatalf("approve with the transcript failing: exit %d, want a failure that says nothing changed:\n%s", code, out)
+	}
+	out, code = runCLI(t, "approvals", "show", "a-1", "--json", "--config", cfg)
+	var a approval.Approval
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.State != approval.Pending || len(a.Decisions) != 0 {
+		t.Fatalf("after the failed approve: exit %d, want a-1 pending with no decision:\n%s", code, out)
+	}
+
+	exec(`DROP TRIGGER fail_decided`)
+	if out, code = runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg); code != 0 || !strings.Contains(out, "now approved") {
+		t.Fatalf("approve once the store is whole: exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, "transcripts", "export", "--config", cfg)
+	if code != 0 || strings.Count(out, `"type":"approval.decided"`) != 1 || !strings.Contains(out, `"via":"cli-local"`) {
+		t.Fatalf("transcript after the approve: exit %d, want one approval.decided via cli-local:\n%s", code, out)
 	}
 }

@@ -30,16 +30,32 @@ var finalTypes = map[string]bool{
 	"call.refused":             true,
 }
 
-// Append records the call in flight in the transaction that appends its
-// first event, and forgets it in the one that appends its final event: no
-// store transaction of its own (and the events of concurrent calls share
+// AppendWith records the call in flight in the transaction that appends
+// its first event, and forgets it in the one that appends its final event:
+// no store transaction of its own (and the events of concurrent calls share
 // transactions: the recorder's group commit), and a call whose row cannot
 // be written is not recorded, so not run (recording failure stops the
-// call). The store
-// and the recorder share one writer database (openRecorder opens the
-// recorder on the store's).
-func (r *inflightRecorder) Append(ctx context.Context, ev recorder.Event) (recorder.Event, error) {
-	return r.rec.AppendWith(ctx, ev, r.hook(ev))
+// call). hook, when not nil, runs after the row change in the same
+// transaction (an approval decision). The store and the recorder share one
+// writer database (openRecorder opens the recorder on the store's).
+func (r *inflightRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error) {
+	return r.rec.AppendWith(ctx, ev, both(r.hook(ev), hook))
+}
+
+// both is a hook that runs a then b (either may be nil).
+func both(a, b recorder.TxHook) recorder.TxHook {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if err := a(ctx, tx); err != nil {
+			return err
+		}
+		return b(ctx, tx)
+	}
 }
 
 // AppendAll is Append for events appended together (a call's events up to

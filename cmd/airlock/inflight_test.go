@@ -74,7 +74,7 @@ func testInflightRecorder(t *testing.T, u string) {
 		}
 	}
 	appendEv := func(id, typ string) error {
-		_, err := ir.Append(ctx, recorder.Event{Type: typ, CallID: id, SessionID: "s1", Subject: "alice", Tool: "query_db", Resource: "orders"})
+		_, err := ir.AppendWith(ctx, recorder.Event{Type: typ, CallID: id, SessionID: "s1", Subject: "alice", Tool: "query_db", Resource: "orders"}, nil)
 		return err
 	}
 
@@ -161,7 +161,7 @@ func TestInflightStoreTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, typ := range callEvents[2:] {
-			if _, err := ir.Append(ctx, ev(typ)); err != nil {
+			if _, err := ir.AppendWith(ctx, ev(typ), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -201,7 +201,7 @@ func TestInflightGroupCommit(t *testing.T) {
 			for i := range calls {
 				id := fmt.Sprintf("w%d-c%d", w, i)
 				for _, typ := range callEvents {
-					if _, err := ir.Append(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}); err != nil {
+					if _, err := ir.AppendWith(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}, nil); err != nil {
 						errs <- err
 						return
 					}
@@ -249,7 +249,7 @@ func BenchmarkInflightCall(b *testing.B) {
 		i++
 		id := "c" + strconv.Itoa(i)
 		for _, typ := range callEvents {
-			if _, err := ir.Append(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}); err != nil {
+			if _, err := ir.AppendWith(ctx, recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
