@@ -81,9 +81,24 @@ func main() {
 		}
 		return fmt.Sprintf("%.2f× (1 row), %.2f× (10 rows)", a, b)
 	}
+	// above is what airlock takes over the floor server (airlock's stack
+	// with none of its controls) in the same run.
+	above := func(bench string) string {
+		a, ok1 := m.get(bench, "airlock-floor-1row-µs")
+		b, ok10 := m.get(bench, "airlock-floor-10rows-µs")
+		if !ok1 || !ok10 {
+			return missing
+		}
+		return fmt.Sprintf("+%.0f µs (1 row), +%.0f µs (10 rows)", a, b)
+	}
+	const floorNote = "(not a target: the floor of the row above)"
 	rows := [][3]string{
 		{"end-to-end `query_db` p50 vs the faster of dbhub / server-postgres, TS SDK over stdio", ratio("BenchmarkQueryDBVsPeers", "airlock/peer-1row", "airlock/peer-10rows"), "≤ 0.6×"},
+		{"*the floor — airlock's stack (mcp-go, pgx) with none of its controls — vs the same peer*", ratio("BenchmarkQueryDBVsPeers", "floor/peer-1row", "floor/peer-10rows"), floorNote},
+		{"*airlock's p50 above the floor: what the controls cost end to end*", above("BenchmarkQueryDBVsPeers"), "(not a target)"},
 		{"same over streamable HTTP (vs dbhub; server-postgres has no HTTP)", ratio("BenchmarkQueryDBVsPeersHTTP", "airlock/dbhub-1row", "airlock/dbhub-10rows"), "≤ 0.6×"},
+		{"*the floor over HTTP vs dbhub*", ratio("BenchmarkQueryDBVsPeersHTTP", "floor/dbhub-1row", "floor/dbhub-10rows"), floorNote},
+		{"*airlock's p50 above the floor over HTTP*", above("BenchmarkQueryDBVsPeersHTTP"), "(not a target)"},
 	}
 	overhead := missing
 	if via, ok := m.get("BenchmarkQueryThroughBroker", "ns/op"); ok {
@@ -104,6 +119,11 @@ func main() {
 		load = fmt.Sprintf("%.2f× (%.0f vs %.0f calls/s)", r, a, d)
 	}
 	rows = append(rows, [3]string{"calls/s, 50 sessions over HTTP, recording on, vs dbhub under the same load generator (Go, mcp-go clients)", load, "≥ 3×"})
+	if r, ok := m.get("BenchmarkLoadVsDBHub", "floor/dbhub-calls/s"); ok {
+		f, _ := m.get("BenchmarkLoadVsDBHub", "floor-calls/s")
+		a, _ := m.get("BenchmarkLoadVsDBHub", "airlock/floor-calls/s")
+		rows = append(rows, [3]string{"*the floor under that load vs dbhub (airlock's share of the floor's rate)*", fmt.Sprintf("%.2f× (%.0f calls/s; airlock %.2f× of it)", r, f, a), floorNote})
+	}
 	if r, ok := m.get("BenchmarkLoadVsDBHubTS", "airlock/dbhub-calls/s"); ok {
 		a, _ := m.get("BenchmarkLoadVsDBHubTS", "airlock-calls/s")
 		d, _ := m.get("BenchmarkLoadVsDBHubTS", "dbhub-calls/s")

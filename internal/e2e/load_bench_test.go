@@ -159,6 +159,8 @@ func benchLoad(b *testing.B, run func(t testing.TB, url, tool string, args map[s
 			b.ReportMetric(percentile(lat[i], 0.99), p.name+"-p99-ms")
 		}
 		b.ReportMetric(rates[0]/rates[1], "airlock/dbhub-calls/s")
+		b.ReportMetric(rates[2]/rates[1], "floor/dbhub-calls/s")
+		b.ReportMetric(rates[0]/rates[2], "airlock/floor-calls/s")
 		// How many events airlock's group commits held, over its runs.
 		page := httpGet(b, strings.TrimSuffix(peers[0].url, "/mcp")+"/metrics")
 		var commits, events float64

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +101,9 @@ resources:
 // peerServer is one MCP server to measure: how to start it over stdio and
 // how its SQL tool is called.
 type peerServer struct {
-	name    string
+	name string
+	// floor marks the floor server (floorBin), which is not a peer.
+	floor   bool
 	command string
 	args    []string
 	env     map[string]string
@@ -135,7 +138,32 @@ func (s *peerSetup) servers(t testing.TB) []peerServer {
 			args1: sql(peerSQL1), args10: sql(peerSQL10)},
 		{name: "server-postgres", command: node22, args: []string{pgServer, s.peerDSN}, tool: "query",
 			args1: sql(peerSQL1), args10: sql(peerSQL10)},
+		{name: "floor", floor: true, command: floorBin(t), args: []string{"--dsn", s.peerDSN}, tool: "query",
+			args1: sql(peerSQL1), args10: sql(peerSQL10)},
 	}
+}
+
+var (
+	floorOnce  sync.Once
+	floorPath  string
+	floorBuild error
+)
+
+// floorBin builds internal/e2e/floor, airlock's stack with none of its
+// controls, once per test binary.
+func floorBin(t testing.TB) string {
+	t.Helper()
+	floorOnce.Do(func() {
+		floorPath = filepath.Join(filepath.Dir(airlockBin), "floor")
+		out, err := exec.Command("go", "build", "-o", floorPath, "github.com/airlock-mcp/airlock/internal/e2e/floor").CombinedOutput()
+		if err != nil {
+			floorBuild = fmt.Errorf("building the floor server: %v\n%s", err, out)
+		}
+	})
+	if floorBuild != nil {
+		t.Fatal(floorBuild)
+	}
+	return floorPath
 }
 
 // peerCalls is how many timed calls of each query one client session
@@ -160,11 +188,11 @@ func (ps peerServer) timings(t testing.TB) (one, ten []float64) {
 		if r.IsError || r.ProtocolError != nil || len(r.Timings) != peerCalls {
 			t.Fatalf("%s, %d row(s): %+v", ps.name, rows, r)
 		}
-		if ps.name == "airlock" {
+		if ps.name == "airlock" || ps.floor {
 			if got := len(r.StructuredContent["rows"].([]any)); got != rows {
 				t.Fatalf("airlock returned %d rows, want %d: %s", got, rows, r.Text)
 			}
-			if strings.Contains(r.Text, "@example.com") {
+			if !ps.floor && strings.Contains(r.Text, "@example.com") {
 				t.Fatalf("airlock returned an email unmasked: %s", r.Text)
 			}
 		}
@@ -201,16 +229,22 @@ func BenchmarkQueryDBVsPeers(b *testing.B) {
 			}
 		}
 		for rows, times := range map[string][][]float64{"1row": one, "10rows": ten} {
-			fastestPeer := 0.0
+			fastestPeer, floor := 0.0, 0.0
 			for i, ps := range servers {
 				p50, p99 := percentile(times[i], 0.5)*1000, percentile(times[i], 0.99)*1000
 				b.ReportMetric(p50, ps.name+"-"+rows+"-p50-µs")
 				b.ReportMetric(p99, ps.name+"-"+rows+"-p99-µs")
-				if i > 0 && (fastestPeer == 0 || p50 < fastestPeer) {
+				switch {
+				case ps.floor:
+					floor = p50
+				case i > 0 && (fastestPeer == 0 || p50 < fastestPeer):
 					fastestPeer = p50
 				}
 			}
-			b.ReportMetric(percentile(times[0], 0.5)*1000/fastestPeer, "airlock/peer-"+rows)
+			airlock := percentile(times[0], 0.5) * 1000
+			b.ReportMetric(airlock/fastestPeer, "airlock/peer-"+rows)
+			b.ReportMetric(floor/fastestPeer, "floor/peer-"+rows)
+			b.ReportMetric(airlock-floor, "airlock-floor-"+rows+"-µs")
 		}
 	}
 }
@@ -270,9 +304,13 @@ func (s *peerSetup) startHTTPPeers(t testing.TB, airlockPort int) []httpPeer {
 	dbhub := servers[1]
 	startHTTPServer(t, "dbhub", dbhub.command, []string{dbhub.args[0], "--transport", "http", "--port", fmt.Sprint(dbhubPort), "--dsn", s.peerDSN},
 		nil, dbhubPort, "/healthz")
+	floorPort := testenv.FreePort(t)
+	floor := servers[3]
+	startHTTPServer(t, "floor", floor.command, append(floor.args, "--http", fmt.Sprintf("127.0.0.1:%d", floorPort)), nil, floorPort, "/healthz")
 	return []httpPeer{
 		{name: "airlock", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", airlockPort), tool: "query_db", args1: servers[0].args1, args10: servers[0].args10},
 		{name: "dbhub", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", dbhubPort), tool: "execute_sql", args1: dbhub.args1, args10: dbhub.args10},
+		{name: "floor", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", floorPort), tool: floor.tool, args1: floor.args1, args10: floor.args10},
 	}
 }
 
@@ -306,6 +344,8 @@ func BenchmarkQueryDBVsPeersHTTP(b *testing.B) {
 				b.ReportMetric(percentile(times[i], 0.99)*1000, p.name+"-"+rows+"-p99-µs")
 			}
 			b.ReportMetric(percentile(times[0], 0.5)/percentile(times[1], 0.5), "airlock/dbhub-"+rows)
+			b.ReportMetric(percentile(times[2], 0.5)/percentile(times[1], 0.5), "floor/dbhub-"+rows)
+			b.ReportMetric((percentile(times[0], 0.5)-percentile(times[2], 0.5))*1000, "airlock-floor-"+rows+"-µs")
 		}
 	}
 }
