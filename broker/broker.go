@@ -16,6 +16,7 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,11 +48,13 @@ type Recorder interface {
 	// transaction (recorder.Recorder.AppendWith): the state it writes is
 	// committed with the event or not at all.
 	AppendWith(ctx context.Context, ev recorder.Event, hook recorder.TxHook) (recorder.Event, error)
-	// AppendAll appends events in one transaction: all or none. An error
-	// means none was committed (recorder.Recorder reads back a commit whose
-	// answer was lost before it says so): the broker appends the events
-	// again with the call's next record.
-	AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error)
+	// AppendAllWith appends events in one transaction, with hooks[i] (when
+	// not nil) run after evs[i]: all or none. An error means none was
+	// committed (recorder.Recorder reads back a commit whose answer was
+	// lost before it says so, and says when it cannot tell:
+	// recorder.ErrOutcomeUnknown): the broker appends the events again with
+	// the call's next record.
+	AppendAllWith(ctx context.Context, evs []recorder.Event, hooks []recorder.TxHook) ([]recorder.Event, error)
 }
 
 // Leases hands out credentials for grants.
@@ -75,7 +78,9 @@ type Approvals interface {
 	Open(ctx context.Context, in approval.RequestInput) (a approval.Approval, ok bool, err error)
 	Request(ctx context.Context, in approval.RequestInput) (approval.Approval, bool, error)
 	Wait(ctx context.Context, id string, wait time.Duration, progress func(msg string)) (approval.Approval, error)
-	Consume(ctx context.Context, id, callID string) error
+	// ConsumeTx marks approval id used by callID in tx, the transaction
+	// that appends the call's approval.consumed (approval.Manager.ConsumeTx).
+	ConsumeTx(ctx context.Context, tx *sql.Tx, id, callID string) error
 	Status(ctx context.Context, id string, who policy.Identity) (approval.Approval, error)
 }
 
@@ -486,11 +491,18 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	}
 	switch a.State {
 	case approval.Approved:
-		if err := b.cfg.Approvals.Consume(ctx, a.ID, c.id); err != nil {
+		// The approval is spent in the transaction that records its use,
+		// or not at all.
+		consume := func(ctx context.Context, tx *sql.Tx) error { return b.cfg.Approvals.ConsumeTx(ctx, tx, a.ID, c.id) }
+		err := b.recordWith(ctx, c, "approval.consumed", map[string]any{"approval_id": a.ID, "decisions": a.Decisions}, consume)
+		switch {
+		case errors.Is(err, approval.ErrExpired):
+			b.recordFailure(ctx, c, "approval", err.Error())
+			return refuse("approval_expired", "Approval %s expired before the call could use it; call again with the same arguments to request a new one.", a.ID)
+		case errors.Is(err, approval.ErrConsumed), errors.Is(err, approval.ErrDenied), errors.Is(err, approval.ErrNotApproved), errors.Is(err, approval.ErrNotFound):
 			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
-		}
-		if err := b.record(ctx, c, "approval.consumed", map[string]any{"approval_id": a.ID, "decisions": a.Decisions}); err != nil {
+		case err != nil:
 			return refuse("failed", "The call was refused because the use of its approval could not be recorded.")
 		}
 		return nil
@@ -763,10 +775,16 @@ func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
 // pending ones stay for the call's next record, the call.refused that says
 // what did.
 func (b *Broker) record(ctx context.Context, c *call, typ string, data any) error {
+	return b.recordWith(ctx, c, typ, data, nil)
+}
+
+// recordWith is record with hook, when not nil, run in the transaction
+// that appends the event (a state change the event records).
+func (b *Broker) recordWith(ctx context.Context, c *call, typ string, data any, hook recorder.TxHook) error {
 	if err := b.note(c, typ, data); err != nil {
 		return err
 	}
-	err := b.commit(ctx, c)
+	err := b.commitWith(ctx, c, hook)
 	if errors.Is(err, recorder.ErrInvalidEvent) && recordable(c.pending) && (typ == "call.refused" || typ == "call.failed") {
 		// The call went no further: what it did so far is recorded, with
 		// notes where the recorder could not take it as it was.
@@ -820,16 +838,25 @@ func (b *Broker) note(c *call, typ string, data any) error {
 // write outlives the request: a cancelled call still leaves its transcript.
 // Events that could not be committed stay pending: they are tried again
 // with the call's next record (its call.refused or call.failed).
-func (b *Broker) commit(ctx context.Context, c *call) error {
+func (b *Broker) commit(ctx context.Context, c *call) error { return b.commitWith(ctx, c, nil) }
+
+// commitWith is commit with hook, when not nil, run after the last pending
+// event's insert.
+func (b *Broker) commitWith(ctx context.Context, c *call, hook recorder.TxHook) error {
 	if len(c.pending) == 0 {
 		return nil
 	}
 	started := b.cfg.Clock()
 	var err error
 	if len(c.pending) == 1 {
-		_, err = b.cfg.Recorder.AppendWith(context.WithoutCancel(ctx), c.pending[0], nil)
+		_, err = b.cfg.Recorder.AppendWith(context.WithoutCancel(ctx), c.pending[0], hook)
 	} else {
-		_, err = b.cfg.Recorder.AppendAll(context.WithoutCancel(ctx), c.pending)
+		var hooks []recorder.TxHook
+		if hook != nil {
+			hooks = make([]recorder.TxHook, len(c.pending))
+			hooks[len(hooks)-1] = hook
+		}
+		_, err = b.cfg.Recorder.AppendAllWith(context.WithoutCancel(ctx), c.pending, hooks)
 	}
 	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
 	if err != nil {

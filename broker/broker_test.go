@@ -127,14 +127,14 @@ func (f *flakyRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook 
 
 // AppendAll fails, appending none, when any of the events is of a failing
 // type (the events of one append are committed together or not at all).
-func (f *flakyRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+func (f *flakyRecorder) AppendAllWith(ctx context.Context, evs []recorder.Event, hooks []recorder.TxHook) ([]recorder.Event, error) {
 	f.commits.Add(1)
 	for _, ev := range evs {
 		if f.failOn[ev.Type] {
 			return nil, errors.New("disk full")
 		}
 	}
-	return f.Recorder.AppendAll(ctx, evs)
+	return f.Recorder.AppendAllWith(ctx, evs, hooks)
 }
 
 const testPolicy = `

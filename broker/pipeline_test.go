@@ -63,9 +63,9 @@ func (r *countingRecorder) AppendWith(ctx context.Context, ev recorder.Event, ho
 	return r.Recorder.AppendWith(ctx, ev, hook)
 }
 
-func (r *countingRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+func (r *countingRecorder) AppendAllWith(ctx context.Context, evs []recorder.Event, hooks []recorder.TxHook) ([]recorder.Event, error) {
 	r.n.Add(1)
-	return r.Recorder.AppendAll(ctx, evs)
+	return r.Recorder.AppendAllWith(ctx, evs, hooks)
 }
 
 type pipeline struct {

@@ -230,11 +230,11 @@ func (r *downRecorder) AppendWith(ctx context.Context, ev recorder.Event, hook r
 	return r.Recorder.AppendWith(ctx, ev, hook)
 }
 
-func (r *downRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+func (r *downRecorder) AppendAllWith(ctx context.Context, evs []recorder.Event, hooks []recorder.TxHook) ([]recorder.Event, error) {
 	if r.down.Load() {
 		return nil, errors.New("the store is down")
 	}
-	return r.Recorder.AppendAll(ctx, evs)
+	return r.Recorder.AppendAllWith(ctx, evs, hooks)
 }
 
 // rogueReadsSQL is a database whose read grant includes a login role an

@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -197,7 +198,11 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 		// The answer to a COMMIT can be lost after the server made it (a
 		// connection cut at that moment): the batch's last event, read back
 		// by its seq and hash (which no other event can have), tells.
-		if !r.committed(seq, prev) {
+		made, rerr := r.committed(seq, prev)
+		switch {
+		case rerr != nil:
+			return nil, -1, fmt.Errorf("recording %s: %w (commit: %w; reading it back: %v)", first, ErrOutcomeUnknown, err, rerr)
+		case !made:
 			return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
 		}
 	}
@@ -208,14 +213,35 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 	return evs, -1, nil
 }
 
-// committed reports whether the event at seq with hash is in the store.
-func (r *Recorder) committed(seq int64, hash string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// committed reports whether the event at seq with hash is in the store. A
+// store that does not answer is asked again for a few seconds (a
+// connection cut at a commit is often a store restarting); if it never
+// answers, the error says so.
+func (r *Recorder) committed(seq int64, hash string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), readBackTimeout)
 	defer cancel()
-	var one int
-	err := r.db.QueryRowContext(ctx, r.q(`SELECT 1 FROM transcript_events WHERE seq = ? AND hash = ?`), seq, hash).Scan(&one)
-	return err == nil
+	for {
+		var one int
+		err := r.db.QueryRowContext(ctx, r.q(`SELECT 1 FROM transcript_events WHERE seq = ? AND hash = ?`), seq, hash).Scan(&one)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, sql.ErrNoRows):
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(readBackRetry):
+		}
+	}
 }
+
+// How long, and how often, a commit whose answer was lost is read back.
+const (
+	readBackTimeout = 5 * time.Second
+	readBackRetry   = 100 * time.Millisecond
+)
 
 const (
 	headSQL   = `SELECT seq, hash FROM transcript_events ORDER BY seq DESC LIMIT 1`

@@ -22,6 +22,10 @@ var (
 	// ErrAnchorMismatch is returned by VerifyAnchor when the stored event's
 	// hash differs from the anchored one.
 	ErrAnchorMismatch = errors.New("recorder: anchored hash does not match")
+	// ErrOutcomeUnknown is returned by an append whose commit lost its
+	// answer when the store could not be asked, either, whether it was
+	// made: its events, and what its hooks wrote, may be stored.
+	ErrOutcomeUnknown = errors.New("recorder: the store did not answer whether the commit was made")
 )
 
 // DefaultAppendTimeout bounds one Append, including the wait for the

@@ -131,6 +131,7 @@ func HTTPStatus(err error) int {
 		{ErrApproved, http.StatusConflict},
 		{ErrChanged, http.StatusConflict},
 		{ErrUnrecorded, http.StatusServiceUnavailable},
+		{ErrUncertain, http.StatusServiceUnavailable},
 	} {
 		if errors.Is(err, e.err) {
 			return e.status

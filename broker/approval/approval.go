@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"golang.org/x/text/unicode/norm"
@@ -52,6 +55,9 @@ var (
 	// ErrChanged: other decisions kept landing on the approval while this
 	// one was being stored.
 	ErrChanged = errors.New("the approval kept changing while the decision was being stored; try again")
+	// ErrUncertain: the store stopped answering as the decision was
+	// committed, so whether it was stored (with its event) is not known.
+	ErrUncertain = errors.New("the store stopped answering as the decision was stored, so whether it was is not known; check the approval before deciding again")
 )
 
 // State is where an approval is in its life.
@@ -231,7 +237,7 @@ type Store interface {
 	OpenApproval(ctx context.Context, digest string, now time.Time) (store.Approval, bool, error)
 	DecideApprovalTx(ctx context.Context, tx *sql.Tx, id string, d store.ApprovalDecision, now time.Time, prior int) (store.Approval, error)
 	InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
-	ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (store.Approval, error)
+	ConsumeApprovalTx(ctx context.Context, tx *sql.Tx, id, callID string, now time.Time) (store.Approval, error)
 	Approval(ctx context.Context, id string) (store.Approval, error)
 	ListApprovals(ctx context.Context, f store.ApprovalFilter, now time.Time) ([]store.Approval, error)
 	Outbox // webhook deliveries (deliver.go)
@@ -484,6 +490,11 @@ type Manager struct {
 	// checkpoint is the sender of CheckpointWebhook, or nil.
 	checkpoint *sender
 
+	// settling serialises, by approval id, the decisions this process
+	// stores: decisions on one approval in one group commit would all be
+	// written from the same read, and all but one redone.
+	settling [64]sync.Mutex
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -713,6 +724,10 @@ func (m *Manager) decide(ctx context.Context, id string, approver policy.Identit
 		return Approval{}, fmt.Errorf("%w: no approver", ErrInvalid)
 	case len(reason) > maxReason:
 		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
+	case !recordable(reason):
+		return Approval{}, fmt.Errorf("%w: the reason must be UTF-8 text without NUL characters", ErrInvalid)
+	case !recordable(approver.Subject) || !recordable(approver.Issuer) || !recordable(approver.Email):
+		return Approval{}, fmt.Errorf("%w: the approver's name must be UTF-8 text without NUL characters", ErrInvalid)
 	}
 	return m.settle(ctx, id, decision{
 		d: store.ApprovalDecision{
@@ -765,8 +780,16 @@ type decision struct {
 	event func(a Approval, next State) Event
 }
 
+// recordable reports whether s can be stored in the transcript as it is
+// (recorder.Check refuses NUL and invalid UTF-8): a decision is never
+// stored with an event that says something else.
+func recordable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
 // settleAttempts bounds how often settle reads the approval again when
-// another decision lands between its read and its write.
+// another decision lands between its read and its write (one made on
+// another replica: this process makes one at a time, settling).
 const settleAttempts = 5
 
 // settle stores a decision on pending approval id in the transaction that
@@ -775,7 +798,16 @@ const settleAttempts = 5
 // the store refuses the decision (store.ErrApprovalChanged) if another
 // one landed since, and settle then reads it again and starts over.
 func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval, error) {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	mu := &m.settling[h.Sum32()%uint32(len(m.settling))]
+	mu.Lock()
+	defer mu.Unlock()
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			// Another replica's decision landed first: let it finish.
+			time.Sleep(time.Duration(attempt) * time.Duration(1+rand.IntN(10)) * time.Millisecond)
+		}
 		rec, err := m.cfg.Store.Approval(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
@@ -808,6 +840,14 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 		if err == nil && !ran {
 			err = errors.New("the transcript did not run the decision's write")
 		}
+		if err == nil {
+			// A transcript that said yes without committing the write
+			// (Config.OnEvent breaking its contract) is caught here, at the
+			// cost of one read per decision.
+			if cur, rerr := m.cfg.Store.Approval(context.WithoutCancel(ctx), id); rerr == nil && !holds(cur, d) {
+				err = errors.New("the transcript reported the decision recorded, but the store does not hold it")
+			}
+		}
 		switch {
 		case err == nil:
 			return m.fromRecord(got, now), nil
@@ -824,9 +864,31 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 			return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
 		default:
 			m.cfg.Logger.Error("storing an approval decision with its event failed", "approval_id", id, "type", ev.Type, "error", err)
+			// The answer to the commit may have been lost after it was
+			// made (recorder.ErrOutcomeUnknown, or a read-back that did
+			// not tell): the store says.
+			cur, err := m.cfg.Store.Approval(context.WithoutCancel(ctx), id)
+			switch {
+			case err != nil:
+				m.cfg.Logger.Error("reading back an approval decision failed", "approval_id", id, "error", err)
+				return a, fmt.Errorf("approval %s: %w", id, ErrUncertain)
+			case holds(cur, d):
+				return m.fromRecord(cur, now), nil
+			}
 			return a, fmt.Errorf("approval %s: %w", id, ErrUnrecorded)
 		}
 	}
+}
+
+// holds reports whether approval a holds decision d: only d's own commit
+// writes it (one decision per approver), in its event's transaction.
+func holds(a store.Approval, d store.ApprovalDecision) bool {
+	for _, got := range a.Decisions {
+		if got.Subject == d.Subject && got.Issuer == d.Issuer && got.Verdict == d.Verdict && got.Via == d.Via && got.At.Equal(d.At) {
+			return true
+		}
+	}
+	return false
 }
 
 // stateError is why an approval in state s cannot be decided or consumed.
@@ -862,6 +924,7 @@ func refusalReason(err error) string {
 		{ErrApproved, "already_approved"},
 		{ErrUnrecorded, "unrecorded"},
 		{ErrChanged, "changed"},
+		{ErrUncertain, "uncertain"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason
@@ -870,13 +933,22 @@ func refusalReason(err error) string {
 	return "error"
 }
 
-// Consume marks approval id as used by callID. It succeeds exactly once for
-// an approved, unexpired approval; otherwise it returns ErrConsumed,
-// ErrExpired, ErrDenied, ErrNotApproved or ErrNotFound, and the call must
-// not run.
+// Consume marks approval id as used by callID, in a store transaction of
+// its own. It succeeds exactly once for an approved, unexpired approval;
+// otherwise it returns ErrConsumed, ErrExpired, ErrDenied, ErrNotApproved
+// or ErrNotFound, and the call must not run. The broker uses ConsumeTx.
 func (m *Manager) Consume(ctx context.Context, id, callID string) error {
+	return m.cfg.Store.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return m.ConsumeTx(ctx, tx, id, callID)
+	})
+}
+
+// ConsumeTx is Consume in tx: the transaction that appends the
+// approval.consumed event recording the use (a recorder.TxHook), so an
+// approval is never spent without its event.
+func (m *Manager) ConsumeTx(ctx context.Context, tx *sql.Tx, id, callID string) error {
 	now := m.cfg.Clock()
-	rec, err := m.cfg.Store.ConsumeApproval(ctx, id, callID, now)
+	rec, err := m.cfg.Store.ConsumeApprovalTx(ctx, tx, id, callID, now)
 	switch {
 	case errors.Is(err, store.ErrApprovalState):
 		return fmt.Errorf("approval %s: %w", id, stateError(m.fromRecord(rec, now).State))
@@ -885,7 +957,6 @@ func (m *Manager) Consume(ctx context.Context, id, callID string) error {
 	case err != nil:
 		return fmt.Errorf("consuming approval %s: %w", id, err)
 	}
-	m.cfg.Notifier.Publish(id)
 	return nil
 }
 

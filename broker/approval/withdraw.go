@@ -28,6 +28,9 @@ func (m *Manager) Withdraw(ctx context.Context, id string, requester policy.Iden
 	if len(reason) > maxReason {
 		return Approval{}, fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, maxReason)
 	}
+	if !recordable(reason) {
+		return Approval{}, fmt.Errorf("%w: the reason must be UTF-8 text without NUL characters", ErrInvalid)
+	}
 	a, err := m.settle(ctx, id, decision{
 		d: store.ApprovalDecision{
 			Subject: requester.Subject, Issuer: requester.Issuer, Email: requester.Email,

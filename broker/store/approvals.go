@@ -331,11 +331,23 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 	return nil
 }
 
-// ConsumeApproval marks an approved, unexpired approval as used by callID.
-// It succeeds once: otherwise the current approval is returned with
-// ErrApprovalState (or ErrNotFound).
+// ConsumeApproval is ConsumeApprovalTx in a transaction of its own.
 func (s *Store) ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (Approval, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET state = 'consumed', consumed_at = ?, consumed_by = ?
+	var got Approval
+	err := s.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		got, err = s.ConsumeApprovalTx(ctx, tx, id, callID, now)
+		return err
+	})
+	return got, err
+}
+
+// ConsumeApprovalTx marks an approved, unexpired approval as used by
+// callID, in tx (the transaction that appends the approval.consumed event
+// recording it). It succeeds once: otherwise the current approval is
+// returned with ErrApprovalState (or ErrNotFound).
+func (s *Store) ConsumeApprovalTx(ctx context.Context, tx *sql.Tx, id, callID string, now time.Time) (Approval, error) {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE approvals SET state = 'consumed', consumed_at = ?, consumed_by = ?
 		WHERE id = ? AND state = 'approved' AND expires_at > ?`),
 		toNanos(now), callID, id, toNanos(now))
 	if err != nil {
@@ -345,7 +357,7 @@ func (s *Store) ConsumeApproval(ctx context.Context, id, callID string, now time
 	if err != nil {
 		return Approval{}, fmt.Errorf("consuming approval %s: %w", id, err)
 	}
-	cur, err := s.approval(ctx, s.db, id)
+	cur, err := s.approval(ctx, tx, id)
 	if err != nil {
 		return Approval{}, err
 	}

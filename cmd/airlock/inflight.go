@@ -58,13 +58,13 @@ func both(a, b recorder.TxHook) recorder.TxHook {
 	}
 }
 
-// AppendAll is Append for events appended together (a call's events up to
-// where it must be durable): each one's row change in the one transaction.
-// A call whose call.received and final event are both in evs (a read
-// recorded with its outcome) is not put in flight; its final event still
-// forgets it (a DELETE of nothing, unless an earlier append of the same
-// events committed although it reported an error).
-func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) ([]recorder.Event, error) {
+// AppendAllWith is AppendWith for events appended together (a call's
+// events up to where it must be durable): each one's row change, then its
+// hook, in the one transaction. A call whose call.received and final event
+// are both in evs (a read recorded with its outcome) is not put in flight;
+// its final event still forgets it (a DELETE of nothing, unless an earlier
+// append of the same events committed although it reported an error).
+func (r *inflightRecorder) AppendAllWith(ctx context.Context, evs []recorder.Event, extra []recorder.TxHook) ([]recorder.Event, error) {
 	received := map[string]bool{}
 	whole := map[string]bool{}
 	for _, ev := range evs {
@@ -79,6 +79,9 @@ func (r *inflightRecorder) AppendAll(ctx context.Context, evs []recorder.Event) 
 	for i, ev := range evs {
 		if !whole[ev.CallID] || ev.Type != recorder.TypeCallReceived {
 			hooks[i] = r.hook(ev)
+		}
+		if i < len(extra) {
+			hooks[i] = both(hooks[i], extra[i])
 		}
 	}
 	return r.rec.AppendAllWith(ctx, evs, hooks)

@@ -117,7 +117,7 @@ func testInflightRecorder(t *testing.T, u string) {
 	// Appended together (the broker's call.received with a refusal before
 	// policy): in and out of flight in one transaction.
 	both := []recorder.Event{{Type: recorder.TypeCallReceived, CallID: "c4", Tool: "query_db"}, {Type: "call.refused", CallID: "c4", Tool: "query_db"}}
-	if _, err := ir.AppendAll(ctx, both); err != nil {
+	if _, err := ir.AppendAllWith(ctx, both, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := events("c4"); len(got) != 2 || inFlight("c4") {
@@ -157,7 +157,7 @@ func TestInflightStoreTransactions(t *testing.T) {
 		ev := func(typ string) recorder.Event {
 			return recorder.Event{Type: typ, CallID: id, Tool: "query_db", Resource: "orders"}
 		}
-		if _, err := ir.AppendAll(ctx, []recorder.Event{ev(callEvents[0]), ev(callEvents[1])}); err != nil {
+		if _, err := ir.AppendAllWith(ctx, []recorder.Event{ev(callEvents[0]), ev(callEvents[1])}, nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, typ := range callEvents[2:] {
