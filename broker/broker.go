@@ -265,6 +265,11 @@ type call struct {
 	// can change nothing: tools.ReadOnlyCaller), and with its final event,
 	// before any result leaves.
 	pending []recorder.Event
+	// inDoubt counts the call's events dropped from pending because the
+	// store did not say whether their commit was made
+	// (recorder.ErrOutcomeUnknown): appended again they could be recorded
+	// twice. The call's final event says how many.
+	inDoubt int
 }
 
 // Handle runs one tool call through every stage, in order.
@@ -502,6 +507,8 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 		case errors.Is(err, approval.ErrConsumed), errors.Is(err, approval.ErrDenied), errors.Is(err, approval.ErrNotApproved), errors.Is(err, approval.ErrNotFound):
 			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
+		case errors.Is(err, recorder.ErrOutcomeUnknown):
+			return refuse("failed", "The call was not run: the store stopped answering as the use of approval %s was recorded, so whether the approval is spent is not known; check it with approval_status before calling again.", a.ID)
 		case err != nil:
 			return refuse("failed", "The call was refused because the use of its approval could not be recorded.")
 		}
@@ -762,7 +769,11 @@ func (b *Broker) finish(ctx context.Context, c *call, r *Result) Result {
 		reason := b.maskText(c, r.Text)
 		attrs = append(attrs, "reason", reason)
 		if !c.ended {
-			_ = b.record(ctx, c, "call.refused", map[string]any{"outcome": outcome, "reason": reason})
+			data := map[string]any{"outcome": outcome, "reason": reason}
+			if c.inDoubt > 0 {
+				data["events_in_doubt"] = c.inDoubt
+			}
+			_ = b.record(ctx, c, "call.refused", data)
 		}
 	}
 	b.cfg.Logger.Info("call", attrs...)
@@ -788,10 +799,12 @@ func (b *Broker) recordWith(ctx context.Context, c *call, typ string, data any, 
 	if errors.Is(err, recorder.ErrInvalidEvent) && recordable(c.pending) && (typ == "call.refused" || typ == "call.failed") {
 		// The call went no further: what it did so far is recorded, with
 		// notes where the recorder could not take it as it was.
-		err = b.commit(ctx, c)
+		err = b.commitWith(ctx, c, hook)
 	}
 	if err != nil {
-		c.pending = c.pending[:len(c.pending)-1]
+		if len(c.pending) > 0 { // not dropped in doubt by commitWith
+			c.pending = c.pending[:len(c.pending)-1]
+		}
 		return err
 	}
 	return nil
@@ -864,6 +877,10 @@ func (b *Broker) commitWith(ctx context.Context, c *call, hook recorder.TxHook) 
 		// names the members on the way to what it refused).
 		b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", b.maskText(c, err.Error()))
 		b.cfg.Metrics.recordFailures.Inc()
+		if errors.Is(err, recorder.ErrOutcomeUnknown) {
+			c.inDoubt += len(c.pending)
+			c.pending = c.pending[:0]
+		}
 		return err
 	}
 	c.pending = c.pending[:0]

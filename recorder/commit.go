@@ -216,18 +216,17 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 // committed reports whether the event at seq with hash is in the store. A
 // store that does not answer is asked again for a few seconds (a
 // connection cut at a commit is often a store restarting); if it never
-// answers, the error says so.
+// answers, the error says so. On PostgreSQL the read waits for the chain
+// lock first: the transaction whose answer was lost holds it until the
+// server has committed or aborted it, so a read taken before then cannot
+// miss a commit still being made.
 func (r *Recorder) committed(seq int64, hash string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readBackTimeout)
 	defer cancel()
 	for {
-		var one int
-		err := r.db.QueryRowContext(ctx, r.q(`SELECT 1 FROM transcript_events WHERE seq = ? AND hash = ?`), seq, hash).Scan(&one)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, sql.ErrNoRows):
-			return false, nil
+		made, err := r.readBack(ctx, seq, hash)
+		if err == nil {
+			return made, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -235,6 +234,26 @@ func (r *Recorder) committed(seq int64, hash string) (bool, error) {
 		case <-time.After(readBackRetry):
 		}
 	}
+}
+
+func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, error) {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	if err := r.lockChain(ctx, tx); err != nil {
+		return false, err
+	}
+	var one int
+	err = tx.QueryRowContext(ctx, r.q(`SELECT 1 FROM transcript_events WHERE seq = ? AND hash = ?`), seq, hash).Scan(&one)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	}
+	return false, err
 }
 
 // How long, and how often, a commit whose answer was lost is read back.

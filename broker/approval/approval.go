@@ -25,6 +25,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/broker/store"
 	"github.com/airlock-mcp/airlock/policy"
+	"github.com/airlock-mcp/airlock/recorder"
 )
 
 // Sentinel errors. Callers match them with errors.Is.
@@ -705,7 +706,7 @@ func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identit
 		m.emit(ctx, Event{
 			Type: EventRefused, ApprovalID: id, CallID: a.CallID,
 			Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
-			Data: map[string]any{"verdict": v, "via": via, "reason": refusalReason(err), "error": err.Error()},
+			Data: map[string]any{"verdict": v, "via": via, "reason": refusalReason(err), "error": refusalText(err)},
 		})
 		return a, err
 	}
@@ -867,13 +868,18 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 			// The answer to the commit may have been lost after it was
 			// made (recorder.ErrOutcomeUnknown, or a read-back that did
 			// not tell): the store says.
-			cur, err := m.cfg.Store.Approval(context.WithoutCancel(ctx), id)
+			// A plain read decides only once the recorder has said the
+			// commit was not made: one it could not tell of may still be
+			// being made.
+			cur, rerr := m.cfg.Store.Approval(context.WithoutCancel(ctx), id)
 			switch {
-			case err != nil:
-				m.cfg.Logger.Error("reading back an approval decision failed", "approval_id", id, "error", err)
-				return a, fmt.Errorf("approval %s: %w", id, ErrUncertain)
-			case holds(cur, d):
+			case rerr == nil && holds(cur, d):
 				return m.fromRecord(cur, now), nil
+			case rerr != nil:
+				m.cfg.Logger.Error("reading back an approval decision failed", "approval_id", id, "error", rerr)
+				return a, fmt.Errorf("approval %s: %w", id, ErrUncertain)
+			case errors.Is(err, recorder.ErrOutcomeUnknown):
+				return a, fmt.Errorf("approval %s: %w", id, ErrUncertain)
 			}
 			return a, fmt.Errorf("approval %s: %w", id, ErrUnrecorded)
 		}
@@ -884,7 +890,8 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 // writes it (one decision per approver), in its event's transaction.
 func holds(a store.Approval, d store.ApprovalDecision) bool {
 	for _, got := range a.Decisions {
-		if got.Subject == d.Subject && got.Issuer == d.Issuer && got.Verdict == d.Verdict && got.Via == d.Via && got.At.Equal(d.At) {
+		if got.Subject == d.Subject && got.Issuer == d.Issuer && got.Email == d.Email && got.Verdict == d.Verdict &&
+			got.Via == d.Via && got.Reason == d.Reason && got.At.Equal(d.At) {
 			return true
 		}
 	}
@@ -905,6 +912,16 @@ func stateError(s State) error {
 	default:
 		return ErrNotApproved
 	}
+}
+
+// refusalText is the error recorded with approval.refused: a sentinel's
+// sentence with its detail, never a store's own error (which can name its
+// user, database and socket; that goes to the log).
+func refusalText(err error) string {
+	if refusalReason(err) == "error" {
+		return "the approval could not be read or stored (the server's log says why)"
+	}
+	return err.Error()
 }
 
 // refusalReason is the short reason recorded with approval.refused.
