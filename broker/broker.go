@@ -630,8 +630,11 @@ func refusedUnrecorded(err error) *Result {
 // (recorder.ErrInvalidEvent), which no retry mends; airlock's log has the
 // detail, which can name parts of the call's data.
 func becauseUnrecorded(err error) string {
-	if errors.Is(err, recorder.ErrInvalidEvent) {
+	switch {
+	case errors.Is(err, recorder.ErrInvalidEvent):
 		return "its transcript event could not be written as it stands (a fault in airlock: its log says more)"
+	case errors.Is(err, recorder.ErrOutcomeUnknown):
+		return "airlock's store stopped answering as it was being recorded (the transcript may hold it)"
 	}
 	return "airlock's store is unavailable"
 }

@@ -126,7 +126,8 @@ func (r *Recorder) writeBatch(batch []*request) {
 		return
 	}
 	// The batch is bounded by the earliest deadline in it, so no append
-	// waits longer than its timeout.
+	// waits longer than its timeout (but for the read-back of a commit
+	// that lost its answer: committed).
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for len(live) > 0 {
@@ -256,9 +257,13 @@ func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, 
 	return false, err
 }
 
-// How long, and how often, a commit whose answer was lost is read back.
+// How long, and how often, a commit whose answer was lost is read back:
+// on PostgreSQL for longer than the server keeps a transaction whose
+// COMMIT never arrived (chainIdleTimeout), so the read-back, waiting on
+// the chain lock, learns how it ended. An append whose commit lost its
+// answer can take this long beyond its timeout.
 const (
-	readBackTimeout = 5 * time.Second
+	readBackTimeout = chainIdleTimeout + 2*time.Second
 	readBackRetry   = 100 * time.Millisecond
 )
 

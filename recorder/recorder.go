@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,7 +142,9 @@ func WithClock(now func() time.Time) Option { return func(r *Recorder) { r.now =
 // Verify and Head, so long reads do not hold the writer connection.
 func WithReadDB(db *sql.DB) Option { return func(r *Recorder) { r.read = db } }
 
-// WithAppendTimeout bounds each Append (default DefaultAppendTimeout).
+// WithAppendTimeout bounds each Append (default DefaultAppendTimeout); an
+// append whose commit lost its answer takes up to readBackTimeout more,
+// asking the store whether it was made.
 func WithAppendTimeout(d time.Duration) Option { return func(r *Recorder) { r.timeout = d } }
 
 // WithCheckpointKey sets the key that signs checkpoints (HMAC-SHA256) and
@@ -270,11 +273,22 @@ func (r *Recorder) lockChain(ctx context.Context, tx *sql.Tx) error {
 	if r.dialect != sqldialect.Postgres {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, sqldialect.LockChain); err != nil {
+	// A transaction whose COMMIT never reaches the server (a connection
+	// gone half-open) would hold the lock until the server notices, hours
+	// of TCP keepalive later, and no replica could append meanwhile: the
+	// server ends a transaction left idle longer than chainIdleTimeout.
+	// Between its statements an append's transaction is never idle for
+	// long: it waits on nothing but this process.
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock($1, 0)`,
+		sqldialect.LockChain, strconv.FormatInt(chainIdleTimeout.Milliseconds(), 10)); err != nil {
 		return fmt.Errorf("taking the transcript chain lock: %w", err)
 	}
 	return nil
 }
+
+// chainIdleTimeout is how long PostgreSQL lets a transaction that holds
+// the chain lock sit idle before it ends it (and the lock with it).
+const chainIdleTimeout = 5 * time.Second
 
 type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row

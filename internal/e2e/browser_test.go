@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/airlock-mcp/airlock/broker"
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/authn"
 	"github.com/airlock-mcp/airlock/broker/store"
@@ -68,14 +69,8 @@ func TestBrowserApprovesAHeldCall(t *testing.T) {
 	mgr, err := approval.New(approval.Config{
 		Store: st, PublicURL: srv.URL + "/mcp", Wait: 50 * time.Second, Expire: 15 * time.Minute,
 		PollInterval: 50 * time.Millisecond,
-		OnEvent: func(ctx context.Context, ev approval.Event) error { // as the broker records them
-			data := map[string]any{"approval_id": ev.ApprovalID}
-			for k, v := range ev.Data {
-				data[k] = v
-			}
-			raw, _ := json.Marshal(data)
-			_, err := rec.Append(ctx, recorder.Event{Type: ev.Type, CallID: ev.CallID, Subject: ev.Subject, Issuer: ev.Issuer, Tool: ev.Tool, Resource: ev.Resource, Data: raw})
-			return err
+		OnEvent: func(ctx context.Context, ev approval.Event) error { // as airlock serve records them
+			return broker.RecordApprovalEvent(ctx, rec, ev)
 		},
 	})
 	if err != nil {
