@@ -790,7 +790,12 @@ func recordable(s string) bool {
 
 // settleAttempts bounds how often settle reads the approval again when
 // another decision lands between its read and its write (one made on
-// another replica: this process makes one at a time, settling).
+// another replica: this process makes one at a time, settling), beyond
+// the approval's MinApprovers. Each time a decision is lost so, another
+// one has landed, and no more than MinApprovers land on an approval
+// while it is pending (each approver decides once; the last approval
+// needed, or a denial, settles it): an approver who keeps losing to the
+// others is told the approval's outcome, not ErrChanged.
 const settleAttempts = 5
 
 // settle stores a decision on pending approval id in the transaction that
@@ -807,7 +812,7 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			// Another replica's decision landed first: let it finish.
-			time.Sleep(time.Duration(attempt) * time.Duration(1+rand.IntN(10)) * time.Millisecond)
+			time.Sleep(time.Duration(min(attempt, 5)) * time.Duration(1+rand.IntN(10)) * time.Millisecond)
 		}
 		rec, err := m.cfg.Store.Approval(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -852,7 +857,7 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 		switch {
 		case err == nil:
 			return m.fromRecord(got, now), nil
-		case errors.Is(err, store.ErrApprovalChanged) && attempt < settleAttempts:
+		case errors.Is(err, store.ErrApprovalChanged) && attempt < rec.MinApprovers+settleAttempts:
 			continue
 		case errors.Is(err, store.ErrApprovalChanged):
 			return m.fromRecord(got, now), fmt.Errorf("approval %s: %w", id, ErrChanged)
