@@ -130,6 +130,7 @@ func (r *Recorder) writeBatch(batch []*request) {
 	// that lost its answer: committed).
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	var suspects []*request
 	for len(live) > 0 {
 		evs, bad, err := r.tryBatch(ctx, live)
 		if bad < 0 {
@@ -140,11 +141,27 @@ func (r *Recorder) writeBatch(batch []*request) {
 					q.finish(evs[i], nil)
 				}
 			}
-			return
+			break
 		}
-		// One event failed: it alone gets the error; the rest go again.
-		live[bad].finish(nil, err)
+		if len(live) == 1 {
+			live[0].finish(nil, err) // alone: the error is its own
+			break
+		}
+		// One event or its hook failed, or the transaction under it did
+		// (a transaction the server ended shows at whichever statement
+		// comes next): the rest go again without it, and then it goes
+		// once more alone, so that it gets its own error, never a
+		// neighbour's.
+		suspects = append(suspects, live[bad])
 		live = append(live[:bad:bad], live[bad+1:]...)
+	}
+	for _, q := range suspects {
+		evs, _, err := r.tryBatch(ctx, []*request{q})
+		if err != nil {
+			q.finish(nil, err)
+		} else {
+			q.finish(evs[0], nil)
+		}
 	}
 }
 
@@ -158,7 +175,7 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
-	tx, err := r.db.BeginTx(ctx, nil)
+	tx, err := r.db.BeginTx(ctx, r.txOptions())
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
@@ -238,7 +255,7 @@ func (r *Recorder) committed(seq int64, hash string) (bool, error) {
 }
 
 func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, error) {
-	tx, err := r.db.BeginTx(ctx, nil)
+	tx, err := r.db.BeginTx(ctx, r.txOptions())
 	if err != nil {
 		return false, err
 	}
@@ -255,6 +272,20 @@ func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, 
 		return false, nil
 	}
 	return false, err
+}
+
+// txOptions are an append's and a read-back's transaction options. On
+// PostgreSQL they are READ COMMITTED whatever the database's default: the
+// chain head, and a lost commit's row, are read after the chain lock is
+// taken, and must be what was committed before it was granted; a
+// REPEATABLE READ snapshot is taken at the lock's statement, before the
+// wait (so two replicas would write the same seq, and a commit made
+// during the wait would read as not made).
+func (r *Recorder) txOptions() *sql.TxOptions {
+	if r.dialect == sqldialect.Postgres {
+		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	return nil
 }
 
 // How long, and how often, a commit whose answer was lost is read back:

@@ -40,6 +40,13 @@ func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 	}
 	// Transcript text is UTF-8 and is stored as it was hashed.
 	cfg.RuntimeParams["client_encoding"] = "UTF8"
+	// The store's transactions (and the transcript's) are written for
+	// READ COMMITTED, PostgreSQL's default: each statement sees what was
+	// committed before it, so a row locked and then read, or a chain head
+	// read after its lock is taken, is current. A database, role or URL
+	// that sets a stricter default would have them read a snapshot taken
+	// before the lock they wait for.
+	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(pgConns)
 	db.SetMaxIdleConns(pgConns)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -319,5 +320,31 @@ func TestMigrationsAgree(t *testing.T) {
 	}
 	if len(liteSchema) < 40 {
 		t.Errorf("schema has %d columns and indexes; the query read too little: %v", len(liteSchema), liteSchema)
+	}
+}
+
+// A PostgreSQL store's transactions are READ COMMITTED, whatever the
+// database, or the URL, sets as the default: the store's and the
+// transcript's transactions read rows after locking them.
+func TestOpenPostgresReadCommitted(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	pg.Exec(t, `CREATE DATABASE isostore`)
+	pg.Exec(t, `ALTER DATABASE isostore SET default_transaction_isolation = 'serializable'`)
+	for _, u := range []string{
+		pgURL(pg, "isostore", "postgres", ""),
+		pgURL(pg, "isostore", "postgres", "") + "&default_transaction_isolation=repeatable%20read",
+	} {
+		s, err := Open(context.Background(), u)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", u, err)
+		}
+		var iso string
+		err = s.InTx(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			return tx.QueryRowContext(ctx, `SHOW transaction_isolation`).Scan(&iso)
+		})
+		s.Close()
+		if err != nil || iso != "read committed" {
+			t.Errorf("Open(%s): a transaction's isolation is %q (%v), want read committed", u, iso, err)
+		}
 	}
 }
