@@ -312,7 +312,7 @@ func (b *Broker) begin(in Call) *call {
 	for {
 		st := b.state.Load()
 		if st.inflight.enter() { // a retired state admits none: load the new one
-			return &call{Call: in, id: uuid.NewString(), start: b.cfg.Clock(), st: st}
+			return &call{Call: in, id: newCallID(), start: b.cfg.Clock(), st: st}
 		}
 	}
 }
@@ -1029,3 +1029,12 @@ func sentence(s string) string {
 	}
 	return s
 }
+
+// newCallID returns a call's id: a UUIDv7, whose first 48 bits are the
+// time and the rest random, so the transcript's call_id index grows at
+// its end rather than at random places in it (a call's two commits on a
+// 500,000-event SQLite transcript: 136–163 µs against 171–200 µs with
+// random v4 ids, BenchmarkCallIDOrder in recorder). A call id is not a
+// secret: tasks, approvals and transcripts are looked up with the
+// caller's or a reviewer's identity, never by the id alone.
+func newCallID() string { return uuid.Must(uuid.NewV7()).String() }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // BenchmarkAppend measures durable appends to a temp-file SQLite database
@@ -132,6 +134,46 @@ func BenchmarkAppendPostgres(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkCallIDOrder appends a call's five events at a time to a
+// SQLite transcript already holding 500,000 events of 100,000 calls, the
+// call ids random (UUIDv4) or time-ordered (UUIDv7, as the broker makes
+// them): the call_id index grows at random places in it or at its end.
+// Compare v7 against v4 in the same run.
+func BenchmarkCallIDOrder(b *testing.B) {
+	for _, tt := range []struct {
+		name   string
+		newID  func() string
+		oldIDs string // SQL for the earlier calls' ids, from n
+	}{
+		{"v4", uuid.NewString, "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-8' || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"},
+		{"v7", func() string { return uuid.Must(uuid.NewV7()).String() }, "printf('%08x-0000-7000-8000-', n) || lower(hex(randomblob(6)))"},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			r, db := newRecorder(b, sqliteBackend)
+			// The earlier calls sit below seq 0, out of the chain's way.
+			if _, err := db.Exec(`WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 100000)
+				INSERT INTO transcript_events (seq, time, type, call_id, subject, data, prev_hash, hash)
+				SELECT -n*5 - k, n, 'call.received', id, 'alice', '{}', '', ''
+				FROM (SELECT n, ` + tt.oldIDs + ` AS id FROM c),
+				     (SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4)`); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			ev := Event{Type: TypeCallExecuted, Subject: "alice", Tool: "query_db", Resource: "orders",
+				Data: json.RawMessage(`{"duration_ms":12,"rows":1}`)}
+			for b.Loop() {
+				ev.CallID = tt.newID()
+				if _, err := r.AppendAll(ctx, []Event{ev, ev, ev}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.AppendAll(ctx, []Event{ev, ev}); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
