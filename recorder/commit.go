@@ -25,10 +25,13 @@ import (
 //	append ─┘                       └─▶ done (seq n+1) …
 //
 // No append returns before its transaction is committed. When one event of
-// a batch cannot be written (its hook fails, its insert fails), the
-// transaction is rolled back, that append gets its error and the others
-// are written again without it: an event is never committed with one
-// another append was told failed, nor lost because another failed.
+// a batch cannot be written (its insert fails, its hook fails or panics,
+// or the commit fails after it, the last), the transaction is rolled back,
+// the others are written again without it, and then it is tried once more
+// alone, so that what it is told is its own outcome (a transaction the
+// server ended shows at whichever statement comes next): an event is never
+// committed with one another append was told failed, nor lost because
+// another failed.
 
 // maxBatch bounds the appends (an AppendAll counts once) one transaction
 // writes.
@@ -92,18 +95,24 @@ func (r *Recorder) lead() {
 			go r.lead()
 		}
 	}()
+	written := false
 	defer func() {
-		// A hook that panics fails its batch (rolled back), not the
-		// goroutine that happens to lead, nor every append after it.
-		if p := recover(); p != nil {
-			for _, q := range batch {
-				if !q.finished {
-					q.finish(nil, fmt.Errorf("recording %s: panic in the append's transaction: %v", q.evs[0].Type, p))
-				}
+		// Whatever stops writeBatch before it has finished every request
+		// (a panic tryBatch did not take, a runtime.Goexit) fails the
+		// unfinished ones, rather than the goroutine that happens to lead,
+		// every append after it, or callers left waiting.
+		p := recover()
+		if written {
+			return
+		}
+		for _, q := range batch {
+			if !q.finished {
+				q.finish(nil, fmt.Errorf("recording %s: the append's transaction stopped (%v)", q.evs[0].Type, p))
 			}
 		}
 	}()
 	r.writeBatch(batch)
+	written = true
 }
 
 // writeBatch commits the batch's events in one transaction and finishes
@@ -169,13 +178,25 @@ func (r *Recorder) writeBatch(batch []*request) {
 // stored events, or the index of the request whose event or hook failed
 // (the transaction rolled back) and its error, or -1 and an error that
 // fails the whole batch.
-func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, int, error) {
+func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event, bad int, err error) {
 	first := batch[0].evs[0].Type
+	at := -1 // the request whose statements run
+	defer func() {
+		// A hook that panics fails its own request (the transaction is
+		// rolled back by then), as one that returns an error does.
+		if p := recover(); p != nil {
+			typ := first
+			if at >= 0 {
+				typ = batch[at].evs[0].Type
+			}
+			bad, err = at, fmt.Errorf("recording %s: panic in the append's transaction: %v", typ, p)
+		}
+	}()
 	st, err := r.statements(ctx)
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
-	tx, err := r.db.BeginTx(ctx, r.txOptions())
+	tx, err := r.db.BeginTx(ctx, r.dialect.TxOptions())
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
@@ -189,6 +210,7 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 	}
 	evs := make([][]Event, len(batch))
 	for i, q := range batch {
+		at = i
 		evs[i] = make([]Event, len(q.evs))
 		for j, ev := range q.evs {
 			ev.Seq, ev.PrevHash = seq+1, prev
@@ -212,6 +234,7 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 			seq, prev = ev.Seq, ev.Hash
 		}
 	}
+	at = -1
 	if err := tx.Commit(); err != nil {
 		// The answer to a COMMIT can be lost after the server made it (a
 		// connection cut at that moment): the batch's last event, read back
@@ -220,6 +243,12 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) ([][]Event, i
 		switch {
 		case rerr != nil:
 			return nil, -1, fmt.Errorf("recording %s: %w (commit: %w; reading it back: %v)", first, ErrOutcomeUnknown, err, rerr)
+		case !made && len(batch) > 1:
+			// Not made, and perhaps for what the last request's
+			// statements did (a deferred check, a transaction the server
+			// ended while its hook ran): it goes alone, the rest again.
+			last := len(batch) - 1
+			return nil, last, fmt.Errorf("recording %s: commit: %w", batch[last].evs[0].Type, err)
 		case !made:
 			return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
 		}
@@ -255,7 +284,7 @@ func (r *Recorder) committed(seq int64, hash string) (bool, error) {
 }
 
 func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, error) {
-	tx, err := r.db.BeginTx(ctx, r.txOptions())
+	tx, err := r.db.BeginTx(ctx, r.dialect.TxOptions())
 	if err != nil {
 		return false, err
 	}
@@ -272,20 +301,6 @@ func (r *Recorder) readBack(ctx context.Context, seq int64, hash string) (bool, 
 		return false, nil
 	}
 	return false, err
-}
-
-// txOptions are an append's and a read-back's transaction options. On
-// PostgreSQL they are READ COMMITTED whatever the database's default: the
-// chain head, and a lost commit's row, are read after the chain lock is
-// taken, and must be what was committed before it was granted; a
-// REPEATABLE READ snapshot is taken at the lock's statement, before the
-// wait (so two replicas would write the same seq, and a commit made
-// during the wait would read as not made).
-func (r *Recorder) txOptions() *sql.TxOptions {
-	if r.dialect == sqldialect.Postgres {
-		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
-	}
-	return nil
 }
 
 // How long, and how often, a commit whose answer was lost is read back:

@@ -151,7 +151,7 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, 
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("encoding approver groups: %w", err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, s.dialect.TxOptions())
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
 	}
@@ -317,7 +317,7 @@ func NextState(a Approval, d ApprovalDecision) ApprovalState {
 // InTx runs fn in a transaction on the store's writer and commits what it
 // wrote, unless it returns an error.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, s.dialect.TxOptions())
 	if err != nil {
 		return fmt.Errorf("store: beginning a transaction: %w", err)
 	}

@@ -53,7 +53,7 @@ type CopyOptions struct {
 // them). Copying between dialects is the point (sqlite:// to postgres://),
 // but any pair works. The caller verifies the copied chain.
 func Copy(ctx context.Context, src, dst *Store, opts CopyOptions) (map[string]int64, error) {
-	tx, err := dst.db.BeginTx(ctx, nil)
+	tx, err := dst.db.BeginTx(ctx, dst.dialect.TxOptions())
 	if err != nil {
 		return nil, fmt.Errorf("copying the store: %w", err)
 	}

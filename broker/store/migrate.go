@@ -314,7 +314,7 @@ func migrate(ctx context.Context, db *sql.DB, d sqldialect.Dialect) error {
 // whether the schema was already current.
 func migrateStep(ctx context.Context, db *sql.DB, d sqldialect.Dialect) (done bool, err error) {
 	migrations := migrationsFor(d)
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, d.TxOptions())
 	if err != nil {
 		return false, fmt.Errorf("migrating: %w", err)
 	}

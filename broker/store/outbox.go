@@ -86,7 +86,7 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, ds []Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, s.dialect.TxOptions())
 	if err != nil {
 		return fmt.Errorf("enqueueing webhook deliveries: %w", err)
 	}

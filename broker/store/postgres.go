@@ -45,7 +45,15 @@ func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 	// committed before it, so a row locked and then read, or a chain head
 	// read after its lock is taken, is current. A database, role or URL
 	// that sets a stricter default would have them read a snapshot taken
-	// before the lock they wait for.
+	// before the lock they wait for. (Each transaction also asks for it,
+	// sqldialect.TxOptions; this covers any statement run outside one.)
+	// The server takes parameter names in any case, the last one sent
+	// winning, and a map's order is random: every spelling goes.
+	for k := range cfg.RuntimeParams {
+		if strings.EqualFold(k, "default_transaction_isolation") {
+			delete(cfg.RuntimeParams, k)
+		}
+	}
 	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(pgConns)

@@ -333,6 +333,8 @@ func TestOpenPostgresReadCommitted(t *testing.T) {
 	for _, u := range []string{
 		pgURL(pg, "isostore", "postgres", ""),
 		pgURL(pg, "isostore", "postgres", "") + "&default_transaction_isolation=repeatable%20read",
+		pgURL(pg, "isostore", "postgres", "") + "&DEFAULT_TRANSACTION_ISOLATION=repeatable%20read",
+		pgURL(pg, "isostore", "postgres", "") + "&Default_Transaction_Isolation=serializable",
 	} {
 		s, err := Open(context.Background(), u)
 		if err != nil {

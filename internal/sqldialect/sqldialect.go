@@ -30,6 +30,21 @@ func (d Dialect) String() string {
 	return "sqlite"
 }
 
+// TxOptions are the options every transaction on the store begins with.
+// On PostgreSQL they are READ COMMITTED whatever the database's, role's or
+// URL's default: the store and the transcript take a lock (a row's, or
+// the chain's advisory lock) and then read what it guards, which must be
+// what was committed before the lock was granted; a REPEATABLE READ
+// snapshot is taken at the locking statement, before the wait (two
+// replicas would then write one transcript seq, or open two approvals for
+// one call). SQLite has one writer at a time: nil, its default.
+func (d Dialect) TxOptions() *sql.TxOptions {
+	if d == Postgres {
+		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	return nil
+}
+
 // Of returns the dialect of db by its driver: pgx's database/sql driver is
 // PostgreSQL, anything else is taken for SQLite.
 func Of(db *sql.DB) Dialect {
