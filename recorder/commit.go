@@ -5,20 +5,23 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/airlock-mcp/airlock/internal/sqldialect"
 )
 
 // Group commit. An append joins the recorder's queue and waits. When no
-// append is being written, the one that arrives leads: it takes what is
-// queued (up to maxBatch events) and writes it in one transaction, under
-// the chain lock, each event chained to the one before it; then it tells
-// every append of the batch how it went. Appends that arrive while a batch
-// is being written queue for the next, which a new leader writes as soon as
-// the batch is committed. A lone append is written at once, in its own
-// transaction, by its own goroutine; under load a batch holds what arrived
-// during one commit, so the store syncs its log once for all of them.
+// append is being written, the one that arrives starts a leader: a
+// goroutine that takes what is queued (up to maxBatch events) and writes it
+// in one transaction, under the chain lock, each event chained to the one
+// before it; then it tells every append of the batch how it went. Appends
+// that arrive while a batch is being written queue for the next, which a
+// new leader writes as soon as the batch is committed. A lone append is
+// written at once, in its own transaction; under load a batch holds what
+// arrived during one commit, so the store syncs its log once for all of
+// them. An append waits no longer than its timeout and a read-back
+// (stuckAfter): a writer stuck beyond that is abandoned (abandon).
 //
 //	append ─┐                       ┌─▶ done (seq n)
 //	append ─┼─▶ queue ─▶ leader: BEGIN; lock; head; INSERT n, n+1, …; COMMIT
@@ -58,23 +61,65 @@ func (q *request) finish(evs []Event, err error) {
 func (r *Recorder) enqueue(evs []Event, hooks []TxHook) ([]Event, error) {
 	q := &request{evs: evs, hooks: hooks, deadline: time.Now().Add(r.timeout), done: make(chan struct{})}
 	r.mu.Lock()
+	if r.stuck {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("recording %s: %w", evs[0].Type, errWriterStuck)
+	}
 	r.queue = append(r.queue, q)
 	lead := !r.leading
 	r.leading = true
 	r.mu.Unlock()
 	if lead {
-		r.lead()
+		// Batches are written on a goroutine of their own, never a
+		// caller's: what a hook does to the goroutine it runs on (a
+		// runtime.Goexit) takes no caller with it.
+		go r.lead()
 	}
-	<-q.done
+	late := time.NewTimer(time.Until(q.deadline) + r.late)
+	defer late.Stop()
+	select {
+	case <-q.done:
+	case <-late.C:
+		if err := r.abandon(q); err != nil {
+			return nil, err
+		}
+	}
 	if q.err != nil {
 		return nil, q.err
 	}
 	return q.evs, nil
 }
 
+// A writer that has not finished a request this long after its deadline
+// is stuck (a hook that never returns, a driver wedged under it): longer
+// than a healthy one takes, which is the deadline and a read-back.
+const stuckAfter = readBackTimeout + 3*time.Second
+
+var errWriterStuck = errors.New("the transcript's writer is stuck on an earlier batch (restart airlock if this lasts)")
+
+// abandon answers an append whose batch's writer is stuck. One still in
+// the queue is taken out of it, never written; one the writer holds may
+// yet be committed (ErrOutcomeUnknown). Until that writer returns, new
+// appends are refused at once rather than queued behind it. It returns
+// nil if the request was finished meanwhile.
+func (r *Recorder) abandon(q *request) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-q.done:
+		return nil
+	default:
+	}
+	if i := slices.Index(r.queue, q); i >= 0 {
+		r.queue = slices.Delete(r.queue, i, i+1)
+		return fmt.Errorf("recording %s: %w", q.evs[0].Type, errWriterStuck)
+	}
+	r.stuck = true
+	return fmt.Errorf("recording %s: %w (%w)", q.evs[0].Type, ErrOutcomeUnknown, errWriterStuck)
+}
+
 // lead writes one batch from the queue, then hands the lead to a new
-// goroutine if more appends are waiting, so that the caller, whose own
-// event was in the batch, returns.
+// goroutine if more appends are waiting.
 func (r *Recorder) lead() {
 	r.mu.Lock()
 	n := min(len(r.queue), r.batch)
@@ -89,7 +134,7 @@ func (r *Recorder) lead() {
 	defer func() {
 		r.mu.Lock()
 		more := len(r.queue) > 0
-		r.leading = more
+		r.leading, r.stuck = more, false
 		r.mu.Unlock()
 		if more {
 			go r.lead()
@@ -105,9 +150,13 @@ func (r *Recorder) lead() {
 		if written {
 			return
 		}
+		why := "it stopped"
+		if p != nil {
+			why = fmt.Sprintf("panic: %v", p)
+		}
 		for _, q := range batch {
 			if !q.finished {
-				q.finish(nil, fmt.Errorf("recording %s: the append's transaction stopped (%v)", q.evs[0].Type, p))
+				q.finish(nil, fmt.Errorf("recording %s: the append's transaction did not finish (%s)", q.evs[0].Type, why))
 			}
 		}
 	}()
@@ -139,9 +188,29 @@ func (r *Recorder) writeBatch(batch []*request) {
 	// that lost its answer: committed).
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	r.write(ctx, live)
+}
+
+// write commits the requests' events in one transaction if it can. When
+// one request's insert or hook fails, the others are written again
+// without it and then it alone; when the commit fails, not made, with no
+// request to blame (a deferred check, a transaction the server ended),
+// each half of the batch is written as a batch of its own, so a culprit
+// is found in a few transactions and the rest are made.
+func (r *Recorder) write(ctx context.Context, live []*request) {
 	var suspects []*request
 	for len(live) > 0 {
 		evs, bad, err := r.tryBatch(ctx, live)
+		if bad == splitBatch {
+			if len(live) == 1 {
+				live[0].finish(nil, err)
+			} else {
+				half := len(live) / 2
+				r.write(ctx, live[:half:half])
+				r.write(ctx, live[half:])
+			}
+			break
+		}
 		if bad < 0 {
 			for i, q := range live {
 				if err != nil {
@@ -176,8 +245,9 @@ func (r *Recorder) writeBatch(batch []*request) {
 
 // tryBatch writes the requests' events in one transaction. It returns the
 // stored events, or the index of the request whose event or hook failed
-// (the transaction rolled back) and its error, or -1 and an error that
-// fails the whole batch.
+// (the transaction rolled back) and its error, or splitBatch and the error
+// of a commit that was not made, or -1 and an error that fails the whole
+// batch.
 func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event, bad int, err error) {
 	first := batch[0].evs[0].Type
 	at := -1 // the request whose statements run
@@ -243,14 +313,11 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event,
 		switch {
 		case rerr != nil:
 			return nil, -1, fmt.Errorf("recording %s: %w (commit: %w; reading it back: %v)", first, ErrOutcomeUnknown, err, rerr)
-		case !made && len(batch) > 1:
-			// Not made, and perhaps for what the last request's
-			// statements did (a deferred check, a transaction the server
-			// ended while its hook ran): it goes alone, the rest again.
-			last := len(batch) - 1
-			return nil, last, fmt.Errorf("recording %s: commit: %w", batch[last].evs[0].Type, err)
 		case !made:
-			return nil, -1, fmt.Errorf("recording %s: commit: %w", first, err)
+			// Perhaps for what one request's statements did (a deferred
+			// check, a transaction the server ended while a hook ran):
+			// write splits the batch.
+			return nil, splitBatch, fmt.Errorf("recording %s: commit: %w", first, err)
 		}
 	}
 	r.commits.Add(1)
@@ -259,6 +326,9 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event,
 	}
 	return evs, -1, nil
 }
+
+// splitBatch is tryBatch's answer for a commit that failed, not made.
+const splitBatch = -2
 
 // committed reports whether the event at seq with hash is in the store. A
 // store that does not answer is asked again for a few seconds (a

@@ -106,15 +106,17 @@ type Recorder struct {
 	timeout time.Duration
 	key     []byte // signs checkpoints; nil: unsigned
 
-	// The commit queue (commit.go): appends wait in queue; one of them at
-	// a time leads, writing what is queued in one transaction. The chain
-	// lock serialises processes.
+	// The commit queue (commit.go): appends wait in queue; one goroutine
+	// at a time leads, writing what is queued in one transaction. The
+	// chain lock serialises processes.
 	mu      sync.Mutex
 	queue   []*request
 	leading bool
-	batch   int          // the most events one transaction writes: maxBatch (1 in benchmarks of the old way)
-	commits atomic.Int64 // transactions that appended events (Stats)
-	events  atomic.Int64 // events they appended (Stats)
+	stuck   bool          // a writer outlived a request's deadline (abandon); cleared when it returns
+	late    time.Duration // how long past its deadline an append waits for a writer: stuckAfter
+	batch   int           // the most events one transaction writes: maxBatch (1 in benchmarks of the old way)
+	commits atomic.Int64  // transactions that appended events (Stats)
+	events  atomic.Int64  // events they appended (Stats)
 
 	stmtMu sync.Mutex
 	stmts  *statements // SQLite: the append's statements, prepared on the writer connection
@@ -161,7 +163,7 @@ func New(db *sql.DB, opts ...Option) (*Recorder, error) {
 	if db == nil {
 		return nil, errors.New("recorder: nil database")
 	}
-	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout, batch: maxBatch}
+	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout, batch: maxBatch, late: stuckAfter}
 	for _, o := range opts {
 		o(r)
 	}
@@ -219,7 +221,11 @@ func (r *Recorder) Append(ctx context.Context, ev Event) (Event, error) {
 }
 
 // TxHook writes state that belongs with an event, in the transaction that
-// appends it; ctx carries the append's deadline.
+// appends it; ctx carries the append's deadline. It returns nothing open
+// (rows it queried are closed, on every path): a transaction left with
+// open rows cannot be rolled back, and the recorder's writer is stuck
+// until it is (appends are then refused, errWriterStuck). It changes no
+// session setting (SET LOCAL, never SET).
 type TxHook func(ctx context.Context, tx *sql.Tx) error
 
 // AppendWith is Append that also runs hook (when not nil) in the append's

@@ -46,7 +46,9 @@ func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 	// read after its lock is taken, is current. A database, role or URL
 	// that sets a stricter default would have them read a snapshot taken
 	// before the lock they wait for. (Each transaction also asks for it,
-	// sqldialect.TxOptions; this covers any statement run outside one.)
+	// sqldialect.TxOptions; this covers statements run outside one, as
+	// long as nothing sets it for the session: airlock's own statements
+	// only ever SET LOCAL.)
 	// The server takes parameter names in any case, the last one sent
 	// winning, and a map's order is random: every spelling goes.
 	for k := range cfg.RuntimeParams {
