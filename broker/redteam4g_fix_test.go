@@ -18,8 +18,8 @@ func TestRedTeam4gPGFixIdleInTransactionTimeout(t *testing.T) {
 	ctx := context.Background()
 	u := rt4gPGURL(t)
 	st := rt4eOpen(t, u)
-	h := &rt4gHalf{}
-	db := rt4gHalfDB(t, u, h)
+	h := rt4gCommitHalf()
+	db := rt4hHalfDB(t, u, h)
 	tctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	tx, err := db.BeginTx(tctx, nil)

@@ -1,21 +1,15 @@
 package broker
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/recorder"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Red team 4g: a half-open connection. Once armed, the next COMMIT is
@@ -25,76 +19,9 @@ import (
 // two hours by default, would tell it). The server's backend stays idle
 // in its transaction, holding pg_advisory_xact_lock on the chain.
 
-type rt4gHalf struct {
-	armed atomic.Bool
-	hung  atomic.Int64
-	mu    sync.Mutex
-	socks []net.Conn // the swallowed connections' sockets, closed at cleanup
-}
-
-type rt4gHalfConn struct {
-	net.Conn
-	h    *rt4gHalf
-	mu   sync.Mutex
-	hung bool
-}
-
-func (c *rt4gHalfConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.hung {
-		return len(b), nil // into the void
-	}
-	if len(b) > 0 && b[0] == 'Q' && bytes.Contains(b, rt4fCommitMsg) && c.h.armed.CompareAndSwap(true, false) {
-		c.hung = true
-		c.h.hung.Add(1)
-		c.h.mu.Lock()
-		c.h.socks = append(c.h.socks, c.Conn)
-		c.h.mu.Unlock()
-		return len(b), nil
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *rt4gHalfConn) Close() error {
-	c.mu.Lock()
-	hung := c.hung
-	c.mu.Unlock()
-	if hung {
-		return nil // the client forgets it; the server never hears
-	}
-	return c.Conn.Close()
-}
-
-func (h *rt4gHalf) release() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, s := range h.socks {
-		s.Close()
-	}
-	h.socks = nil
-}
-
-func rt4gHalfDB(t *testing.T, dsn string, h *rt4gHalf) *sql.DB {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["client_encoding"] = "UTF8"
-	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &rt4gHalfConn{Conn: c, h: h}, nil
-	}
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(10) // as the store's pool (pgConns)
-	t.Cleanup(func() { db.Close() })
-	t.Cleanup(h.release)
-	return db
-}
+// The half-open connection is rt4hHalf (redteam4h_halfopen_test.go) armed
+// on the COMMIT: rt4gCommitHalf.
+func rt4gCommitHalf() *rt4hHalf { return &rt4hHalf{match: rt4fCommitMsg} }
 
 func rt4gPGURL(t *testing.T) string {
 	t.Helper()
@@ -119,8 +46,8 @@ func TestRedTeam4gPGHalfOpenCommitWedgesChain(t *testing.T) {
 	ctx := context.Background()
 	u := rt4gPGURL(t)
 	st := rt4eOpen(t, u)
-	h := &rt4gHalf{}
-	rec, err := recorder.New(rt4gHalfDB(t, u, h), recorder.WithAppendTimeout(time.Second))
+	h := rt4gCommitHalf()
+	rec, err := recorder.New(rt4hHalfDB(t, u, h), recorder.WithAppendTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +140,8 @@ func TestRedTeam4gPGHalfOpenCallers(t *testing.T) {
 	ctx := context.Background()
 	u := rt4gPGURL(t)
 	st := rt4eOpen(t, u)
-	h := &rt4gHalf{}
-	rec, err := recorder.New(rt4gHalfDB(t, u, h), recorder.WithAppendTimeout(time.Second))
+	h := rt4gCommitHalf()
+	rec, err := recorder.New(rt4hHalfDB(t, u, h), recorder.WithAppendTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
