@@ -80,7 +80,7 @@ func (r *Recorder) enqueue(evs []Event, hooks []TxHook) ([]Event, error) {
 	select {
 	case <-q.done:
 	case <-late.C:
-		if err := r.abandon(q); err != nil {
+		if err := r.abandon(q, evs[0].Type); err != nil {
 			return nil, err
 		}
 	}
@@ -101,8 +101,9 @@ var errWriterStuck = errors.New("the transcript's writer is stuck on an earlier 
 // the queue is taken out of it, never written; one the writer holds may
 // yet be committed (ErrOutcomeUnknown). Until that writer returns, new
 // appends are refused at once rather than queued behind it. It returns
-// nil if the request was finished meanwhile.
-func (r *Recorder) abandon(q *request) error {
+// nil if the request was finished meanwhile. It reads nothing of q that
+// the leader writes (typ is the caller's).
+func (r *Recorder) abandon(q *request, typ string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
@@ -112,10 +113,10 @@ func (r *Recorder) abandon(q *request) error {
 	}
 	if i := slices.Index(r.queue, q); i >= 0 {
 		r.queue = slices.Delete(r.queue, i, i+1)
-		return fmt.Errorf("recording %s: %w", q.evs[0].Type, errWriterStuck)
+		return fmt.Errorf("recording %s: %w", typ, errWriterStuck)
 	}
 	r.stuck = true
-	return fmt.Errorf("recording %s: %w (%w)", q.evs[0].Type, ErrOutcomeUnknown, errWriterStuck)
+	return fmt.Errorf("recording %s: %w (%w)", typ, ErrOutcomeUnknown, errWriterStuck)
 }
 
 // lead writes one batch from the queue, then hands the lead to a new
