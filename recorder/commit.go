@@ -28,13 +28,13 @@ import (
 //	append ─┘                       └─▶ done (seq n+1) …
 //
 // No append returns before its transaction is committed. When one event of
-// a batch cannot be written (its insert fails, its hook fails or panics,
-// or the commit fails after it, the last), the transaction is rolled back,
-// the others are written again without it, and then it is tried once more
-// alone, so that what it is told is its own outcome (a transaction the
-// server ended shows at whichever statement comes next): an event is never
-// committed with one another append was told failed, nor lost because
-// another failed.
+// a batch cannot be written (its insert fails, its hook fails or panics),
+// the transaction is rolled back, the others are written again without it,
+// and then it is tried once more alone, so that what it is told is its own
+// outcome (a transaction the server ended shows at whichever statement
+// comes next); a commit that fails with no one to blame splits the batch
+// in halves (write): an event is never committed with one another append
+// was told failed, nor lost because another failed.
 
 // maxBatch bounds the appends (an AppendAll counts once) one transaction
 // writes.
