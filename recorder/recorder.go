@@ -134,6 +134,16 @@ func (r *Recorder) Stats() Stats {
 	return Stats{Commits: r.commits.Load(), Events: r.events.Load()}
 }
 
+// Stuck reports whether the transcript's writer is stuck: an append's
+// batch outlived its deadline and the read-back's bound, and appends are
+// refused until the writer returns (errWriterStuck). Only a restart is
+// sure to mend it; airlock serve's /healthz then fails.
+func (r *Recorder) Stuck() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stuck
+}
+
 // Option configures a Recorder.
 type Option func(*Recorder)
 

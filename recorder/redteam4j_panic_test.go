@@ -180,6 +180,9 @@ func TestRedTeam4jRawBytesHookWedgesRecorder(t *testing.T) {
 					t.Errorf("the append whose hook wedged its transaction did not return past its timeout and the writer's bound")
 					rt4jLeaderStack(t)
 				}
+				if !r.Stuck() {
+					t.Errorf("the recorder does not report its writer stuck")
+				}
 				started := time.Now()
 				_, err = r.Append(context.Background(), Event{Type: "rt4j.later"})
 				t.Logf("the next append: %v after %v", err, time.Since(started).Round(time.Millisecond))

@@ -188,10 +188,12 @@ func runServe(ctx context.Context, cfgPath string, strict bool) error {
 		return err
 	}
 	mux.Handle("/mcp", mcpHTTP)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("/healthz", a.healthz)
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if a.rec.Stuck() {
+			http.Error(w, "not ready: "+writerStuck, http.StatusServiceUnavailable)
+			return
+		}
 		if err := a.store.DB().PingContext(r.Context()); err != nil {
 			http.Error(w, "not ready: the store does not answer: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -314,3 +316,16 @@ func newUI(cfg *config.Config, a *app, logger *slog.Logger) (*web.Handler, error
 		Logger:         logger,
 	})
 }
+
+// healthz answers the liveness probe: the process serves, and its
+// transcript's writer is not stuck (recorder.Stuck), which only a
+// restart mends: every call is refused meanwhile.
+func (a *app) healthz(w http.ResponseWriter, _ *http.Request) {
+	if a.rec.Stuck() {
+		http.Error(w, writerStuck, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+const writerStuck = "the transcript's writer is stuck (an append outlived its timeout and the store's read-back): calls are refused until it returns or airlock restarts"
