@@ -266,8 +266,9 @@ type Event struct {
 	Tool, Resource  string
 	Data            map[string]any
 	// Write, on a decision or a withdrawal, stores what the event records:
-	// Config.OnEvent runs it in the transaction that appends the event.
-	Write func(ctx context.Context, tx *sql.Tx) error
+	// Config.OnEvent runs it in the transaction that appends the event. It
+	// is no part of the event's text (json:"-").
+	Write func(ctx context.Context, tx *sql.Tx) error `json:"-"`
 }
 
 // WebhookConfig is one receiver of new approvals.
@@ -870,12 +871,11 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 			return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)
 		default:
 			m.cfg.Logger.Error("storing an approval decision with its event failed", "approval_id", id, "type", ev.Type, "error", err)
-			// The answer to the commit may have been lost after it was
-			// made (recorder.ErrOutcomeUnknown, or a read-back that did
-			// not tell): the store says.
-			// A plain read decides only once the recorder has said the
-			// commit was not made: one it could not tell of may still be
-			// being made.
+			// The commit may have been made although the append failed:
+			// the store says. A read that does not find the decision
+			// settles it only when the recorder said the commit was not
+			// made; one it could not tell of (ErrOutcomeUnknown) may still
+			// be being made.
 			cur, rerr := m.cfg.Store.Approval(context.WithoutCancel(ctx), id)
 			switch {
 			case rerr == nil && holds(cur, d):
@@ -958,7 +958,10 @@ func refusalReason(err error) string {
 // Consume marks approval id as used by callID, in a store transaction of
 // its own. It succeeds exactly once for an approved, unexpired approval;
 // otherwise it returns ErrConsumed, ErrExpired, ErrDenied, ErrNotApproved
-// or ErrNotFound, and the call must not run. The broker uses ConsumeTx.
+// or ErrNotFound, and the call must not run. It records nothing: a call
+// spends its approval through ConsumeTx, in the transaction that appends
+// its approval.consumed; Consume is for tests and tools that hold no
+// transcript.
 func (m *Manager) Consume(ctx context.Context, id, callID string) error {
 	return m.cfg.Store.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return m.ConsumeTx(ctx, tx, id, callID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -281,8 +282,13 @@ func TestWebhookFailures(t *testing.T) {
 	})
 }
 
+// eventText is the whole of ev as text, for checks that nothing secret is
+// in it; an event that cannot be encoded fails them.
 func eventText(ev Event) string {
-	b, _ := json.Marshal(ev)
+	b, err := json.Marshal(ev)
+	if err != nil {
+		panic(fmt.Sprintf("encoding event %s: %v", ev.Type, err))
+	}
 	return string(b)
 }
 

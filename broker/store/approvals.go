@@ -214,7 +214,9 @@ func (s *Store) openApproval(ctx context.Context, q querier, digest string, now 
 }
 
 // DecideApproval is DecideApprovalTx in a transaction of its own, for
-// whatever decisions the approval holds when it runs.
+// whatever decisions the approval holds when it runs. It records no
+// transcript event: airlock decides through approval.Manager, which runs
+// DecideApprovalTx in the commit of the event that records the decision.
 func (s *Store) DecideApproval(ctx context.Context, id string, d ApprovalDecision, now time.Time) (Approval, error) {
 	var got Approval
 	err := s.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -331,7 +333,9 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 	return nil
 }
 
-// ConsumeApproval is ConsumeApprovalTx in a transaction of its own.
+// ConsumeApproval is ConsumeApprovalTx in a transaction of its own, with
+// no transcript event (the broker runs ConsumeApprovalTx in the commit of
+// the call's approval.consumed).
 func (s *Store) ConsumeApproval(ctx context.Context, id, callID string, now time.Time) (Approval, error) {
 	var got Approval
 	err := s.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
