@@ -116,7 +116,15 @@ func TestConstructsRunCode(t *testing.T) {
 
 			// Sent as is to a real sshd, it runs code.
 			out, err := rawRun(t, res, command, strings.ReplaceAll(attack.stdin, "MARK", mark))
-			if _, statErr := os.Stat(mark); statErr != nil {
+			// A mark made by another process (markOnConnect's listener)
+			// can land just after the command has returned.
+			deadline := time.Now().Add(5 * time.Second)
+			_, statErr := os.Stat(mark)
+			for statErr != nil && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				_, statErr = os.Stat(mark)
+			}
+			if statErr != nil {
 				t.Fatalf("the attack did not run code on the host, so it does not show the construct (exit %v):\n%s", err, out)
 			}
 		})
