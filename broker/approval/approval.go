@@ -494,8 +494,10 @@ type Manager struct {
 
 	// settling serialises, by approval id, the decisions this process
 	// stores: decisions on one approval in one group commit would all be
-	// written from the same read, and all but one redone.
-	settling [64]sync.Mutex
+	// written from the same read, and all but one redone. Each stripe is
+	// a one-slot semaphore, so a decision waiting for it gives up with its
+	// context.
+	settling [64]chan struct{}
 
 	mu      sync.Mutex
 	started bool
@@ -511,6 +513,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: cfg}
+	for i := range m.settling {
+		m.settling[i] = make(chan struct{}, 1)
+	}
 	if cfg.PublicURL != "" {
 		m.origin, _ = originOf(cfg.PublicURL)
 	}
@@ -704,8 +709,12 @@ func progressMessage(a Approval, left time.Duration) string {
 func (m *Manager) Decide(ctx context.Context, id string, approver policy.Identity, v Verdict, reason, via string) (Approval, error) {
 	a, err := m.decide(ctx, id, approver, v, reason, via)
 	if err != nil {
+		recorded := id
+		if !validID(id) {
+			recorded = "" // what a caller typed is not the transcript's to keep
+		}
 		m.emit(ctx, Event{
-			Type: EventRefused, ApprovalID: id, CallID: a.CallID,
+			Type: EventRefused, ApprovalID: recorded, CallID: a.CallID,
 			Subject: approver.Subject, Issuer: approver.Issuer, Tool: a.Tool, Resource: a.Resource,
 			Data: map[string]any{"verdict": v, "via": via, "reason": refusalReason(err), "error": refusalText(err)},
 		})
@@ -789,6 +798,17 @@ func recordable(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
+// validID reports whether id is an approval id as Request makes them (a
+// UUID in its canonical form). Anything else names no approval, and is
+// neither looked up nor echoed: it is the caller's text, of any length.
+func validID(id string) bool {
+	_, err := uuid.Parse(id)
+	return err == nil && len(id) == 36
+}
+
+// errNoSuchID is the answer to an id that is not one (validID).
+var errNoSuchID = fmt.Errorf("%w: approval ids are UUIDs", ErrNotFound)
+
 // settleAttempts bounds how often settle reads the approval again when
 // another decision lands between its read and its write (one made on
 // another replica: this process makes one at a time, settling), beyond
@@ -796,8 +816,13 @@ func recordable(s string) bool {
 // one has landed, and no more than MinApprovers land on an approval
 // while it is pending (each approver decides once; the last approval
 // needed, or a denial, settles it): an approver who keeps losing to the
-// others is told the approval's outcome, not ErrChanged.
-const settleAttempts = 5
+// others is told the approval's outcome, not ErrChanged, unless the
+// others keep landing for longer than settleBudget (an approval needing
+// thousands of approvals, a crowd deciding it).
+const (
+	settleAttempts = 5
+	settleBudget   = time.Second
+)
 
 // settle stores a decision on pending approval id in the transaction that
 // appends its event (Event.Write, run by Config.OnEvent): both are
@@ -805,11 +830,19 @@ const settleAttempts = 5
 // the store refuses the decision (store.ErrApprovalChanged) if another
 // one landed since, and settle then reads it again and starts over.
 func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval, error) {
+	if !validID(id) {
+		return Approval{}, errNoSuchID
+	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
-	mu := &m.settling[h.Sum32()%uint32(len(m.settling))]
-	mu.Lock()
-	defer mu.Unlock()
+	stripe := m.settling[h.Sum32()%uint32(len(m.settling))]
+	select {
+	case stripe <- struct{}{}:
+	case <-ctx.Done():
+		return Approval{}, fmt.Errorf("approval %s: waiting to store the decision: %w", id, ctx.Err())
+	}
+	defer func() { <-stripe }()
+	started := time.Now()
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			// Another replica's decision landed first: let it finish.
@@ -858,7 +891,8 @@ func (m *Manager) settle(ctx context.Context, id string, dc decision) (Approval,
 		switch {
 		case err == nil:
 			return m.fromRecord(got, now), nil
-		case errors.Is(err, store.ErrApprovalChanged) && attempt < rec.MinApprovers+settleAttempts:
+		case errors.Is(err, store.ErrApprovalChanged) && attempt < rec.MinApprovers+settleAttempts &&
+			time.Since(started) < settleBudget && ctx.Err() == nil:
 			continue
 		case errors.Is(err, store.ErrApprovalChanged):
 			return m.fromRecord(got, now), fmt.Errorf("approval %s: %w", id, ErrChanged)
@@ -987,6 +1021,9 @@ func (m *Manager) ConsumeTx(ctx context.Context, tx *sql.Tx, id, callID string) 
 
 // Get returns approval id, or ErrNotFound. It does not check who asks.
 func (m *Manager) Get(ctx context.Context, id string) (Approval, error) {
+	if !validID(id) {
+		return Approval{}, errNoSuchID
+	}
 	rec, err := m.cfg.Store.Approval(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return Approval{}, fmt.Errorf("approval %s: %w", id, ErrNotFound)

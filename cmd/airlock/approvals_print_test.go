@@ -71,7 +71,10 @@ func TestApprovalsPrintForPeople(t *testing.T) {
 	checkGolden(t, "approvals_show.golden", shown.String())
 }
 
-// localApproval writes a store with one pending approval, a-1, and a
+// localApprovalID is the one approval localApproval writes (ids are UUIDs).
+const localApprovalID = "0193a1b2-0000-7000-8000-000000000001"
+
+// localApproval writes a store with one pending approval, localApprovalID, and a
 // config for it without OIDC; it returns the store's path and the config's.
 func localApproval(t *testing.T) (db, cfg string) {
 	t.Helper()
@@ -84,7 +87,7 @@ func localApproval(t *testing.T) (db, cfg string) {
 	}
 	now := time.Now()
 	if _, _, err := st.RequestApproval(ctx, store.Approval{
-		ID: "a-1", Digest: "d-1", CallID: "call-1", Subject: "alice", Tool: "query_db", Resource: "shop",
+		ID: localApprovalID, Digest: "d-1", CallID: "call-1", Subject: "alice", Tool: "query_db", Resource: "shop",
 		Arguments: []byte(`{"resource":"shop","sql":"UPDATE orders SET status = 'lost' WHERE id = 3"}`), Rule: "writes-need-a-dba", Rules: []byte(`[]`),
 		ApproverGroups: []string{"dba"}, MinApprovers: 1, PolicyVersion: "pv", State: store.ApprovalPending,
 		CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute),
@@ -105,23 +108,23 @@ func localApproval(t *testing.T) (db, cfg string) {
 func TestApprovalsReadWithoutAs(t *testing.T) {
 	_, cfg := localApproval(t)
 	out, code := runCLI(t, "approvals", "list", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "a-1") || !strings.Contains(out, "UPDATE orders SET status = 'lost' WHERE id = 3") {
+	if code != 0 || !strings.Contains(out, localApprovalID) || !strings.Contains(out, "UPDATE orders SET status = 'lost' WHERE id = 3") {
 		t.Errorf("list without --as: exit %d:\n%s", code, out)
 	}
-	out, code = runCLI(t, "approvals", "show", "a-1", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "Approval a-1: pending") || !strings.Contains(out, "SQL:") || !strings.Contains(out, "none yet") {
+	out, code = runCLI(t, "approvals", "show", localApprovalID, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "Approval "+localApprovalID+": pending") || !strings.Contains(out, "SQL:") || !strings.Contains(out, "none yet") {
 		t.Errorf("show without --as: exit %d:\n%s", code, out)
 	}
-	out, code = runCLI(t, "approvals", "show", "a-1", "--json", "--config", cfg)
+	out, code = runCLI(t, "approvals", "show", localApprovalID, "--json", "--config", cfg)
 	var a approval.Approval
-	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.ID != "a-1" || a.State != approval.Pending {
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.ID != localApprovalID || a.State != approval.Pending {
 		t.Errorf("show --json: exit %d:\n%s", code, out)
 	}
-	out, code = runCLI(t, "approvals", "approve", "a-1", "--config", cfg)
+	out, code = runCLI(t, "approvals", "approve", localApprovalID, "--config", cfg)
 	if code == 0 || !strings.Contains(out, "--as NAME --groups") {
 		t.Errorf("approve without --as: exit %d, want a refusal naming --as:\n%s", code, out)
 	}
-	out, code = runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg)
+	out, code = runCLI(t, "approvals", "approve", localApprovalID, "--as", "dora", "--groups", "dba", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "now approved") {
 		t.Errorf("approve --as dora: exit %d:\n%s", code, out)
 	}
@@ -151,18 +154,18 @@ func TestApprovalsLocalDecisionIsStoredOnlyWithItsEvent(t *testing.T) {
 	}
 	exec(`CREATE TRIGGER fail_decided BEFORE INSERT ON transcript_events
 		WHEN NEW.type = 'approval.decided' BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-	out, code := runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg)
+	out, code := runCLI(t, "approvals", "approve", localApprovalID, "--as", "dora", "--groups", "dba", "--config", cfg)
 	if code == 0 || !strings.Contains(out, "could not be stored with its transcript event, so nothing changed") {
 		t.Fatalf("approve with the transcript failing: exit %d, want a failure that says nothing changed:\n%s", code, out)
 	}
-	out, code = runCLI(t, "approvals", "show", "a-1", "--json", "--config", cfg)
+	out, code = runCLI(t, "approvals", "show", localApprovalID, "--json", "--config", cfg)
 	var a approval.Approval
 	if code != 0 || json.Unmarshal([]byte(out), &a) != nil || a.State != approval.Pending || len(a.Decisions) != 0 {
-		t.Fatalf("after the failed approve: exit %d, want a-1 pending with no decision:\n%s", code, out)
+		t.Fatalf("after the failed approve: exit %d, want the approval pending with no decision:\n%s", code, out)
 	}
 
 	exec(`DROP TRIGGER fail_decided`)
-	if out, code = runCLI(t, "approvals", "approve", "a-1", "--as", "dora", "--groups", "dba", "--config", cfg); code != 0 || !strings.Contains(out, "now approved") {
+	if out, code = runCLI(t, "approvals", "approve", localApprovalID, "--as", "dora", "--groups", "dba", "--config", cfg); code != 0 || !strings.Contains(out, "now approved") {
 		t.Fatalf("approve once the store is whole: exit %d:\n%s", code, out)
 	}
 	out, code = runCLI(t, "transcripts", "export", "--config", cfg)
