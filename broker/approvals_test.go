@@ -10,10 +10,14 @@ import (
 
 	"github.com/airlock-mcp/airlock/broker/approval"
 	"github.com/airlock-mcp/airlock/broker/store"
+	"github.com/airlock-mcp/airlock/recorder"
 )
 
 // withApprovals gives the harness an approval manager on a real SQLite
-// file store in dir (several managers on one dir act as separate processes).
+// file store in dir (several managers on one dir act as separate processes),
+// and moves the harness's transcript onto that store, as airlock serve
+// wires them: a held call's approval is stored in the transaction that
+// appends its approval.requested.
 func (h *harness) withApprovals(t *testing.T, dir string, wait time.Duration) (*approval.Manager, *store.Store) {
 	t.Helper()
 	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(dir, "airlock.db"))
@@ -21,6 +25,11 @@ func (h *harness) withApprovals(t *testing.T, dir string, wait time.Duration) (*
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	rec, err := recorder.New(st.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rec, h.flaky.Recorder = rec, rec
 	m, err := approval.New(approval.Config{
 		Store: st, Wait: wait, Expire: 15 * time.Minute,
 		PollInterval: 10 * time.Millisecond, ProgressInterval: time.Hour,

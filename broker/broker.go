@@ -76,7 +76,10 @@ type Approvals interface {
 	// Open finds the approval Request would return for the call without
 	// creating one (ok false: Request would create it).
 	Open(ctx context.Context, in approval.RequestInput) (a approval.Approval, ok bool, err error)
-	Request(ctx context.Context, in approval.RequestInput) (approval.Approval, bool, error)
+	// Draft makes the approval Request would create, to be stored in the
+	// transaction that appends the call's approval.requested
+	// (approval.Draft.RequestTx).
+	Draft(in approval.RequestInput) (*approval.Draft, error)
 	Wait(ctx context.Context, id string, wait time.Duration, progress func(msg string)) (approval.Approval, error)
 	// ConsumeTx marks approval id used by callID in tx, the transaction
 	// that appends the call's approval.consumed (approval.Manager.ConsumeTx).
@@ -464,19 +467,22 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	// A retry of a held call finds its approval: only a call that will
 	// create one is previewed (what approvers see of its effect, preview.go).
 	a, found, err := b.cfg.Approvals.Open(ctx, in)
-	created := false
-	if err == nil && !found {
-		in.Impact = b.preview(ctx, c)
-		a, created, err = b.cfg.Approvals.Request(ctx, in)
-	}
 	if err != nil {
 		b.recordFailure(ctx, c, "approval", err.Error())
-		return refuse("failed", "The call needs approval, but the approval could not be created: %s", sentence(err.Error()))
+		return refuse("failed", "The call needs approval, but its approval could not be looked up: %s", sentence(err.Error()))
 	}
-	if err := b.record(ctx, c, "approval.requested", map[string]any{
-		"approval_id": a.ID, "created": created, "state": a.State, "approvers": a.Approvers, "expires_at": a.ExpiresAt,
-	}); err != nil {
-		return refuse("failed", "The call was refused because its approval request could not be recorded.")
+	if !found {
+		in.Impact = b.preview(ctx, c)
+		var r *Result
+		if a, found, r = b.requestApproval(ctx, c, in); r != nil {
+			return r
+		}
+	}
+	if found {
+		// The call uses an approval another call asked for.
+		if err := b.record(ctx, c, "approval.requested", requestedData(a, false)); err != nil {
+			return refuse("failed", "The call was refused because its approval request could not be recorded.")
+		}
 	}
 	if a.State == approval.Pending && !c.NoWait {
 		progress := c.Progress
@@ -498,15 +504,28 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	case approval.Approved:
 		// The approval is spent in the transaction that records its use,
 		// or not at all.
-		consume := func(ctx context.Context, tx *sql.Tx) error { return b.cfg.Approvals.ConsumeTx(ctx, tx, a.ID, c.id) }
+		consume := func(ctx context.Context, tx *sql.Tx) error {
+			err := b.cfg.Approvals.ConsumeTx(ctx, tx, a.ID, c.id)
+			// Expired, or used by another call a moment before: expected.
+			// Denied, not approved or gone, an approval this call has
+			// just read as approved, is the store changing under it: a
+			// failure, logged and counted.
+			if errors.Is(err, approval.ErrExpired) || errors.Is(err, approval.ErrConsumed) {
+				return hookRefusal{err}
+			}
+			return err
+		}
 		err := b.recordWith(ctx, c, "approval.consumed", map[string]any{"approval_id": a.ID, "decisions": a.Decisions}, consume)
 		switch {
 		case errors.Is(err, approval.ErrExpired):
 			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("approval_expired", "Approval %s expired before the call could use it; call again with the same arguments to request a new one.", a.ID)
-		case errors.Is(err, approval.ErrConsumed), errors.Is(err, approval.ErrDenied), errors.Is(err, approval.ErrNotApproved), errors.Is(err, approval.ErrNotFound):
+		case errors.Is(err, approval.ErrConsumed):
 			b.recordFailure(ctx, c, "approval", err.Error())
 			return refuse("approval_used", "Approval %s was already used by another call; call again to request a new approval.", a.ID)
+		case errors.Is(err, approval.ErrDenied), errors.Is(err, approval.ErrNotApproved), errors.Is(err, approval.ErrNotFound):
+			b.recordFailure(ctx, c, "approval", err.Error())
+			return refuse("failed", "The call was not run: approval %s, approved a moment ago, is no longer approved in airlock's store (%s); check it with approval_status {\"id\": %q} and ask an operator why it changed.", a.ID, strings.TrimSuffix(err.Error(), "."), a.ID)
 		case errors.Is(err, recorder.ErrOutcomeUnknown):
 			return refuse("failed", "The call was not run: the store stopped answering as the use of approval %s was recorded, so whether the approval is spent is not known; check it with approval_status before calling again.", a.ID)
 		case err != nil:
@@ -537,6 +556,60 @@ func (b *Broker) approve(ctx context.Context, c *call) *Result {
 	}
 	return r
 }
+
+// requestApproval creates the call's approval in the transaction that
+// appends its approval.requested, so that neither is stored without the
+// other (nor the approval's webhook deliveries without both), and tells
+// the webhooks once that is committed. The event is written for the new
+// approval; if the call has one to use already (another call asked for
+// it a moment before), nothing is written and requestApproval returns
+// that approval with found true, for approve to record.
+func (b *Broker) requestApproval(ctx context.Context, c *call, in approval.RequestInput) (_ approval.Approval, found bool, _ *Result) {
+	d, err := b.cfg.Approvals.Draft(in)
+	if err != nil {
+		b.recordFailure(ctx, c, "approval", err.Error())
+		return approval.Approval{}, false, refuse("failed", "The call needs approval, but the approval could not be created: %s", sentence(err.Error()))
+	}
+	request := func(ctx context.Context, tx *sql.Tx) error {
+		err := d.RequestTx(ctx, tx)
+		if errors.Is(err, approval.ErrExists) {
+			return hookRefusal{err}
+		}
+		return err
+	}
+	a := d.Approval()
+	err = b.recordWith(ctx, c, "approval.requested", requestedData(a, true), request)
+	switch {
+	case err == nil:
+		d.Announce(ctx)
+		return a, false, nil
+	case errors.Is(err, approval.ErrExists):
+		if got, ok := d.Found(); ok {
+			return got, true, nil
+		}
+		return approval.Approval{}, false, refuse("failed", "The call was refused because its approval request could not be recorded.")
+	case errors.Is(err, recorder.ErrOutcomeUnknown):
+		return approval.Approval{}, false, refuse("failed", "The call was not run: the store stopped answering as its approval %s was being created and recorded, so whether that approval exists is not known; check it with approval_status {\"id\": %q}, or call again with the same arguments, which finds it if it does.", a.ID, a.ID)
+	}
+	return approval.Approval{}, false, refuse("failed", "The call was refused and no approval was created: its approval request could not be recorded because %s.", becauseUnrecorded(err))
+}
+
+// requestedData is what approval.requested says of the call's approval
+// (created: this call asked for it).
+func requestedData(a approval.Approval, created bool) map[string]any {
+	return map[string]any{
+		"approval_id": a.ID, "created": created, "state": a.State, "approvers": a.Approvers, "expires_at": a.ExpiresAt,
+	}
+}
+
+// hookRefusal is a transaction hook's expected refusal (an approval that
+// expired or was used, one another call asked for first): it rolls the
+// event back as a failure does, but the store is fine, so commitWith
+// neither logs it as a failure nor counts it.
+type hookRefusal struct{ err error }
+
+func (r hookRefusal) Error() string { return r.err.Error() }
+func (r hookRefusal) Unwrap() error { return r.err }
 
 // parenthesized renders an optional message as " (message)".
 func parenthesized(msg string) string {
@@ -876,10 +949,14 @@ func (b *Broker) commitWith(ctx context.Context, c *call, hook recorder.TxHook) 
 	}
 	b.cfg.Metrics.observeStage("record", b.cfg.Clock().Sub(started))
 	if err != nil {
-		// Masked: a refused event's error can quote its data (jsontext
-		// names the members on the way to what it refused).
-		b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", b.maskText(c, err.Error()))
-		b.cfg.Metrics.recordFailures.Inc()
+		// A hook's refusal (hookRefusal) is the caller's to tell: nothing
+		// failed.
+		if refusal := (hookRefusal{}); !errors.As(err, &refusal) {
+			// Masked: a refused event's error can quote its data
+			// (jsontext names the members on the way to what it refused).
+			b.cfg.Logger.Error("recording transcript events failed", "call_id", c.id, "type", c.pending[len(c.pending)-1].Type, "error", b.maskText(c, err.Error()))
+			b.cfg.Metrics.recordFailures.Inc()
+		}
 		if errors.Is(err, recorder.ErrOutcomeUnknown) {
 			c.inDoubt += len(c.pending)
 			c.pending = c.pending[:0]

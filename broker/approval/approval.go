@@ -59,6 +59,9 @@ var (
 	// ErrUncertain: the store stopped answering as the decision was
 	// committed, so whether it was stored (with its event) is not known.
 	ErrUncertain = errors.New("the store stopped answering as the decision was stored, so whether it was is not known; check the approval before deciding again")
+	// ErrExists: Draft.RequestTx found an approval the call should use
+	// instead of the new one (Draft.Found), and wrote nothing.
+	ErrExists = errors.New("an approval for this call already exists")
 )
 
 // State is where an approval is in its life.
@@ -235,6 +238,7 @@ func inAnyGroup(id policy.Identity, groups []string) bool {
 // Store is the persistence the manager needs; *store.Store implements it.
 type Store interface {
 	RequestApproval(ctx context.Context, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
+	RequestApprovalTx(ctx context.Context, tx *sql.Tx, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
 	OpenApproval(ctx context.Context, digest string, now time.Time) (store.Approval, bool, error)
 	DecideApprovalTx(ctx context.Context, tx *sql.Tx, id string, d store.ApprovalDecision, now time.Time, prior int) (store.Approval, error)
 	InTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
@@ -565,15 +569,59 @@ func Digest(requester policy.Identity, tool, resource string, argumentsDigest []
 // pending approval, in which case created is true and every webhook is
 // told about it: its deliveries enter the store's outbox in the approval's
 // own transaction (an approval is never left untold by a crash), and are
-// sent asynchronously: Request never waits for a receiver.
+// sent asynchronously: Request never waits for a receiver. It records
+// nothing: a held call creates its approval through Draft, in the
+// transaction that appends its approval.requested; Request is for tests
+// and tools that hold no transcript.
 func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool, error) {
-	if err := in.check(); err != nil {
+	d, err := m.Draft(in)
+	if err != nil {
 		return Approval{}, false, err
+	}
+	got, created, err := m.cfg.Store.RequestApproval(ctx, d.rec, d.now, d.n.deliveries...)
+	if err != nil {
+		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
+	}
+	a := m.fromRecord(got, d.now)
+	a.Impact = in.Impact
+	if created {
+		m.announced(ctx, a, d.n)
+	}
+	return a, created, nil
+}
+
+// Draft is a new approval for a held call, made (its id too) before it is
+// stored, so that the transcript event recording it can be written first
+// and the approval stored in that event's transaction (RequestTx, a
+// recorder.TxHook):
+//
+//	d, err := m.Draft(in)
+//	append approval.requested{d.Approval()} with hook d.RequestTx
+//	  committed          ─▶ d.Announce: the approval, its deliveries and its event exist
+//	  ErrExists          ─▶ nothing written; d.Found is the approval to use
+//	  any other error    ─▶ nothing written (recorder.ErrOutcomeUnknown: all of it, or nothing)
+type Draft struct {
+	m     *Manager
+	rec   store.Approval
+	now   time.Time
+	fresh Approval
+	n     announcement
+
+	// found is what the last RequestTx found instead (ok false: it
+	// stored the draft, or has not run).
+	found Approval
+	ok    bool
+}
+
+// Draft returns the approval Request would create for in, unstored.
+func (m *Manager) Draft(in RequestInput) (*Draft, error) {
+	if err := in.check(); err != nil {
+		return nil, err
 	}
 	now := m.cfg.Clock()
 	rules, err := json.Marshal(in.Decision.Matched)
 	if err != nil {
-		return Approval{}, false, fmt.Errorf("encoding matched rules: %w", err)
+		return nil, fmt.Errorf("encoding matched rules: %w", err)
 	}
 	args := in.Arguments
 	if len(args) == 0 {
@@ -602,22 +650,46 @@ func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool,
 		CreatedAt:      now.UTC(),
 		ExpiresAt:      now.Add(m.cfg.Expire).UTC(),
 	}
+	d := &Draft{m: m, rec: rec, now: now, fresh: m.fromRecord(rec, now)}
+	d.fresh.Impact = in.Impact
 	// The webhooks are told about a new approval through the outbox,
 	// written in the approval's own transaction (unused if one exists).
-	fresh := m.fromRecord(rec, now)
-	fresh.Impact = in.Impact
-	n := m.announce(fresh)
-	got, created, err := m.cfg.Store.RequestApproval(ctx, rec, now, n.deliveries...)
-	if err != nil {
-		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
-	}
-	a := m.fromRecord(got, now)
-	a.Impact = in.Impact
-	if created {
-		m.announced(ctx, a, n)
-	}
-	return a, created, nil
+	d.n = m.announce(d.fresh)
+	return d, nil
 }
+
+// Approval is the approval as it is once RequestTx has stored it.
+func (d *Draft) Approval() Approval { return d.fresh }
+
+// RequestTx stores the draft, with its webhook deliveries, in tx: the
+// transaction that appends the approval.requested event recording it.
+// If the call already has an approval to use (an approved or a pending
+// one with the same digest: Request's rules), it writes nothing and
+// returns ErrExists, so that the event written for the new approval is
+// rolled back; Found then returns that approval. It can run more than
+// once (the recorder writes a group commit again without an append that
+// failed): each run starts afresh, and Found tells of the last.
+func (d *Draft) RequestTx(ctx context.Context, tx *sql.Tx) error {
+	d.found, d.ok = Approval{}, false
+	got, created, err := d.m.cfg.Store.RequestApprovalTx(ctx, tx, d.rec, d.now, d.n.deliveries...)
+	switch {
+	case err != nil:
+		return fmt.Errorf("requesting approval: %w", err)
+	case !created:
+		d.found, d.ok = d.m.fromRecord(got, d.now), true
+		return fmt.Errorf("approval %s: %w", got.ID, ErrExists)
+	}
+	return nil
+}
+
+// Found returns the approval the last RequestTx found instead of storing
+// the draft (ErrExists), as it was read then.
+func (d *Draft) Found() (Approval, bool) { return d.found, d.ok }
+
+// Announce wakes the workers of the webhooks told about the approval (and
+// reports those whose message could not be built): call it once the
+// transaction RequestTx wrote in is committed, and only then.
+func (d *Draft) Announce(ctx context.Context) { d.m.announced(ctx, d.fresh, d.n) }
 
 func (in RequestInput) check() error {
 	switch {

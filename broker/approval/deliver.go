@@ -200,7 +200,7 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // announcement is what announcing a new approval to the webhooks takes:
 // the outbox rows, written in the approval's own transaction
-// (store.RequestApproval), and the webhooks whose body could not be built.
+// (store.RequestApprovalTx), and the webhooks whose body could not be built.
 type announcement struct {
 	deliveries []store.Delivery
 	queued     []*sender

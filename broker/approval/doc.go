@@ -2,9 +2,10 @@
 // humans decide, and tells them about it through signed webhooks.
 //
 //	broker (effect approve)
-//	  │ Request(in) ──────────▶ store: approved + unexpired with this digest? ─ yes ─▶ Consume(id, call) ▶ execute
+//	  │ Open(in) ─────────────▶ store: approved + unexpired with this digest? ─ yes ─▶ Consume(id, call) ▶ execute
 //	  │                         pending + unexpired with this digest?         ─ yes ─▶ Wait
-//	  │                         else insert pending ─▶ webhooks (async, signed, retried)
+//	  │ Draft(in).RequestTx ──▶ else insert pending, in the transaction that records
+//	  │                         approval.requested ─▶ webhooks (async, signed, retried)
 //	  │ Wait(id, wait, progress) ◀── Notifier (this process) / store polling (other processes)
 //	  │   approved ─▶ Consume(id, call) exactly once ─▶ execute
 //	  │   denied | expired ─▶ refuse

@@ -138,24 +138,38 @@ type querier interface {
 //  2. else a pending, unexpired one (still waiting; no new notification);
 //  3. else a is inserted, and created is true; deliveries (its webhooks'
 //     notifications) are written to the outbox in the same transaction.
-func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, deliveries ...Delivery) (_ Approval, created bool, err error) {
-	if err := a.validate(); err != nil {
+//
+// It is RequestApprovalTx in a transaction of its own, with no transcript
+// event: the broker runs RequestApprovalTx in the commit of the call's
+// approval.requested.
+func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, deliveries ...Delivery) (got Approval, created bool, err error) {
+	// Checked before the transaction takes the write lock, too.
+	if _, err := checkRequest(a, deliveries); err != nil {
 		return Approval{}, false, err
 	}
-	for _, d := range deliveries {
-		if err := d.validate(); err != nil {
-			return Approval{}, false, err
-		}
-	}
-	groups, err := json.Marshal(a.ApproverGroups)
+	err = s.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		got, created, err = s.RequestApprovalTx(ctx, tx, a, now, deliveries...)
+		return err
+	})
 	if err != nil {
-		return Approval{}, false, fmt.Errorf("encoding approver groups: %w", err)
+		return Approval{}, false, err
 	}
-	tx, err := s.db.BeginTx(ctx, s.dialect.TxOptions())
+	return got, created, nil
+}
+
+// RequestApprovalTx is RequestApproval's rules in tx, a transaction on the
+// store's writer (the transcript's append of the event that records the
+// request, so that a new approval, its deliveries and its event are
+// committed together or not at all). It writes nothing when it finds an
+// approval (rules 1 and 2, created false). On PostgreSQL it takes the
+// per-digest lock in tx; inside the transcript's append that lock comes
+// after the chain lock, and nothing takes them in the other order.
+func (s *Store) RequestApprovalTx(ctx context.Context, tx *sql.Tx, a Approval, now time.Time, deliveries ...Delivery) (_ Approval, created bool, err error) {
+	groups, err := checkRequest(a, deliveries)
 	if err != nil {
-		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
+		return Approval{}, false, err
 	}
-	defer tx.Rollback()
 	// SQLite's BEGIN IMMEDIATE already holds the write lock; PostgreSQL
 	// takes one per digest, so two replicas asking at once share one approval.
 	if s.dialect == sqldialect.Postgres {
@@ -167,13 +181,13 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, 
 	if found, ok, err := s.openApproval(ctx, tx, a.Digest, now); err != nil {
 		return Approval{}, false, err
 	} else if ok {
-		return found, false, tx.Commit()
+		return found, false, nil
 	}
 
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO approvals (`+approvalColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, '')`),
 		a.ID, a.Digest, a.CallID, a.Subject, a.Email, a.Issuer, a.Tool, a.Resource, jsonText(a.Arguments, "null"),
-		a.Rule, jsonText(a.Rules, "[]"), string(groups), a.MinApprovers, a.PolicyVersion, string(a.State),
+		a.Rule, jsonText(a.Rules, "[]"), groups, a.MinApprovers, a.PolicyVersion, string(a.State),
 		toNanos(a.CreatedAt), toNanos(a.ExpiresAt))
 	if err != nil {
 		return Approval{}, false, fmt.Errorf("inserting approval %s: %w", a.ID, err)
@@ -183,12 +197,27 @@ func (s *Store) RequestApproval(ctx context.Context, a Approval, now time.Time, 
 	if err := s.insertDeliveries(ctx, tx, deliveries); err != nil {
 		return Approval{}, false, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Approval{}, false, fmt.Errorf("inserting approval %s: %w", a.ID, err)
-	}
 	a.Decisions = nil
 	a.CreatedAt, a.ExpiresAt = a.CreatedAt.UTC(), a.ExpiresAt.UTC()
 	return a, true, nil
+}
+
+// checkRequest validates a new approval and its deliveries, and returns
+// its approver groups as stored (JSON).
+func checkRequest(a Approval, deliveries []Delivery) (string, error) {
+	if err := a.validate(); err != nil {
+		return "", err
+	}
+	for _, d := range deliveries {
+		if err := d.validate(); err != nil {
+			return "", err
+		}
+	}
+	groups, err := json.Marshal(a.ApproverGroups)
+	if err != nil {
+		return "", fmt.Errorf("encoding approver groups: %w", err)
+	}
+	return string(groups), nil
 }
 
 // OpenApproval returns the approval a call with this digest would be given
