@@ -24,7 +24,7 @@ import (
 // before the webhooks were woken (Draft.Announce): the approval, its
 // delivery and its approval.requested are all there, and the next
 // process's webhook workers send the delivery when they start. The
-// process is this test binary run again (TestRedTeam4mCrashChild).
+// process is this test binary run again (rt4mCrashChild).
 
 const rt4mCrashArgs = `{"resource":"db1","query":"write crash"}`
 
@@ -52,13 +52,10 @@ func rt4mManagerPoll(t *testing.T, st *store.Store, hookURL string, poll time.Du
 	return am
 }
 
-// TestRedTeam4mCrashChild is the process that is killed; it does nothing
-// unless run by TestRedTeam4mKilledProcess.
-func TestRedTeam4mCrashChild(t *testing.T) {
+// rt4mCrashChild is the process that is killed: TestRedTeam4mKilledProcess
+// run again by itself, with RT4M_URL set.
+func rt4mCrashChild(t *testing.T) {
 	u, mode, mark, hook := os.Getenv("RT4M_URL"), os.Getenv("RT4M_MODE"), os.Getenv("RT4M_MARK"), os.Getenv("RT4M_HOOK")
-	if u == "" {
-		t.Skip("run by TestRedTeam4mKilledProcess")
-	}
 	r := newAtomicRig(t, rt4eOpen(t, u))
 	r.gate.Manager = rt4mManager(t, r.st, hook)
 	spy := rt4mSpyOn(r)
@@ -84,8 +81,9 @@ func TestRedTeam4mCrashChild(t *testing.T) {
 }
 
 func TestRedTeam4mKilledProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs this test binary again")
+	if os.Getenv("RT4M_URL") != "" {
+		rt4mCrashChild(t)
+		return
 	}
 	for _, be := range rt4eBackends(t) {
 		for _, mode := range []string{"mid", "after"} {
@@ -97,7 +95,7 @@ func TestRedTeam4mKilledProcess(t *testing.T) {
 				mark := filepath.Join(t.TempDir(), "mark")
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRedTeam4mCrashChild$", "-test.count=1", "-test.timeout=60s")
+				cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRedTeam4mKilledProcess$", "-test.count=1", "-test.timeout=60s")
 				cmd.Env = append(os.Environ(), "RT4M_URL="+u, "RT4M_MODE="+mode, "RT4M_MARK="+mark, "RT4M_HOOK="+hook.URL)
 				out := &lockedLog{}
 				cmd.Stdout, cmd.Stderr = out, out

@@ -61,9 +61,6 @@ func TestRedTeam4mPGCutApprovalCommitReadBack(t *testing.T) {
 // the same call finds it (created=false), and the store and transcript
 // agree. The webhook is told of it (by the outbox poll, not the call).
 func TestRedTeam4mPGCutApprovalOutcomeUnknown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits out the recorder's read-back")
-	}
 	r, cut := rt4mPGCutRig(t)
 	rt4fSlowCommit(t, r.st.DB(), "approvals", 300*time.Millisecond)
 	cut.partition = 8 * time.Second

@@ -237,7 +237,6 @@ func inAnyGroup(id policy.Identity, groups []string) bool {
 
 // Store is the persistence the manager needs; *store.Store implements it.
 type Store interface {
-	RequestApproval(ctx context.Context, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
 	RequestApprovalTx(ctx context.Context, tx *sql.Tx, a store.Approval, now time.Time, deliveries ...store.Delivery) (store.Approval, bool, error)
 	OpenApproval(ctx context.Context, digest string, now time.Time) (store.Approval, bool, error)
 	DecideApprovalTx(ctx context.Context, tx *sql.Tx, id string, d store.ApprovalDecision, now time.Time, prior int) (store.Approval, error)
@@ -569,25 +568,27 @@ func Digest(requester policy.Identity, tool, resource string, argumentsDigest []
 // pending approval, in which case created is true and every webhook is
 // told about it: its deliveries enter the store's outbox in the approval's
 // own transaction (an approval is never left untold by a crash), and are
-// sent asynchronously: Request never waits for a receiver. It records
-// nothing: a held call creates its approval through Draft, in the
-// transaction that appends its approval.requested; Request is for tests
-// and tools that hold no transcript.
+// sent asynchronously: Request never waits for a receiver. It is Draft's
+// RequestTx in a transaction of its own and records nothing: a held call
+// runs RequestTx in the transaction that appends its approval.requested;
+// Request is for tests and tools that hold no transcript.
 func (m *Manager) Request(ctx context.Context, in RequestInput) (Approval, bool, error) {
 	d, err := m.Draft(in)
 	if err != nil {
 		return Approval{}, false, err
 	}
-	got, created, err := m.cfg.Store.RequestApproval(ctx, d.rec, d.now, d.n.deliveries...)
-	if err != nil {
-		return Approval{}, false, fmt.Errorf("requesting approval: %w", err)
+	switch err := m.cfg.Store.InTx(ctx, d.RequestTx); {
+	case errors.Is(err, ErrExists):
+		if a, ok := d.Found(); ok {
+			a.Impact = in.Impact
+			return a, false, nil
+		}
+		return Approval{}, false, err
+	case err != nil:
+		return Approval{}, false, err
 	}
-	a := m.fromRecord(got, d.now)
-	a.Impact = in.Impact
-	if created {
-		m.announced(ctx, a, d.n)
-	}
-	return a, created, nil
+	d.Announce(ctx)
+	return d.Approval(), true, nil
 }
 
 // Draft is a new approval for a held call, made (its id too) before it is
