@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -275,7 +276,7 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event,
 	if err := r.lockChain(ctx, tx); err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
-	seq, prev, insertQ, err := st.bind(ctx, tx)
+	seq, prev, bounds, insertQ, err := st.bind(ctx, tx)
 	if err != nil {
 		return nil, -1, fmt.Errorf("recording %s: %w", first, err)
 	}
@@ -303,9 +304,15 @@ func (r *Recorder) tryBatch(ctx context.Context, batch []*request) (_ [][]Event,
 			}
 			evs[i][j] = ev
 			seq, prev = ev.Seq, ev.Hash
+			bounds.add(ev.Time.UnixNano())
 		}
 	}
 	at = -1
+	if bounds.dirty {
+		if _, err := st.raise(ctx, tx).ExecContext(ctx, bounds.high, bounds.slack); err != nil {
+			return nil, -1, fmt.Errorf("recording %s: raising the transcript's time bounds: %w", first, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		// The answer to a COMMIT can be lost after the server made it (a
 		// connection cut at that moment): the batch's last event, read back
@@ -391,14 +398,14 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// statements are the append's two statements. SQLite's driver parses a
+// statements are the append's statements. SQLite's driver parses a
 // statement every time it is run unless it is prepared, and parsing was a
 // fifth of an append's CPU: on SQLite they are prepared once, on the
 // writer connection (its only one), and bound to each transaction. pgx
 // keeps a cache of prepared statements per connection itself.
 type statements struct {
-	head, insert *sql.Stmt // nil for PostgreSQL
-	insertSQL    string
+	head, insert, raiseBounds *sql.Stmt // nil for PostgreSQL
+	insertSQL, raiseSQL       string
 }
 
 func (r *Recorder) statements(ctx context.Context) (*statements, error) {
@@ -407,15 +414,22 @@ func (r *Recorder) statements(ctx context.Context) (*statements, error) {
 	if r.stmts != nil {
 		return r.stmts, nil
 	}
-	st := &statements{insertSQL: r.q(insertSQL)}
+	st := &statements{insertSQL: r.q(insertSQL), raiseSQL: r.q(raiseBoundsSQL)}
 	if r.dialect == sqldialect.SQLite {
-		var err error
-		if st.head, err = r.db.PrepareContext(ctx, headSQL); err != nil {
-			return nil, fmt.Errorf("preparing the transcript's statements: %w", err)
-		}
-		if st.insert, err = r.db.PrepareContext(ctx, st.insertSQL); err != nil {
-			st.head.Close()
-			return nil, fmt.Errorf("preparing the transcript's statements: %w", err)
+		var prepared []*sql.Stmt
+		for _, p := range []struct {
+			to    **sql.Stmt
+			query string
+		}{{&st.head, headBoundsSQL}, {&st.insert, st.insertSQL}, {&st.raiseBounds, st.raiseSQL}} {
+			s, err := r.db.PrepareContext(ctx, p.query)
+			if err != nil {
+				for _, s := range prepared {
+					s.Close()
+				}
+				return nil, fmt.Errorf("preparing the transcript's statements: %w", err)
+			}
+			*p.to = s
+			prepared = append(prepared, s)
 		}
 	}
 	r.stmts = st
@@ -427,14 +441,46 @@ type txExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-// bind reads the head in tx and returns the insert for tx.
-func (st *statements) bind(ctx context.Context, tx *sql.Tx) (int64, string, txExecer, error) {
+// bind reads the head and the time bounds in tx and returns the insert
+// for tx.
+func (st *statements) bind(ctx context.Context, tx *sql.Tx) (int64, string, timeBounds, txExecer, error) {
 	if st.head == nil {
-		seq, hash, err := head(ctx, tx)
-		return seq, hash, txStatement{tx: tx, query: st.insertSQL}, err
+		seq, hash, b, err := scanHeadBounds(tx.QueryRowContext(ctx, headBoundsSQL))
+		return seq, hash, b, txStatement{tx: tx, query: st.insertSQL}, err
 	}
-	seq, hash, err := scanHead(tx.StmtContext(ctx, st.head).QueryRowContext(ctx))
-	return seq, hash, tx.StmtContext(ctx, st.insert), err
+	seq, hash, b, err := scanHeadBounds(tx.StmtContext(ctx, st.head).QueryRowContext(ctx))
+	return seq, hash, b, tx.StmtContext(ctx, st.insert), err
+}
+
+// raise returns the statement that raises the time bounds, for tx.
+func (st *statements) raise(ctx context.Context, tx *sql.Tx) txExecer {
+	if st.raiseBounds == nil {
+		return txStatement{tx: tx, query: st.raiseSQL}
+	}
+	return tx.StmtContext(ctx, st.raiseBounds)
+}
+
+// scanHeadBounds reads the result of headBoundsSQL.
+func scanHeadBounds(row *sql.Row) (int64, string, timeBounds, error) {
+	var (
+		seq         int64
+		hash        string
+		high, slack sql.NullInt64
+	)
+	err := row.Scan(&seq, &hash, &high, &slack)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, GenesisHash, timeBounds{}, nil
+	}
+	if err != nil {
+		return 0, "", timeBounds{}, fmt.Errorf("reading transcript head: %w", err)
+	}
+	if !high.Valid {
+		// Events and no bounds: written by a replica of an earlier airlock
+		// (or the row was deleted). Nothing bounds their times short of a
+		// scan: queries by time read every event from now on.
+		return seq, hash, timeBounds{high: math.MaxInt64, slack: math.MaxInt64, known: true, dirty: true}, nil
+	}
+	return seq, hash, timeBounds{high: high.Int64, slack: slack.Int64, known: true}, nil
 }
 
 // txStatement runs an unprepared statement in a transaction.

@@ -26,8 +26,9 @@ type Filter struct {
 	Limit     int
 }
 
-// where returns the SQL condition (never empty) and its arguments.
-func (f Filter) where() (string, []any) {
+// where returns the SQL condition (never empty) and its arguments; sr is
+// the seq range f's time window is within (Recorder.seqRange).
+func (f Filter) where(sr seqRange) (string, []any) {
 	conds := []string{"1=1"}
 	var args []any
 	eq := func(col, v string) {
@@ -54,6 +55,14 @@ func (f Filter) where() (string, []any) {
 	if f.AfterSeq > 0 {
 		conds = append(conds, "seq > ?")
 		args = append(args, f.AfterSeq)
+	}
+	if sr.from > 0 {
+		conds = append(conds, "seq >= ?")
+		args = append(args, sr.from)
+	}
+	if sr.to > 0 {
+		conds = append(conds, "seq < ?")
+		args = append(args, sr.to)
 	}
 	return strings.Join(conds, " AND "), args
 }
@@ -87,7 +96,11 @@ func scanEvent(sc interface{ Scan(...any) error }) (Event, error) {
 
 // each calls fn for every event f selects, in ascending seq.
 func (r *Recorder) each(ctx context.Context, f Filter, fn func(Event) error) error {
-	where, args := f.where()
+	sr, err := r.seqRange(ctx, f)
+	if err != nil {
+		return err
+	}
+	where, args := f.where(sr)
 	rows, err := r.read.QueryContext(ctx,
 		r.q(`SELECT `+eventColumns+` FROM transcript_events WHERE `+where+` ORDER BY seq`+f.limit()), args...)
 	if err != nil {
@@ -150,7 +163,11 @@ type CallSummary struct {
 // the selected ones (an Effect filter matches the decision event, but the
 // outcome is still the call's last event). Limit counts calls.
 func (r *Recorder) Calls(ctx context.Context, f Filter) ([]CallSummary, error) {
-	where, args := f.where()
+	sr, err := r.seqRange(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("listing calls: %w", err)
+	}
+	where, args := f.where(sr)
 	// MAX over text picks the non-empty value: an attribute is set on the
 	// events that know it and empty on the others. The subject is the
 	// caller's, from the call's first event: later events of the call can

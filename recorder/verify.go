@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -34,6 +36,10 @@ const (
 	// chain was rewritten up to it and re-hashed), or the latest checkpoint
 	// is not signed with the checkpoint key (forged, or another key).
 	ReasonCheckpoint Reason = "checkpoint"
+	// ReasonTimeBounds: the chain is intact, but the bounds on its times
+	// that queries by time rely on (transcript_meta) are lower than its
+	// events need: such queries could miss events.
+	ReasonTimeBounds Reason = "time-bounds"
 )
 
 // CheckpointProof says how far a checkpoint's proof reaches: every event
@@ -92,7 +98,10 @@ func (r *Recorder) Verify(ctx context.Context) (VerifyReport, error) {
 		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
 	}
 	defer rows.Close()
-	var atCP string // hash of the event at the checkpoint's head, as stored
+	var (
+		atCP  string // hash of the event at the checkpoint's head, as stored
+		times timesSeen
+	)
 	rep, err := verify(func() (Event, bool, error) {
 		if !rows.Next() {
 			return Event{}, false, rows.Err()
@@ -101,15 +110,73 @@ func (r *Recorder) Verify(ctx context.Context) (VerifyReport, error) {
 		if hasCP && err == nil && ev.Seq == cp.HeadSeq {
 			atCP = ev.Hash
 		}
+		if err == nil {
+			times.add(ev.Seq, ev.Time.UnixNano())
+		}
 		return ev, err == nil, err
 	})
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
 	}
-	if !rep.OK || !hasCP {
+	if !rep.OK {
 		return rep, nil
 	}
-	return r.checkCheckpoint(rep, cp, atCP), nil
+	if hasCP {
+		if rep = r.checkCheckpoint(rep, cp, atCP); !rep.OK {
+			return rep, nil
+		}
+	}
+	// Read after the events: bounds only rise, so an append made since
+	// cannot make them look short.
+	return r.checkTimeBounds(ctx, rep, times)
+}
+
+// timesSeen is what Verify learns of the events' times, in seq order.
+type timesSeen struct {
+	n                int64
+	latest           int64 // the latest time
+	latestSeq        int64 // an event with it
+	behind, behindAt int64 // the furthest an event's time is behind one before it, and that event's seq
+}
+
+func (ts *timesSeen) add(seq, t int64) {
+	if ts.n == 0 || t > ts.latest {
+		ts.latest, ts.latestSeq = t, seq
+	}
+	if b := satDiff(ts.latest, t); b > ts.behind {
+		ts.behind, ts.behindAt = b, seq
+	}
+	ts.n++
+}
+
+// checkTimeBounds checks transcript_meta against the events' times: a
+// bound lower than the events need would hide events from queries by time
+// (timebounds.go), so it fails the report.
+func (r *Recorder) checkTimeBounds(ctx context.Context, rep VerifyReport, ts timesSeen) (VerifyReport, error) {
+	if ts.n == 0 {
+		return rep, nil
+	}
+	var high, slack int64
+	err := r.read.QueryRowContext(ctx, boundsSQL).Scan(&high, &slack)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		high, slack = math.MaxInt64, timeStep // what queries take: see Recorder.seqRange
+	case err != nil:
+		return VerifyReport{}, fmt.Errorf("verifying transcript: reading its time bounds: %w", err)
+	}
+	fail := func(seq int64, format string, args ...any) (VerifyReport, error) {
+		rep.OK, rep.BadSeq, rep.Reason, rep.Detail = false, seq, ReasonTimeBounds, fmt.Sprintf(format, args...)
+		return rep, nil
+	}
+	switch {
+	case ts.behind > slack:
+		return fail(ts.behindAt, "event %d's time is %v behind an earlier event's, more than the %v transcript_meta allows: queries by time could miss events (transcript_meta was altered, or written by another program)",
+			ts.behindAt, time.Duration(ts.behind), time.Duration(slack))
+	case ts.latest > high:
+		return fail(ts.latestSeq, "event %d's time is after the latest time transcript_meta allows: events appended later could be missed by queries by time (transcript_meta was altered, or written by another program)",
+			ts.latestSeq)
+	}
+	return rep, nil
 }
 
 // checkCheckpoint checks a chain that verified against checkpoint cp;

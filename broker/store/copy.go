@@ -23,10 +23,10 @@ type copyTable struct {
 }
 
 // copyTables are every table of the store: broker/store's own and the
-// recorder's (transcript_events, transcript_checkpoints), parents first.
-// replicas and calls_in_flight belong to running processes and are not
-// copied; the installation id is, so the credentials minted before the
-// copy stay this installation's.
+// recorder's (transcript_events, transcript_checkpoints, transcript_meta),
+// parents first. replicas and calls_in_flight belong to running processes
+// and are not copied; the installation id is, so the credentials minted
+// before the copy stay this installation's.
 var copyTables = []copyTable{
 	{name: "installation", columns: "singleton, id, created_at", order: "singleton"},
 	{name: "leases", columns: leaseColumns, order: "created_at, id"},
@@ -34,6 +34,7 @@ var copyTables = []copyTable{
 	{name: "approval_decisions", columns: "approval_id, subject, issuer, email, verdict, reason, via, decided_at", order: "decided_at, rowid"},
 	{name: "transcript_events", columns: "seq, time, type, call_id, session_id, subject, issuer, token_id, tool, resource, effect, data, prev_hash, hash", order: "seq"},
 	{name: "transcript_checkpoints", columns: "id, time, head_seq, head_hash, key_id, signature", order: "id", identity: "id"},
+	{name: "transcript_meta", columns: "id, high, slack", order: "id"},
 	// Deliveries still waiting are sent by the target's replicas.
 	{name: "webhook_outbox", columns: deliveryColumns, order: "created_at, id"},
 }

@@ -66,7 +66,13 @@ func seedStore(t *testing.T, u string, n int) {
 	}
 	for i := range n {
 		for _, typ := range []string{recorder.TypeCallReceived, recorder.TypeCallCompleted} {
-			if _, err := rec.Append(ctx, recorder.Event{Type: typ, CallID: fmt.Sprintf("call-%d", i), Subject: "alice", Data: []byte(`{"i":` + strconv.Itoa(i) + `}`)}); err != nil {
+			ev := recorder.Event{Type: typ, CallID: fmt.Sprintf("call-%d", i), Subject: "alice", Data: []byte(`{"i":` + strconv.Itoa(i) + `}`)}
+			if i == 0 && typ == recorder.TypeCallReceived {
+				// A clock an hour ahead: the events after it are further
+				// behind it than transcript_meta's least slack.
+				ev.Time = time.Now().Add(time.Hour)
+			}
+			if _, err := rec.Append(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -91,7 +97,7 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 		t.Fatalf("store copy: exit %d:\n%s", code, out)
 	}
 	for _, want := range []string{"leases                 3 rows", "approval_decisions     2 rows", "transcript_events      100 rows",
-		"transcript_checkpoints 1 rows", "webhook_outbox         1 rows", "transcript chain verified on the target: 100 events, head #100"} {
+		"transcript_checkpoints 1 rows", "transcript_meta        1 rows", "webhook_outbox         1 rows", "transcript chain verified on the target: 100 events, head #100"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("store copy output lacks %q:\n%s", want, out)
 		}
