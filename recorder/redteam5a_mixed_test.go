@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -34,25 +35,7 @@ func TestRedTeam5aMixedVersions(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Run("RowKept", func(t *testing.T) {
 				r, db := newRecorder(t, b)
-				for i := range 90 {
-					old := i%7 == 3
-					var high, slack int64
-					if old {
-						if err := db.QueryRow(boundsSQL).Scan(&high, &slack); err != nil {
-							t.Fatal(err)
-						}
-					}
-					at := t0.Add(time.Duration(i) * time.Second)
-					if old { // the earlier replica's clock is an hour behind
-						at = at.Add(-time.Hour)
-					}
-					mustAppend(t, r, Event{Type: TypeCallReceived, CallID: fmt.Sprintf("c%d", i), Time: at})
-					if old { // and it leaves transcript_meta as it was
-						if _, err := db.Exec(r.q(`UPDATE transcript_meta SET high = ?, slack = ?`), high, slack); err != nil {
-							t.Fatal(err)
-						}
-					}
-				}
+				rt5aMixedAppends(t, r, db, 90)
 				if rep := mustVerify(t, r); rep.OK || rep.Reason != ReasonTimeBounds {
 					t.Errorf("Verify of events the bounds do not cover: %+v, want a time-bounds failure", rep)
 				}
@@ -97,25 +80,7 @@ func TestRedTeam5aMixedVersionsRepairedByRemigration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range 60 {
-				old := i%7 == 3
-				var high, slack int64
-				if old {
-					if err := db.QueryRow(boundsSQL).Scan(&high, &slack); err != nil {
-						t.Fatal(err)
-					}
-				}
-				at := t0.Add(time.Duration(i) * time.Second)
-				if old {
-					at = at.Add(-time.Hour)
-				}
-				mustAppend(t, r, Event{Type: TypeCallReceived, CallID: fmt.Sprintf("c%d", i), Time: at})
-				if old {
-					if _, err := db.Exec(r.q(`UPDATE transcript_meta SET high = ?, slack = ?`), high, slack); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			rt5aMixedAppends(t, r, db, 60)
 			if _, err := db.Exec(`CREATE INDEX IF NOT EXISTS transcript_events_time ON transcript_events (time)`); err != nil {
 				t.Fatal(err)
 			}
@@ -128,5 +93,31 @@ func TestRedTeam5aMixedVersionsRepairedByRemigration(t *testing.T) {
 			}
 			checkTimeQueries(t, r2, rand.New(rand.NewPCG(53, 54)), 300)
 		})
+	}
+}
+
+// rt5aMixedAppends appends n events a second apart, every seventh as the
+// earlier replica would: its clock an hour behind, transcript_meta left
+// as it was.
+func rt5aMixedAppends(t *testing.T, r *Recorder, db *sql.DB, n int) {
+	t.Helper()
+	for i := range n {
+		old := i%7 == 3
+		var high, slack int64
+		if old {
+			if err := db.QueryRow(boundsSQL).Scan(&high, &slack); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := t0.Add(time.Duration(i) * time.Second)
+		if old {
+			at = at.Add(-time.Hour)
+		}
+		mustAppend(t, r, Event{Type: TypeCallReceived, CallID: fmt.Sprintf("c%d", i), Time: at})
+		if old {
+			if _, err := db.Exec(r.q(`UPDATE transcript_meta SET high = ?, slack = ?`), high, slack); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
