@@ -173,7 +173,9 @@ airlock serve every transcripts.checkpoint_interval): the chain must reach it,
 with the same hash, and the checkpoint must be signed with the config's
 checkpoint key. Exit 0 when the chain is intact, saying how far back the
 checkpoint's proof reaches; exit 1 naming the first event that was changed,
-removed or inserted, or the events cut off its end. Events after the latest
+removed or inserted, or the events cut off its end. It also checks the bounds
+on the events' times that queries by time (--since) rely on, and exits 1
+(time-bounds) when they are lower than the events need. Events after the latest
 checkpoint are covered by the chain alone: compare the head it prints with one
 you kept elsewhere (the checkpoint log lines).`,
 		Example: "  airlock transcripts verify --config airlock.yaml",
