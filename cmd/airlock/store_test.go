@@ -187,7 +187,7 @@ func TestStoreMigratePostgres(t *testing.T) {
 		}
 	}
 	tables := pg.Query(t, "migrated", `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)
-	if got := strings.Join(tables, ","); got != "approval_decisions,approvals,calls_in_flight,installation,leases,replicas,schema_version,transcript_checkpoints,transcript_events,webhook_outbox" {
+	if got := strings.Join(tables, ","); got != "approval_decisions,approvals,calls_in_flight,installation,leases,replicas,schema_version,transcript_checkpoints,transcript_events,transcript_meta,webhook_outbox" {
 		t.Errorf("tables = %s", got)
 	}
 }
