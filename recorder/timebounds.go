@@ -119,6 +119,12 @@ func satSub(a, d int64) int64 {
 // times in seq order, records the bounds they need and drops the time
 // index. A store that has no time index has nothing to do.
 func (r *Recorder) dropTimeIndex(ctx context.Context) error {
+	// Looked for first without a transaction: every start (each CLI
+	// command too) opens the recorder, and a write transaction would wait
+	// on the chain's writer for nothing once the index is gone.
+	if exists, err := r.timeIndexExists(ctx, r.db); err != nil || !exists {
+		return err
+	}
 	tx, err := r.db.BeginTx(ctx, r.dialect.TxOptions())
 	if err != nil {
 		return err
@@ -132,16 +138,9 @@ func (r *Recorder) dropTimeIndex(ctx context.Context) error {
 			return err
 		}
 	}
-	var exists bool
-	indexSQL := `SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'transcript_events_time'`
-	if r.dialect == sqldialect.Postgres {
-		indexSQL = `SELECT to_regclass('transcript_events_time') IS NOT NULL`
-	}
-	if err := tx.QueryRowContext(ctx, indexSQL).Scan(&exists); err != nil {
-		return fmt.Errorf("looking for the time index: %w", err)
-	}
-	if !exists {
-		return nil
+	// Again, holding the locks: another process may have migrated since.
+	if exists, err := r.timeIndexExists(ctx, tx); err != nil || !exists {
+		return err
 	}
 	b, err := scanBounds(ctx, tx)
 	if err != nil {
@@ -156,6 +155,20 @@ func (r *Recorder) dropTimeIndex(ctx context.Context) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// timeIndexExists reports whether the transcript still has the index on
+// time an earlier airlock created.
+func (r *Recorder) timeIndexExists(ctx context.Context, q queryer) (bool, error) {
+	indexSQL := `SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'transcript_events_time'`
+	if r.dialect == sqldialect.Postgres {
+		indexSQL = `SELECT to_regclass('transcript_events_time') IS NOT NULL`
+	}
+	var exists bool
+	if err := q.QueryRowContext(ctx, indexSQL).Scan(&exists); err != nil {
+		return false, fmt.Errorf("looking for the time index: %w", err)
+	}
+	return exists, nil
 }
 
 // scanBounds computes the bounds the events need, in one pass.

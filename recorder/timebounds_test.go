@@ -2,7 +2,6 @@ package recorder
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -122,34 +121,27 @@ func mustVerify(t *testing.T, r *Recorder) VerifyReport {
 }
 
 func testTimeQueriesMatchScan(t *testing.T, b backend) {
-	r, db := newRecorder(t, b)
+	r, _ := newRecorder(t, b)
 	rng := rand.New(rand.NewPCG(1, 2))
 	appendAt(t, r, jumpyTimes(rng, 600))
-	if timeIndexExists(t, db) {
-		t.Fatal("a new transcript has an index on time")
-	}
+	mustNoTimeIndex(t, r)
 	checkTimeQueries(t, r, rng, 400)
 	if rep := mustVerify(t, r); !rep.OK {
 		t.Fatalf("Verify: %+v", rep)
 	}
 }
 
-func timeIndexExists(t *testing.T, db *sql.DB) bool {
+// mustNoTimeIndex fails t if the transcript r writes still has the index
+// on time.
+func mustNoTimeIndex(t *testing.T, r *Recorder) {
 	t.Helper()
-	q := `SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'transcript_events_time'`
-	if isPostgres(db) {
-		q = `SELECT to_regclass('transcript_events_time') IS NOT NULL`
-	}
-	var exists bool
-	if err := db.QueryRow(q).Scan(&exists); err != nil {
+	exists, err := r.timeIndexExists(context.Background(), r.db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return exists
-}
-
-func isPostgres(db *sql.DB) bool {
-	var v string
-	return db.QueryRow(`SELECT version()`).Scan(&v) == nil
+	if exists {
+		t.Fatal("the transcript has an index on time")
+	}
 }
 
 // testTimeBoundsLegacy opens a transcript as an earlier airlock left it
@@ -177,9 +169,7 @@ func testTimeBoundsLegacy(t *testing.T, b backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if timeIndexExists(t, db) {
-		t.Fatal("the time index is still there after New")
-	}
+	mustNoTimeIndex(t, r2)
 	if rep := mustVerify(t, r2); !rep.OK {
 		t.Fatalf("Verify after the migration: %+v", rep)
 	}
