@@ -13,12 +13,14 @@ import (
 )
 
 // Group commit. An append joins the recorder's queue and waits. When no
-// append is being written, the one that arrives starts a leader: a
-// goroutine that takes what is queued (up to maxBatch events) and writes it
-// in one transaction, under the chain lock, each event chained to the one
-// before it; then it tells every append of the batch how it went. Appends
-// that arrive while a batch is being written queue for the next, which a
-// new leader writes as soon as the batch is committed. A lone append is
+// append is being written, the one that arrives wakes the leader, or
+// starts one: a goroutine that takes what is queued (up to maxBatch
+// events) and writes it in one transaction, under the chain lock, each
+// event chained to the one before it; then it tells every append of the
+// batch how it went. Appends that arrive while a batch is being written
+// queue for the next, which the leader writes as soon as the batch is
+// committed. A leader with nothing queued waits leaderIdle for the next
+// append before it exits. A lone append is
 // written at once, in its own transaction; under load a batch holds what
 // arrived during one commit, so the store syncs its log once for all of
 // them. An append waits no longer than its timeout and a read-back
@@ -73,8 +75,13 @@ func (r *Recorder) enqueue(evs []Event, hooks []TxHook) ([]Event, error) {
 	if lead {
 		// Batches are written on a goroutine of their own, never a
 		// caller's: what a hook does to the goroutine it runs on (a
-		// runtime.Goexit) takes no caller with it.
-		go r.lead()
+		// runtime.Goexit) takes no caller with it. An idle leader takes
+		// the lead if one is waiting (lead), else a new one starts.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+			go r.lead()
+		}
 	}
 	late := time.NewTimer(time.Until(q.deadline) + r.late)
 	defer late.Stop()
@@ -120,9 +127,35 @@ func (r *Recorder) abandon(q *request, typ string) error {
 	return fmt.Errorf("recording %s: %w (%w)", typ, ErrOutcomeUnknown, errWriterStuck)
 }
 
-// lead writes one batch from the queue, then hands the lead to a new
-// goroutine if more appends are waiting.
+// leaderIdle is how long a leader with nothing queued waits for the next
+// append before it exits. One that stays keeps the stack it grew: a new
+// goroutine starts with a few KiB and grows it through the store driver's
+// deep calls, copying it several times for every batch (a sixth of an
+// append's instructions, counted by callgrind in BenchmarkAppend).
+const leaderIdle = 100 * time.Millisecond
+
+// lead writes batches from the queue while appends are waiting, then waits
+// r.idle (leaderIdle) to be woken for the next (enqueue) before it exits.
 func (r *Recorder) lead() {
+	idle := time.NewTimer(r.idle)
+	defer idle.Stop()
+	for {
+		if more := r.leadOne(); more {
+			continue
+		}
+		idle.Reset(r.idle)
+		select {
+		case <-r.wake:
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// leadOne writes one batch from the queue and reports whether more appends
+// are waiting; then the caller goes on leading. A leader stopped by a
+// hook's runtime.Goexit hands the lead to a new goroutine if they are.
+func (r *Recorder) leadOne() (more bool) {
 	r.mu.Lock()
 	n := min(len(r.queue), r.batch)
 	batch := r.queue[:n:n]
@@ -133,16 +166,16 @@ func (r *Recorder) lead() {
 	}
 	r.mu.Unlock()
 
+	written, exiting := false, false
 	defer func() {
 		r.mu.Lock()
-		more := len(r.queue) > 0
+		more = len(r.queue) > 0
 		r.leading, r.stuck = more, false
 		r.mu.Unlock()
-		if more {
+		if more && exiting {
 			go r.lead()
 		}
 	}()
-	written := false
 	defer func() {
 		// Whatever stops writeBatch before it has finished every request
 		// (a panic tryBatch did not take, a runtime.Goexit) fails the
@@ -155,6 +188,8 @@ func (r *Recorder) lead() {
 		why := "it stopped"
 		if p != nil {
 			why = fmt.Sprintf("panic: %v", p)
+		} else {
+			exiting = true // runtime.Goexit: this goroutine leads no more
 		}
 		for _, q := range batch {
 			if !q.finished {
@@ -164,6 +199,7 @@ func (r *Recorder) lead() {
 	}()
 	r.writeBatch(batch)
 	written = true
+	return // the first deferred function sets more
 }
 
 // writeBatch commits the batch's events in one transaction and finishes

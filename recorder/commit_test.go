@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +202,47 @@ func TestAppendHookPanics(t *testing.T) {
 	ev, err := r.Append(ctx, Event{Type: TypeCallReceived, CallID: "c2"})
 	if err != nil || ev.Seq != 1 {
 		t.Fatalf("Append after the panic = seq %d, %v; want seq 1 (the panicking append rolled back)", ev.Seq, err)
+	}
+}
+
+// TestLeaderStays: appends one after another are written by one leader
+// goroutine, which keeps the stack it grew (leaderIdle), and that leader
+// exits once no append has come for its idle time. A leader stopped by a
+// hook's runtime.Goexit is replaced for the appends queued behind it
+// (TestRedTeam4jGoexitEndsLeadingCaller and its neighbours).
+func TestLeaderStays(t *testing.T) {
+	for deadline := time.Now().Add(10 * leaderIdle); rt4kLeaders() > 0 && time.Now().Before(deadline); {
+		time.Sleep(leaderIdle / 10) // an earlier test's leader, waiting to exit
+	}
+	r, _ := newRecorder(t, sqliteBackend)
+	r.idle = 2 * time.Second // longer than any stall between two appends here
+	leaders := map[string]bool{}
+	onLeader := func(context.Context, *sql.Tx) error {
+		buf := make([]byte, 64)
+		buf = buf[:runtime.Stack(buf, false)]
+		id, _, _ := strings.Cut(string(buf), " [") // "goroutine N"
+		leaders[id] = true                         // hooks run one at a time
+		return nil
+	}
+	for i := range 20 {
+		if _, err := r.AppendWith(context.Background(), Event{Type: TypeCallReceived, CallID: fmt.Sprint(i)}, onLeader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(leaders) != 1 {
+		t.Errorf("20 appends one after another were led by %d goroutines, want 1: %v", len(leaders), leaders)
+	}
+	if n := rt4kLeaders(); n != 1 {
+		t.Errorf("%d leader goroutines right after the appends, want the 1 waiting for more", n)
+	}
+	deadline := time.Now().Add(5 * r.idle)
+	for rt4kLeaders() > 0 && time.Now().Before(deadline) {
+		time.Sleep(r.idle / 10)
+	}
+	if n := rt4kLeaders(); n > 0 {
+		t.Errorf("%d leader goroutines left %v after the last append, want none", n, 5*r.idle)
+	}
+	if _, err := r.Append(context.Background(), Event{Type: TypeCallReceived, CallID: "after"}); err != nil {
+		t.Errorf("an append after the leader exited: %v", err)
 	}
 }

@@ -110,9 +110,11 @@ type Recorder struct {
 	// chain lock serialises processes.
 	mu      sync.Mutex
 	queue   []*request
-	leading bool
+	leading bool          // a leader is writing, or has been woken to (wake)
+	wake    chan struct{} // unbuffered: an idle leader waits on it (lead)
 	stuck   bool          // a writer outlived a request's deadline (abandon); cleared when it returns
 	late    time.Duration // how long past its deadline an append waits for a writer: stuckAfter
+	idle    time.Duration // how long a leader with nothing queued waits for more: leaderIdle
 	batch   int           // the most events one transaction writes: maxBatch (1 in benchmarks of the old way)
 	commits atomic.Int64  // transactions that appended events (Stats)
 	events  atomic.Int64  // events they appended (Stats)
@@ -172,7 +174,7 @@ func New(db *sql.DB, opts ...Option) (*Recorder, error) {
 	if db == nil {
 		return nil, errors.New("recorder: nil database")
 	}
-	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout, batch: maxBatch, late: stuckAfter}
+	r := &Recorder{db: db, read: db, dialect: sqldialect.Of(db), now: time.Now, timeout: DefaultAppendTimeout, batch: maxBatch, late: stuckAfter, idle: leaderIdle, wake: make(chan struct{})}
 	for _, o := range opts {
 		o(r)
 	}
