@@ -74,7 +74,7 @@ func testAppendAssignsChain(t *testing.T, b backend) {
 		t.Errorf("second.Time = %v, want caller's time %v in UTC", second.Time, t0)
 	}
 	for _, ev := range []Event{first, second} {
-		if h, _ := computeHash(ev); h != ev.Hash || len(h) != 64 {
+		if h := computeHash(ev); h != ev.Hash || len(h) != 64 {
 			t.Errorf("event %d hash %q does not recompute (%q)", ev.Seq, ev.Hash, h)
 		}
 	}
