@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -52,6 +53,7 @@ type Store struct {
 	dialect sqldialect.Dialect
 
 	stmts map[string]*sql.Stmt // SQLite: txStatements prepared on the writer; read-only once open
+	wal   *walCheckpointer     // SQLite file: checkpoints the log in the background
 }
 
 // Open opens the store named by rawURL and brings its schema up to date.
@@ -75,7 +77,8 @@ type Store struct {
 // synchronous=NORMAL (or FULL: sqlite://PATH?synchronous=full, see
 // ParseSQLite), foreign keys and a busy timeout. Writes go through
 // one connection (see DB), so writers queue in Go rather than spinning on
-// SQLITE_BUSY; reads use a separate read-only pool (see ReadDB).
+// SQLITE_BUSY; reads use a separate read-only pool (see ReadDB). A file
+// store's log is checkpointed in the background (walcheckpoint.go).
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
@@ -189,7 +192,12 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 	}
 	params.Set("_journal_mode", "WAL")
 	params.Set("_synchronous", synchronous)
+	ckptParams := maps.Clone(params)
+	delete(ckptParams, "_txlock")
 
+	// The log is checkpointed in the background (walcheckpoint.go), not
+	// by the commit that fills it.
+	params.Set("_pragma", "wal_autocheckpoint(0)")
 	db, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
@@ -202,6 +210,7 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 
 	params.Set("_query_only", "on")
 	params.Del("_txlock")
+	params.Del("_pragma")
 	read, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		db.Close()
@@ -212,6 +221,10 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 
 	s := &Store{db: db, read: read}
 	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.wal, err = startWALCheckpointer(path, ckptParams, db, walCheckpointEvery); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -303,6 +316,9 @@ func (s *Store) prepare(ctx context.Context) error {
 // Close closes both pools.
 func (s *Store) Close() error {
 	var errs []error
+	if s.wal != nil {
+		errs = append(errs, s.wal.close())
+	}
 	for _, st := range s.stmts {
 		errs = append(errs, st.Close())
 	}
