@@ -196,8 +196,8 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 	delete(ckptParams, "_txlock")
 
 	// The log is checkpointed in the background (walcheckpoint.go), not
-	// by the commit that fills it.
-	params.Set("_pragma", "wal_autocheckpoint(0)")
+	// by the commit that fills it, unless it outruns the checkpointer.
+	params.Set("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walWriterPages))
 	db, err := sql.Open("sqlite", path+"?"+params.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
