@@ -21,6 +21,28 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
+// writeScratch inserts rows blobs of rowBytes into the scratch table on
+// the store's writer, ten to a transaction, calling after each commit.
+func writeScratch(t *testing.T, s *Store, rows, rowBytes int, after func()) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < rows; i += 10 {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO scratch (b) VALUES (randomblob(?))`, rowBytes); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		after()
+	}
+}
+
 // TestWALCheckpointedInBackground: a file store's commits do not
 // checkpoint the log (the database file stays as it was while the log
 // grows past SQLite's 1,000-page automatic checkpoint), and the store's
@@ -43,20 +65,7 @@ func TestWALCheckpointedInBackground(t *testing.T) {
 	}
 	before := fileSize(t, path)
 	const rows, rowBytes = 1500, 4000 // ~1,500 pages: past the automatic checkpoint's 1,000
-	for i := 0; i < rows; i += 10 {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 10 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO scratch (b) VALUES (randomblob(?))`, rowBytes); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeScratch(t, s, rows, rowBytes, func() {})
 	if got := fileSize(t, path); got != before {
 		t.Errorf("the database file went from %d to %d bytes with no checkpointer running: a commit checkpointed the log", before, got)
 	}
@@ -103,21 +112,7 @@ func TestWALBoundedWithoutTheCheckpointer(t *testing.T) {
 	}
 	const rows, rowBytes = 6000, 4000 // ~6,000 pages: past walWriterPages
 	var wal int64
-	for i := 0; i < rows; i += 10 {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 10 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO scratch (b) VALUES (randomblob(?))`, rowBytes); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		wal = max(wal, fileSize(t, path+"-wal"))
-	}
+	writeScratch(t, s, rows, rowBytes, func() { wal = max(wal, fileSize(t, path+"-wal")) })
 	// A log frame is a page and a 24-byte header; the commit that crosses
 	// the threshold adds its own ten rows.
 	if limit := int64(walWriterPages+20) * (4096 + 24); wal > limit {
