@@ -13,7 +13,7 @@ import (
 // checkpoint runs inside the commit that takes the log past 1,000 pages:
 // it syncs the log, copies its pages into the database file and syncs
 // that, all before the commit returns, so every hundred or so transcript
-// commits one call waited for two fsyncs and a copy (about a sixth of a
+// commits one call waited for two fsyncs and a copy (about a seventh of a
 // query_db call through the broker, averaged over calls:
 // docs/benchmarks.md).
 //
