@@ -147,7 +147,7 @@ func TestRedTeam6LeaderChurn(t *testing.T) {
 		t.Errorf("%d appends failed with no hook failing", len(failed))
 	}
 	rt6CheckStored(t, r, ok, failed)
-	rt6NoLeaders(t, time.Second)
+	rt6NoLeaders(t, r, time.Second)
 }
 
 // TestRedTeam6LeaderChurnGoexitPanic: the same with one hook in five
@@ -169,17 +169,18 @@ func TestRedTeam6LeaderChurnGoexitPanic(t *testing.T) {
 		}
 	}
 	rt6CheckStored(t, r, ok, failed)
-	rt6NoLeaders(t, time.Second)
+	rt6NoLeaders(t, r, time.Second)
 }
 
-// rt6NoLeaders waits up to wait for every leader goroutine to exit.
-func rt6NoLeaders(t *testing.T, wait time.Duration) {
+// rt6NoLeaders waits up to wait for every goroutine leading r's commits
+// to exit.
+func rt6NoLeaders(t *testing.T, r *Recorder, wait time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
-	for rt4kLeaders() > 0 && time.Now().Before(deadline) {
+	for leadersOf(r) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := rt4kLeaders(); n > 0 {
+	if n := leadersOf(r); n > 0 {
 		t.Errorf("%d leader goroutines still running %v after the last append", n, wait)
 	}
 }
@@ -187,8 +188,8 @@ func rt6NoLeaders(t *testing.T, wait time.Duration) {
 // TestRedTeam6LeadersOfDroppedRecorders: 200 recorders, each appended to
 // and dropped, leave no leader goroutine behind once leaderIdle has passed.
 func TestRedTeam6LeadersOfDroppedRecorders(t *testing.T) {
-	rt6NoLeaders(t, 10*leaderIdle)
 	db := sqliteBackend.openDB(t)
+	var dropped []*Recorder
 	for i := range 200 {
 		r, err := New(db)
 		if err != nil {
@@ -197,11 +198,18 @@ func TestRedTeam6LeadersOfDroppedRecorders(t *testing.T) {
 		if _, err := r.Append(context.Background(), Event{Type: TypeCallReceived, CallID: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
+		dropped = append(dropped, r)
 	}
-	if n := rt4kLeaders(); n == 0 {
+	waiting := 0
+	for _, r := range dropped {
+		waiting += leadersOf(r)
+	}
+	if waiting == 0 {
 		t.Log("no leader waiting right after the appends (they exited already)")
 	}
-	rt6NoLeaders(t, 10*leaderIdle)
+	for _, r := range dropped {
+		rt6NoLeaders(t, r, 10*leaderIdle)
+	}
 }
 
 // TestRedTeam6LeaderChurnPostgres: TestRedTeam6LeaderChurn on a real
@@ -215,5 +223,5 @@ func TestRedTeam6LeaderChurnPostgres(t *testing.T) {
 		t.Fatal("no append succeeded")
 	}
 	rt6CheckStored(t, r, ok, failed)
-	rt6NoLeaders(t, time.Second)
+	rt6NoLeaders(t, r, time.Second)
 }
