@@ -18,15 +18,11 @@ import (
 	"github.com/airlock-mcp/airlock/recorder"
 )
 
-// TestRedTeam6CrashChild is the child of TestRedTeam6CrashMidCheckpoint:
-// it appends to the store named by RT6_CRASH_DB from four goroutines until
+// rt6CrashChild is TestRedTeam6CrashMidCheckpoint run as its child: it
+// appends to the store named by RT6_CRASH_DB from four goroutines until
 // it is killed, and writes "ok CALLID SEQ" to stdout for every append
 // that returned success (a pipe: what is written survives the kill).
-func TestRedTeam6CrashChild(t *testing.T) {
-	path := os.Getenv("RT6_CRASH_DB")
-	if path == "" {
-		t.Skip("the child of TestRedTeam6CrashMidCheckpoint")
-	}
+func rt6CrashChild(path string) {
 	ctx := context.Background()
 	s, err := Open(ctx, "sqlite://"+path)
 	if err != nil {
@@ -34,7 +30,7 @@ func TestRedTeam6CrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	if every, _ := time.ParseDuration(os.Getenv("RT6_CKPT_EVERY")); every > 0 {
-		// Checkpoint far more often than 250 ms, so kills land in one.
+		// Checkpoint far more often than walCheckpointEvery, so kills land in one.
 		p := s.wal
 		if err := p.close(); err != nil {
 			os.Exit(2)
@@ -98,15 +94,16 @@ func TestRedTeam6CrashChild(t *testing.T) {
 // told succeeded is there at the seq it was told, and no seq is used
 // twice.
 func TestRedTeam6CrashMidCheckpoint(t *testing.T) {
-	if testing.Short() {
-		t.Skip("SIGKILLs child processes")
+	if path := os.Getenv("RT6_CRASH_DB"); path != "" {
+		rt6CrashChild(path)
+		return
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "airlock.db")
 	rng := rand.New(rand.NewPCG(6, 6))
 	told := map[string]int64{}
 	for gen := range 12 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRedTeam6CrashChild$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRedTeam6CrashMidCheckpoint$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "RT6_CRASH_DB="+path, "RT6_GEN="+strconv.Itoa(gen))
 		if gen%2 == 1 {
 			cmd.Env = append(cmd.Env, "RT6_CKPT_EVERY=2ms")
