@@ -194,6 +194,21 @@ func scanBounds(ctx context.Context, q interface {
 	return b, nil
 }
 
+// readBounds returns transcript_meta's bounds. With no row (no event was
+// appended with the bounds kept: only a replica of an earlier airlock
+// wrote to it) they are what queries assume: no latest time, and the
+// least slack any append keeps.
+func (r *Recorder) readBounds(ctx context.Context) (high, slack int64, err error) {
+	err = r.read.QueryRowContext(ctx, boundsSQL).Scan(&high, &slack)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return math.MaxInt64, timeStep, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("reading the transcript's time bounds: %w", err)
+	}
+	return high, slack, nil
+}
+
 // seqRange is the seq range a Filter's time window is within: seq >= from
 // (none when 0) and seq < to (none when 0).
 type seqRange struct{ from, to int64 }
@@ -203,11 +218,7 @@ func (r *Recorder) seqRange(ctx context.Context, f Filter) (seqRange, error) {
 	if f.Since.IsZero() && f.Until.IsZero() {
 		return seqRange{}, nil
 	}
-	var (
-		slack       int64
-		high        sql.NullInt64
-		first, last sql.NullInt64
-	)
+	var first, last sql.NullInt64
 	if err := r.read.QueryRowContext(ctx, `SELECT MIN(seq), MAX(seq) FROM transcript_events`).Scan(&first, &last); err != nil {
 		return seqRange{}, fmt.Errorf("reading the transcript's seq range: %w", err)
 	}
@@ -218,15 +229,9 @@ func (r *Recorder) seqRange(ctx context.Context, f Filter) (seqRange, error) {
 	// cover every event up to last, however many were committed between
 	// the two reads (read before, they would not cover those, and a
 	// search landing on one far behind could skip events that match).
-	err := r.read.QueryRowContext(ctx, boundsSQL).Scan(&high, &slack)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		// No event was appended with the bounds kept (one only a replica
-		// of an earlier airlock wrote to): the least slack any append
-		// keeps.
-		slack = timeStep
-	case err != nil:
-		return seqRange{}, fmt.Errorf("reading the transcript's time bounds: %w", err)
+	_, slack, err := r.readBounds(ctx)
+	if err != nil {
+		return seqRange{}, err
 	}
 	if slack == math.MaxInt64 {
 		// Times more than the int64 range apart (satDiff): no window.

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"time"
 )
 
@@ -156,13 +154,9 @@ func (r *Recorder) checkTimeBounds(ctx context.Context, rep VerifyReport, ts tim
 	if ts.n == 0 {
 		return rep, nil
 	}
-	var high, slack int64
-	err := r.read.QueryRowContext(ctx, boundsSQL).Scan(&high, &slack)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		high, slack = math.MaxInt64, timeStep // what queries take: see Recorder.seqRange
-	case err != nil:
-		return VerifyReport{}, fmt.Errorf("verifying transcript: reading its time bounds: %w", err)
+	high, slack, err := r.readBounds(ctx)
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("verifying transcript: %w", err)
 	}
 	fail := func(seq int64, format string, args ...any) (VerifyReport, error) {
 		rep.OK, rep.BadSeq, rep.Reason, rep.Detail = false, seq, ReasonTimeBounds, fmt.Sprintf(format, args...)

@@ -27,16 +27,23 @@ func rt5bCount(t *testing.T, s *store.Store) (approvals, deliveries int) {
 	return
 }
 
+// rt5bReceiver starts a webhook receiver that counts deliveries, and
+// returns it with the webhook that sends to it.
+func rt5bReceiver(t *testing.T) (*deliveryCounter, WebhookConfig) {
+	t.Helper()
+	rc := &deliveryCounter{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	return rc, WebhookConfig{URL: srv.URL + "/hook", Secret: testSecret}
+}
+
 // Concurrent identical Requests on two replicas: exactly one created, one
 // id for all, one outbox row, the receiver told once.
 func TestRedTeam5bConcurrentRequests(t *testing.T) {
 	for _, b := range outboxBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			u := b.url(t)
-			rc := &deliveryCounter{}
-			srv := httptest.NewServer(rc)
-			t.Cleanup(srv.Close)
-			hook := WebhookConfig{URL: srv.URL + "/hook", Secret: testSecret}
+			rc, hook := rt5bReceiver(t)
 			s1, s2 := openURL(t, u), openURL(t, u)
 			ms := []*Manager{
 				outboxManager(t, s1, &events{}, "a", func(c *Config) { c.Webhooks = []WebhookConfig{hook} }),
@@ -96,10 +103,7 @@ func TestRedTeam5bCancelled(t *testing.T) {
 	for _, b := range outboxBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			u := b.url(t)
-			rc := &deliveryCounter{}
-			srv := httptest.NewServer(rc)
-			t.Cleanup(srv.Close)
-			hook := WebhookConfig{URL: srv.URL + "/hook", Secret: testSecret}
+			rc, hook := rt5bReceiver(t)
 			s := openURL(t, u)
 			m := outboxManager(t, s, &events{}, "a", func(c *Config) { c.Webhooks = []WebhookConfig{hook} })
 

@@ -35,7 +35,7 @@ func rt6CrashChild(path string) {
 		if err := p.close(); err != nil {
 			os.Exit(2)
 		}
-		if s.wal, err = startWALCheckpointer(p.path, p.params, s.db, every); err != nil {
+		if s.wal, err = startWALCheckpointer(p.dsn, s.db, every); err != nil {
 			os.Exit(2)
 		}
 	}

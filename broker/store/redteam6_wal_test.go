@@ -283,7 +283,7 @@ func TestRedTeam6CloseDuringCheckpoint(t *testing.T) {
 		if err := p.close(); err != nil {
 			t.Fatal(err)
 		}
-		if s.wal, err = startWALCheckpointer(p.path, p.params, s.db, time.Millisecond); err != nil {
+		if s.wal, err = startWALCheckpointer(p.dsn, s.db, time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS scratch (b BLOB NOT NULL)`); err != nil {

@@ -192,8 +192,8 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 	}
 	params.Set("_journal_mode", "WAL")
 	params.Set("_synchronous", synchronous)
-	ckptParams := maps.Clone(params)
-	delete(ckptParams, "_txlock")
+	ckpt := maps.Clone(params) // the writer's but for its transactions' lock and pragma
+	delete(ckpt, "_txlock")
 
 	// The log is checkpointed in the background (walcheckpoint.go), not
 	// by the commit that fills it, unless it outruns the checkpointer.
@@ -224,7 +224,7 @@ func openSQLite(ctx context.Context, rest string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if s.wal, err = startWALCheckpointer(path, ckptParams, db, walCheckpointEvery); err != nil {
+	if s.wal, err = startWALCheckpointer(path+"?"+ckpt.Encode(), db, walCheckpointEvery); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"time"
 )
 
@@ -54,28 +53,26 @@ const walRestartPages = 1000
 const walWriterPages = 4000
 
 type walCheckpointer struct {
-	path   string
-	params url.Values
-	conn   *sql.DB // one connection to path with params, not query_only
+	dsn    string  // the store's, with the writer's synchronous: it decides whether a checkpoint syncs
+	conn   *sql.DB // one connection to dsn, not query_only
 	writer *sql.DB // the store's writer: a checkpoint on it lets the log start again
 	every  time.Duration
 	stop   context.CancelFunc
 	done   chan struct{}
 }
 
-// startWALCheckpointer opens the checkpointer's connection to path with
-// params (the writer's, synchronous included: it decides whether a
-// checkpoint syncs) and starts it.
-func startWALCheckpointer(path string, params url.Values, writer *sql.DB, every time.Duration) (*walCheckpointer, error) {
-	conn, err := sql.Open("sqlite", path+"?"+params.Encode())
+// startWALCheckpointer opens the checkpointer's connection to dsn and
+// starts it.
+func startWALCheckpointer(dsn string, writer *sql.DB, every time.Duration) (*walCheckpointer, error) {
+	conn, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("opening sqlite %s for checkpoints: %w", path, err)
+		return nil, fmt.Errorf("opening sqlite for checkpoints: %w", err)
 	}
 	conn.SetMaxOpenConns(1)
 	conn.SetConnMaxIdleTime(0)
 	conn.SetConnMaxLifetime(0)
 	ctx, stop := context.WithCancel(context.Background())
-	c := &walCheckpointer{path: path, params: params, conn: conn, writer: writer, every: every, stop: stop, done: make(chan struct{})}
+	c := &walCheckpointer{dsn: dsn, conn: conn, writer: writer, every: every, stop: stop, done: make(chan struct{})}
 	go c.run(ctx)
 	return c, nil
 }

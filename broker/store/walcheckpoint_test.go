@@ -73,7 +73,7 @@ func TestWALCheckpointedInBackground(t *testing.T) {
 		t.Errorf("the log holds %d bytes after %d bytes of commits, want them all (no checkpoint reset it)", wal, rows*rowBytes)
 	}
 
-	if s.wal, err = startWALCheckpointer(stopped.path, stopped.params, s.db, 10*time.Millisecond); err != nil {
+	if s.wal, err = startWALCheckpointer(stopped.dsn, s.db, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
